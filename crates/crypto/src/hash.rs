@@ -1,0 +1,62 @@
+use hmac::{Hmac, KeyInit, Mac};
+use sm3::Digest as _;
+
+use crate::{SecretKey, Suite};
+
+/// Length of every digest: SM3 and BLAKE3 both give 32 bytes.
+pub const DIGEST_LEN: usize = 32;
+
+/// A 32-byte digest.
+pub type Digest = [u8; DIGEST_LEN];
+
+/// Incremental unkeyed hash (SM3 or BLAKE3).
+#[derive(Clone)]
+pub struct Hasher(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Sm3(sm3::Sm3),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Hasher {
+    /// A new hasher for the suite's unkeyed hash.
+    pub fn new(suite: Suite) -> Self {
+        match suite {
+            Suite::Gm => Hasher(Inner::Sm3(sm3::Sm3::new())),
+            Suite::Intl => Hasher(Inner::Blake3(Box::new(blake3::Hasher::new()))),
+        }
+    }
+
+    /// Feeds more data.
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.0 {
+            Inner::Sm3(h) => h.update(data),
+            Inner::Blake3(h) => {
+                h.update(data);
+            }
+        }
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finalize(self) -> Digest {
+        match self.0 {
+            Inner::Sm3(h) => h.finalize().into(),
+            Inner::Blake3(h) => *h.finalize().as_bytes(),
+        }
+    }
+}
+
+pub(crate) fn keyed_hash(suite: Suite, key: &SecretKey, data: &[u8]) -> Digest {
+    match suite {
+        Suite::Gm => {
+            // HMAC accepts keys of any length: new_from_slice cannot fail here.
+            let Ok(mut mac) = <Hmac<sm3::Sm3> as KeyInit>::new_from_slice(key.as_bytes()) else {
+                unreachable!("HMAC-SM3 accepts a 32-byte key");
+            };
+            mac.update(data);
+            mac.finalize().into_bytes().into()
+        }
+        Suite::Intl => *blake3::keyed_hash(key.as_bytes(), data).as_bytes(),
+    }
+}

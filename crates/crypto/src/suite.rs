@@ -1,0 +1,98 @@
+use std::fmt;
+use std::str::FromStr;
+
+use hkdf::Hkdf;
+
+use crate::{Aead, Digest, Hasher, SecretKey, hash};
+
+/// A cryptographic suite: the algorithms one repository uses for everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Suite {
+    /// Chinese commercial cryptography: SM4-GCM, SM3, HMAC-SM3, HKDF-SM3, PBKDF2-HMAC-SM3.
+    #[default]
+    Gm,
+    /// International suite: AES-256-GCM, BLAKE3, Argon2id.
+    Intl,
+}
+
+impl Suite {
+    /// The stable name used in repository objects and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Gm => "gm",
+            Suite::Intl => "intl",
+        }
+    }
+
+    /// The unkeyed hash of the suite (SM3 or BLAKE3) over `data`.
+    pub fn hash(self, data: &[u8]) -> Digest {
+        let mut h = self.hasher();
+        h.update(data);
+        h.finalize()
+    }
+
+    /// An incremental unkeyed hasher, for data that arrives in pieces.
+    pub fn hasher(self) -> Hasher {
+        Hasher::new(self)
+    }
+
+    /// The keyed hash of the suite: HMAC-SM3 or keyed BLAKE3.
+    pub fn keyed_hash(self, key: &SecretKey, data: &[u8]) -> Digest {
+        hash::keyed_hash(self, key, data)
+    }
+
+    /// Derives a subkey from `key` for the purpose named by `label`, optionally bound to `salt`.
+    ///
+    /// * `gm`: HKDF-SM3 (RFC 5869 with SM3) with `salt` as the HKDF salt (empty: none), `key`
+    ///   as input keying material and `label` as info, 32 bytes of output.
+    /// * `intl`: BLAKE3 `derive_key` with context string `label` and key material
+    ///   `key || salt`.
+    ///
+    /// Different labels give independent keys; labels are fixed strings listed in FORMAT.md.
+    pub fn derive_key(self, key: &SecretKey, label: &str, salt: &[u8]) -> SecretKey {
+        let mut out = [0u8; crate::KEY_LEN];
+        match self {
+            Suite::Gm => {
+                let salt = if salt.is_empty() { None } else { Some(salt) };
+                let hk = Hkdf::<sm3::Sm3>::new(salt, key.as_bytes());
+                // 32 bytes is far below HKDF's limit of 255 * 32 bytes: this cannot fail.
+                if hk.expand(label.as_bytes(), &mut out).is_err() {
+                    unreachable!("HKDF-SM3 output length 32 is always valid");
+                }
+            }
+            Suite::Intl => {
+                let mut h = blake3::Hasher::new_derive_key(label);
+                h.update(key.as_bytes());
+                h.update(salt);
+                out = *h.finalize().as_bytes();
+            }
+        }
+        let k = SecretKey::from_bytes(out);
+        zeroize::Zeroize::zeroize(&mut out);
+        k
+    }
+
+    /// A prepared AEAD cipher of the suite under `key`.
+    pub fn aead(self, key: &SecretKey) -> Aead {
+        Aead::new(self, key)
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Suite {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gm" => Ok(Suite::Gm),
+            "intl" => Ok(Suite::Intl),
+            other => Err(format!(
+                "unknown crypto suite {other:?} (expected gm or intl)"
+            )),
+        }
+    }
+}
