@@ -74,10 +74,9 @@ impl Aead {
         buf: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
         if buf.len() < TAG_LEN {
-            return Err(CryptoError::CiphertextTooShort {
-                len: buf.len(),
-                min: TAG_LEN,
-            });
+            let len = buf.len();
+            buf.clear();
+            return Err(CryptoError::CiphertextTooShort { len, min: TAG_LEN });
         }
         let ct_len = buf.len() - TAG_LEN;
         let mut tag = [0u8; TAG_LEN];

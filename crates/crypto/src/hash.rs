@@ -57,6 +57,13 @@ pub(crate) fn keyed_hash(suite: Suite, key: &SecretKey, data: &[u8]) -> Digest {
             mac.update(data);
             mac.finalize().into_bytes().into()
         }
-        Suite::Intl => *blake3::keyed_hash(key.as_bytes(), data).as_bytes(),
+        Suite::Intl => {
+            // Same as `blake3::keyed_hash`, but the hasher (which holds the key) is wiped.
+            let mut h = blake3::Hasher::new_keyed(key.as_bytes());
+            h.update(data);
+            let out = *h.finalize().as_bytes();
+            zeroize::Zeroize::zeroize(&mut h);
+            out
+        }
     }
 }

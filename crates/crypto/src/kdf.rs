@@ -163,3 +163,149 @@ impl PasswordKdf {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn invalid(kdf: PasswordKdf) -> bool {
+        matches!(kdf.validate(), Err(CryptoError::InvalidKdfParams(_)))
+    }
+
+    #[test]
+    fn names_are_stable() {
+        assert_eq!(
+            PasswordKdf::Pbkdf2HmacSm3 { iterations: 1 }.name(),
+            "pbkdf2-hmac-sm3"
+        );
+        assert_eq!(
+            PasswordKdf::insecure_for_tests(Suite::Intl).name(),
+            "argon2id"
+        );
+    }
+
+    #[test]
+    fn pbkdf2_bounds() {
+        assert!(invalid(PasswordKdf::Pbkdf2HmacSm3 { iterations: 0 }));
+        assert!(invalid(PasswordKdf::Pbkdf2HmacSm3 {
+            iterations: MAX_PBKDF2_ITERATIONS + 1
+        }));
+        assert!(invalid(PasswordKdf::Pbkdf2HmacSm3 {
+            iterations: u32::MAX
+        }));
+        PasswordKdf::Pbkdf2HmacSm3 { iterations: 1 }
+            .validate()
+            .unwrap();
+        PasswordKdf::Pbkdf2HmacSm3 {
+            iterations: MAX_PBKDF2_ITERATIONS,
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn argon2id_bounds() {
+        let ok = |memory_kib, iterations, parallelism| PasswordKdf::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism,
+        };
+        for hostile in [
+            ok(MAX_ARGON2_MEMORY_KIB + 1, 1, 1),
+            ok(u32::MAX, 1, 1),
+            ok(0, 1, 1),
+            // Argon2 needs at least 8 KiB per lane.
+            ok(8 * 4 - 1, 1, 4),
+            ok(64, 0, 1),
+            ok(64, MAX_ARGON2_ITERATIONS + 1, 1),
+            ok(64, u32::MAX, 1),
+            ok(1024, 1, 0),
+            ok(1024, 1, MAX_ARGON2_PARALLELISM + 1),
+            ok(u32::MAX, u32::MAX, u32::MAX),
+        ] {
+            assert!(invalid(hostile), "{hostile:?} accepted");
+        }
+        ok(8, 1, 1).validate().unwrap();
+        ok(
+            MAX_ARGON2_MEMORY_KIB,
+            MAX_ARGON2_ITERATIONS,
+            MAX_ARGON2_PARALLELISM,
+        )
+        .validate()
+        .unwrap();
+        PasswordKdf::insecure_for_tests(Suite::Intl)
+            .validate()
+            .unwrap();
+        PasswordKdf::insecure_for_tests(Suite::Gm)
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn derive_refuses_hostile_parameters_before_working() {
+        // These would run for hours or allocate terabytes if they were not refused first.
+        for hostile in [
+            PasswordKdf::Pbkdf2HmacSm3 {
+                iterations: u32::MAX,
+            },
+            PasswordKdf::Argon2id {
+                memory_kib: u32::MAX,
+                iterations: u32::MAX,
+                parallelism: 1,
+            },
+        ] {
+            assert!(matches!(
+                hostile.derive(b"pw", &[0; KDF_SALT_LEN]),
+                Err(CryptoError::InvalidKdfParams(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn argon2id_short_salt_is_an_error_not_a_panic() {
+        let kdf = PasswordKdf::insecure_for_tests(Suite::Intl);
+        assert!(matches!(
+            kdf.derive(b"pw", b"short"),
+            Err(CryptoError::InvalidKdfParams(_))
+        ));
+        kdf.derive(b"pw", &[0; KDF_SALT_LEN]).unwrap();
+    }
+
+    #[test]
+    fn derive_is_deterministic_and_salted() {
+        for suite in [Suite::Gm, Suite::Intl] {
+            let kdf = PasswordKdf::insecure_for_tests(suite);
+            let a = kdf.derive(b"pw", &[1; KDF_SALT_LEN]).unwrap();
+            assert_eq!(a, kdf.derive(b"pw", &[1; KDF_SALT_LEN]).unwrap());
+            assert_ne!(a, kdf.derive(b"pw", &[2; KDF_SALT_LEN]).unwrap());
+            assert_ne!(a, kdf.derive(b"pW", &[1; KDF_SALT_LEN]).unwrap());
+        }
+    }
+
+    #[test]
+    fn calibrate_never_goes_below_the_floor() {
+        for target in [Duration::ZERO, Duration::from_millis(1)] {
+            match PasswordKdf::calibrate(Suite::Gm, target).unwrap() {
+                kdf @ PasswordKdf::Pbkdf2HmacSm3 { iterations } => {
+                    assert!(iterations >= 100_000, "{kdf:?}");
+                    kdf.validate().unwrap();
+                }
+                other => panic!("gm calibrated to {other:?}"),
+            }
+            match PasswordKdf::calibrate(Suite::Intl, target).unwrap() {
+                kdf @ PasswordKdf::Argon2id {
+                    memory_kib,
+                    iterations,
+                    parallelism,
+                } => {
+                    assert!(memory_kib >= 64 * 1024, "{kdf:?}");
+                    assert!((3..=64).contains(&iterations), "{kdf:?}");
+                    assert!(parallelism >= 1, "{kdf:?}");
+                    kdf.validate().unwrap();
+                }
+                other => panic!("intl calibrated to {other:?}"),
+            }
+        }
+    }
+}

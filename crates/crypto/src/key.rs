@@ -43,3 +43,27 @@ impl fmt::Debug for SecretKey {
         f.write_str("SecretKey(..)")
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_key() {
+        let key = SecretKey::from_bytes([0xab; KEY_LEN]);
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "SecretKey(..)");
+    }
+
+    #[test]
+    fn from_slice_wants_exactly_32_bytes() {
+        assert!(SecretKey::from_slice(&[1; 31]).is_none());
+        assert!(SecretKey::from_slice(&[1; 33]).is_none());
+        assert_eq!(
+            SecretKey::from_slice(&[1; 32]).unwrap(),
+            SecretKey::from_bytes([1; 32])
+        );
+        assert_ne!(SecretKey::random().unwrap(), SecretKey::random().unwrap());
+    }
+}

@@ -29,4 +29,6 @@ pub use hash::{DIGEST_LEN, Digest, Hasher};
 pub use kdf::{KDF_SALT_LEN, PasswordKdf};
 pub use key::{KEY_LEN, SecretKey};
 pub use random::{random_array, random_bytes};
+pub use sm2::{Sm2Signature, Sm2SigningKey, Sm2VerifyingKey};
 pub use suite::Suite;
+pub use zeroize::Zeroizing;

@@ -49,6 +49,11 @@ impl Suite {
     ///   `key || salt`.
     ///
     /// Different labels give independent keys; labels are fixed strings listed in FORMAT.md.
+    ///
+    /// Use salts of one fixed length. In `gm` the salt is an HMAC key, and HMAC treats some
+    /// different keys alike: salts that differ only by trailing zero bytes (within 64 bytes;
+    /// the empty salt equals 32 zero bytes, as RFC 5869 specifies) or a salt longer than 64
+    /// bytes and its SM3 digest give the same subkey.
     pub fn derive_key(self, key: &SecretKey, label: &str, salt: &[u8]) -> SecretKey {
         let mut out = [0u8; crate::KEY_LEN];
         match self {
@@ -65,6 +70,8 @@ impl Suite {
                 h.update(key.as_bytes());
                 h.update(salt);
                 out = *h.finalize().as_bytes();
+                // The hasher buffers the key material: wipe it.
+                zeroize::Zeroize::zeroize(&mut h);
             }
         }
         let k = SecretKey::from_bytes(out);
@@ -94,5 +101,40 @@ impl FromStr for Suite {
                 "unknown crypto suite {other:?} (expected gm or intl)"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(Suite::default(), Suite::Gm);
+        for suite in [Suite::Gm, Suite::Intl] {
+            assert_eq!(suite.name().parse::<Suite>().unwrap(), suite);
+            assert_eq!(suite.to_string(), suite.name());
+        }
+        assert!("GM".parse::<Suite>().is_err());
+        assert!("".parse::<Suite>().is_err());
+    }
+
+    #[test]
+    fn gm_derive_key_salt_is_an_hmac_key() {
+        // Documented on `derive_key`: HKDF's empty salt is 32 zero bytes, and HMAC pads short
+        // keys with zeros, so these salts are equivalent. Callers use fixed-length salts.
+        let key = SecretKey::from_bytes([7; 32]);
+        let empty = Suite::Gm.derive_key(&key, "l", b"");
+        assert_eq!(empty, Suite::Gm.derive_key(&key, "l", &[0; 32]));
+        assert_eq!(
+            Suite::Gm.derive_key(&key, "l", b"ab"),
+            Suite::Gm.derive_key(&key, "l", b"ab\0")
+        );
+        // Not so in intl.
+        assert_ne!(
+            Suite::Intl.derive_key(&key, "l", b""),
+            Suite::Intl.derive_key(&key, "l", &[0; 32])
+        );
     }
 }
