@@ -1,0 +1,398 @@
+//! Trees: the entries of one directory.
+//!
+//! A tree is a blob of kind `tree` whose plaintext is the CBOR body `{"v": 1, "nodes": [node...]}`
+//! with nodes sorted by the bytes of their names, names unique. A tree's id is the keyed hash of
+//! that body, so an unchanged directory always has the same id.
+//!
+//! Every name is checked on decoding: not empty, not `.` or `..`, without `/` or NUL. A tree that
+//! breaks these rules is refused as a whole, so a hostile repository cannot make restore write
+//! outside its target.
+
+use crate::cbor::{self, Value};
+use crate::fields::{Fields, MapBuilder, id_value, value_to_id, value_to_u64};
+use crate::magic::TREE_VERSION;
+use crate::{FormatError, Id, Timestamp};
+
+const WHAT: &str = "tree";
+
+/// The type of a filesystem entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Character device.
+    CharDevice,
+    /// Block device.
+    BlockDevice,
+    /// Unix domain socket.
+    Socket,
+}
+
+impl NodeKind {
+    /// Stable name used in trees.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+            NodeKind::Symlink => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::CharDevice => "chardev",
+            NodeKind::BlockDevice => "blockdev",
+            NodeKind::Socket => "socket",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "file" => NodeKind::File,
+            "dir" => NodeKind::Dir,
+            "symlink" => NodeKind::Symlink,
+            "fifo" => NodeKind::Fifo,
+            "chardev" => NodeKind::CharDevice,
+            "blockdev" => NodeKind::BlockDevice,
+            "socket" => NodeKind::Socket,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of a directory, with all its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// File name: arbitrary bytes except `/` and NUL, not `.` or `..`, not empty.
+    pub name: Vec<u8>,
+    /// Entry type.
+    pub kind: NodeKind,
+    /// Permission bits including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner's numeric id.
+    pub uid: u32,
+    /// Group's numeric id.
+    pub gid: u32,
+    /// Owner's name at backup time, if known.
+    pub user: Option<String>,
+    /// Group's name at backup time, if known.
+    pub group: Option<String>,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Status-change time (kept for change detection; cannot be restored).
+    pub ctime: Timestamp,
+    /// Inode number at backup time.
+    pub inode: u64,
+    /// Device of the filesystem holding the entry at backup time.
+    pub device: u64,
+    /// Hard-link count at backup time.
+    pub links: u64,
+    /// Size in bytes (files: logical size; symlinks: target length).
+    pub size: u64,
+    /// Files: ids of the data blobs holding the contents, in order.
+    pub content: Vec<Id>,
+    /// Files with holes: the data extents `(offset, length)` in ascending order; the content
+    /// blobs hold these extents concatenated, everything else is a hole. `None`: no holes.
+    pub extents: Option<Vec<(u64, u64)>>,
+    /// Directories: id of the subtree.
+    pub subtree: Option<Id>,
+    /// Symlinks: target, as raw bytes.
+    pub target: Option<Vec<u8>>,
+    /// Devices: the device number (`st_rdev`).
+    pub rdev: u64,
+    /// Extended attributes, POSIX ACLs included (`system.posix_acl_*`), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Node {
+    /// A node of `kind` named `name` with every other field empty.
+    pub fn new(name: Vec<u8>, kind: NodeKind) -> Self {
+        Node {
+            name,
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: Timestamp::default(),
+            atime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            inode: 0,
+            device: 0,
+            links: 0,
+            size: 0,
+            content: Vec::new(),
+            extents: None,
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let mut m = MapBuilder::new()
+            .bytes("name", &self.name)
+            .text("type", self.kind.name())
+            .uint("mode", u64::from(self.mode))
+            .uint("uid", u64::from(self.uid))
+            .uint("gid", u64::from(self.gid))
+            .opt("user", self.user.as_deref().map(Value::text))
+            .opt("group", self.group.as_deref().map(Value::text))
+            .time("mtime", self.mtime)
+            .time("atime", self.atime)
+            .time("ctime", self.ctime)
+            .uint("ino", self.inode)
+            .uint("dev", self.device)
+            .uint("nlink", self.links)
+            .uint("size", self.size);
+        match self.kind {
+            NodeKind::File => {
+                m = m.value(
+                    "content",
+                    Value::Array(self.content.iter().map(id_value).collect()),
+                );
+                if let Some(ext) = &self.extents {
+                    let v = ext
+                        .iter()
+                        .map(|&(o, l)| Value::Array(vec![Value::Uint(o), Value::Uint(l)]))
+                        .collect();
+                    m = m.value("extents", Value::Array(v));
+                }
+            }
+            NodeKind::Dir => {
+                if let Some(s) = &self.subtree {
+                    m = m.id("subtree", s);
+                }
+            }
+            NodeKind::Symlink => {
+                if let Some(t) = &self.target {
+                    m = m.bytes("target", t);
+                }
+            }
+            NodeKind::CharDevice | NodeKind::BlockDevice => m = m.uint("rdev", self.rdev),
+            NodeKind::Fifo | NodeKind::Socket => {}
+        }
+        if !self.xattrs.is_empty() {
+            let v = self
+                .xattrs
+                .iter()
+                .map(|(k, v)| Value::Array(vec![Value::Bytes(k.clone()), Value::Bytes(v.clone())]))
+                .collect();
+            m = m.value("xattrs", Value::Array(v));
+        }
+        m.build()
+    }
+
+    fn from_value(v: Value) -> Result<Self, FormatError> {
+        let mut f = Fields::new(WHAT, v)?;
+        let name = f.bytes("name")?;
+        check_name(&name)?;
+        let type_name = f.text("type")?;
+        let kind = NodeKind::from_name(&type_name).ok_or_else(|| {
+            FormatError::field(WHAT, "type", format!("unknown entry type {type_name:?}"))
+        })?;
+        let mode = f.u32("mode")?;
+        if mode & !0o7777 != 0 {
+            return Err(FormatError::field(
+                WHAT,
+                "mode",
+                format!("{mode:o} has bits outside 0o7777"),
+            ));
+        }
+        let mut node = Node {
+            name,
+            kind,
+            mode,
+            uid: f.u32("uid")?,
+            gid: f.u32("gid")?,
+            user: f.opt_text("user")?,
+            group: f.opt_text("group")?,
+            mtime: f.time("mtime")?,
+            atime: f.time("atime")?,
+            ctime: f.time("ctime")?,
+            inode: f.uint("ino")?,
+            device: f.uint("dev")?,
+            links: f.uint("nlink")?,
+            size: f.uint("size")?,
+            content: Vec::new(),
+            extents: None,
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        };
+        match kind {
+            NodeKind::File => {
+                node.content = f
+                    .array("content")?
+                    .iter()
+                    .map(|v| value_to_id(WHAT, "content", v))
+                    .collect::<Result<_, _>>()?;
+                if let Some(v) = f.take("extents") {
+                    node.extents = Some(decode_extents(v, node.size)?);
+                }
+            }
+            NodeKind::Dir => node.subtree = Some(f.id("subtree")?),
+            NodeKind::Symlink => node.target = Some(f.bytes("target")?),
+            NodeKind::CharDevice | NodeKind::BlockDevice => node.rdev = f.uint("rdev")?,
+            NodeKind::Fifo | NodeKind::Socket => {}
+        }
+        let mut prev: Option<Vec<u8>> = None;
+        for xv in f.opt_array("xattrs")? {
+            let Value::Array(pair) = xv else {
+                return Err(FormatError::field(WHAT, "xattrs", "entry is not an array"));
+            };
+            let [Value::Bytes(k), Value::Bytes(v)] = <[Value; 2]>::try_from(pair)
+                .map_err(|_| FormatError::field(WHAT, "xattrs", "entry is not a pair"))?
+            else {
+                return Err(FormatError::field(
+                    WHAT,
+                    "xattrs",
+                    "entry is not a pair of byte strings",
+                ));
+            };
+            if k.is_empty() || k.contains(&0) || prev.as_ref().is_some_and(|p| *p >= k) {
+                return Err(FormatError::field(
+                    WHAT,
+                    "xattrs",
+                    "names must be non-empty, without NUL, sorted and unique",
+                ));
+            }
+            prev = Some(k.clone());
+            node.xattrs.push((k, v));
+        }
+        Ok(node)
+    }
+}
+
+fn decode_extents(v: Value, size: u64) -> Result<Vec<(u64, u64)>, FormatError> {
+    let Value::Array(items) = v else {
+        return Err(FormatError::field(WHAT, "extents", "not an array"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut end_prev = 0u64;
+    for item in items {
+        let Value::Array(pair) = item else {
+            return Err(FormatError::field(WHAT, "extents", "entry is not an array"));
+        };
+        let [o, l] = pair.as_slice() else {
+            return Err(FormatError::field(
+                WHAT,
+                "extents",
+                "entry is not [offset, length]",
+            ));
+        };
+        let (o, l) = (
+            value_to_u64(WHAT, "extents", o)?,
+            value_to_u64(WHAT, "extents", l)?,
+        );
+        let end = o
+            .checked_add(l)
+            .filter(|&e| e <= size && l > 0 && o >= end_prev)
+            .ok_or_else(|| {
+                FormatError::field(
+                    WHAT,
+                    "extents",
+                    "extents must be non-empty, ascending, disjoint and inside the file",
+                )
+            })?;
+        end_prev = end;
+        out.push((o, l));
+    }
+    Ok(out)
+}
+
+/// Checks that `name` is a single, harmless path component.
+pub fn check_name(name: &[u8]) -> Result<(), FormatError> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(FormatError::field(
+            WHAT,
+            "name",
+            format!(
+                "{:?} is not a valid file name (empty, '.', '..', or contains '/' or NUL)",
+                String::from_utf8_lossy(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The entries of one directory, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tree {
+    /// Entries sorted by name bytes, names unique.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Sorts the nodes by name; fails on a duplicate name.
+    pub fn sort_and_check(&mut self) -> Result<(), FormatError> {
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        for w in self.nodes.windows(2) {
+            if w[0].name == w[1].name {
+                return Err(FormatError::invalid(
+                    WHAT,
+                    format!(
+                        "duplicate entry name {:?}",
+                        String::from_utf8_lossy(&w[0].name)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The CBOR body (the blob's plaintext). Nodes must already be sorted.
+    pub fn encode(&self) -> Vec<u8> {
+        cbor::encode(
+            &MapBuilder::new()
+                .uint("v", TREE_VERSION)
+                .value(
+                    "nodes",
+                    Value::Array(self.nodes.iter().map(Node::to_value).collect()),
+                )
+                .build(),
+        )
+    }
+
+    /// Decodes and validates a tree body: valid names, strictly ascending (so no duplicates).
+    pub fn decode(body: &[u8]) -> Result<Self, FormatError> {
+        let value =
+            cbor::decode(body).map_err(|source| FormatError::Cbor { what: WHAT, source })?;
+        let mut f = Fields::new(WHAT, value)?;
+        f.version(TREE_VERSION)?;
+        let mut nodes: Vec<Node> = Vec::new();
+        for nv in f.array("nodes")? {
+            let node = Node::from_value(nv)?;
+            if let Some(prev) = nodes.last()
+                && prev.name >= node.name
+            {
+                return Err(FormatError::invalid(
+                    WHAT,
+                    format!(
+                        "entry {:?} is duplicated or out of order",
+                        String::from_utf8_lossy(&node.name)
+                    ),
+                ));
+            }
+            nodes.push(node);
+        }
+        Ok(Tree { nodes })
+    }
+
+    /// Finds an entry by name.
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+}
