@@ -1,0 +1,141 @@
+//! A repository with its index loaded: reading blobs, trees and reference blobs.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use zaibei_format::refs::TreeRefs;
+use zaibei_format::{Id, PackKind, Tree, blob};
+
+use crate::index::{BlobRef, IdMap, IndexProblem, MasterIndex};
+use crate::{RepoError, Repository, Result, names};
+
+/// Most trees kept decoded in memory.
+const TREE_CACHE_ENTRIES: usize = 4096;
+
+/// A repository whose index is loaded (the second state of the typestate `Repository` →
+/// `IndexedRepository`).
+pub struct IndexedRepository {
+    repo: Repository,
+    index: MasterIndex,
+    problems: Vec<IndexProblem>,
+    trees: Mutex<IdMap<Arc<Tree>>>,
+}
+
+impl Deref for IndexedRepository {
+    type Target = Repository;
+    fn deref(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+impl Repository {
+    /// Loads the index, moving to the indexed state.
+    pub async fn load_index(self) -> Result<IndexedRepository> {
+        let (index, problems) = self.read_index().await?;
+        for p in &problems {
+            tracing::warn!("index object {} unusable: {}", p.name, p.error);
+        }
+        Ok(IndexedRepository {
+            repo: self,
+            index,
+            problems,
+            trees: Mutex::new(IdMap::default()),
+        })
+    }
+}
+
+impl IndexedRepository {
+    /// The index.
+    pub fn index(&self) -> &MasterIndex {
+        &self.index
+    }
+
+    /// Index objects that could not be loaded.
+    pub fn index_problems(&self) -> &[IndexProblem] {
+        &self.problems
+    }
+
+    /// The repository in its opened state.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Where a blob lies, or an error naming it.
+    pub fn locate(&self, kind: PackKind, id: &Id) -> Result<BlobRef<'_>> {
+        self.index
+            .lookup(kind, id)
+            .ok_or(RepoError::BlobNotFound { kind, id: *id })
+    }
+
+    /// Reads, authenticates, decrypts and decompresses one blob. Data and tree blobs are also
+    /// checked against their id (the keyed hash of the plaintext).
+    pub async fn read_blob(&self, kind: PackKind, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(kind, id)?;
+        let name = names::pack(&loc.pack.id);
+        let stored = self
+            .store
+            .get_range(&name, loc.offset..loc.offset + loc.length)
+            .await?;
+        self.open_stored_blob(kind, id, &loc, &stored)
+    }
+
+    /// Opens a blob's stored bytes (already read from its pack at `loc`).
+    pub fn open_stored_blob(
+        &self,
+        kind: PackKind,
+        id: &Id,
+        loc: &BlobRef<'_>,
+        stored: &[u8],
+    ) -> Result<Vec<u8>> {
+        let object = || format!("{} blob {id} in pack {}", kind.name(), loc.pack.id);
+        let aead = self
+            .keys
+            .pack_aead(kind, &loc.pack.salt)
+            .map_err(|e| RepoError::format(object(), e))?;
+        let plain = blob::open_blob(&aead, kind, id, stored, loc.raw_length)
+            .map_err(|e| RepoError::format(object(), e))?;
+        if kind != PackKind::Refs {
+            let content = self
+                .keys
+                .content("reading blobs")
+                .map_err(|e| RepoError::format(object(), e))?;
+            let actual = content.blob_id(&plain);
+            if actual != *id {
+                return Err(RepoError::format(
+                    object(),
+                    zaibei_format::FormatError::invalid(
+                        "blob",
+                        format!("plaintext hashes to {actual}"),
+                    ),
+                ));
+            }
+        }
+        Ok(plain)
+    }
+
+    /// Loads and decodes a tree (cached).
+    pub async fn load_tree(&self, id: &Id) -> Result<Arc<Tree>> {
+        if let Some(t) = self.cache().get(id) {
+            return Ok(Arc::clone(t));
+        }
+        let body = self.read_blob(PackKind::Tree, id).await?;
+        let tree =
+            Arc::new(Tree::decode(&body).map_err(|e| RepoError::format(format!("tree {id}"), e))?);
+        let mut cache = self.cache();
+        if cache.len() >= TREE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(*id, Arc::clone(&tree));
+        Ok(tree)
+    }
+
+    /// Loads the reference blob of a tree (maintenance key suffices).
+    pub async fn load_refs(&self, tree: &Id) -> Result<TreeRefs> {
+        let body = self.read_blob(PackKind::Refs, tree).await?;
+        TreeRefs::decode(&body).map_err(|e| RepoError::format(format!("refs of tree {tree}"), e))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, IdMap<Arc<Tree>>> {
+        self.trees.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,105 @@
+//! Assembling one pack in memory.
+
+use bytes::Bytes;
+use zaibei_crypto::{Aead, Suite};
+use zaibei_format::pack::{
+    PACK_PREFIX_LEN, PackBlob, encode_pack_footer, encode_pack_prefix, new_pack_salt,
+};
+use zaibei_format::{FormatError, Id, IndexPack, MaintenanceKeys, PackKind, RepoKeys, blob};
+
+/// A pack being filled with blobs of one kind.
+pub struct PackWriter {
+    kind: PackKind,
+    salt: [u8; 32],
+    aead: Aead,
+    prefix: [u8; PACK_PREFIX_LEN],
+    buf: Vec<u8>,
+    blobs: Vec<PackBlob>,
+    raw_bytes: u64,
+}
+
+/// A finished pack, ready to upload.
+pub struct FinishedPack {
+    /// The pack's id (hash of `bytes`).
+    pub id: Id,
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// Its index entry.
+    pub index: IndexPack,
+    /// Sum of the payload lengths of its blobs.
+    pub raw_bytes: u64,
+}
+
+impl PackWriter {
+    /// A new, empty pack with a fresh salt.
+    pub fn new(keys: &RepoKeys, kind: PackKind, capacity: usize) -> Result<Self, FormatError> {
+        let salt = new_pack_salt()?;
+        let aead = keys.pack_aead(kind, &salt)?;
+        let prefix = encode_pack_prefix(kind, &salt);
+        let mut buf = Vec::with_capacity(capacity + capacity / 8);
+        buf.extend_from_slice(&prefix);
+        Ok(PackWriter {
+            kind,
+            salt,
+            aead,
+            prefix,
+            buf,
+            blobs: Vec::new(),
+            raw_bytes: 0,
+        })
+    }
+
+    /// Kind of blobs.
+    pub fn kind(&self) -> PackKind {
+        self.kind
+    }
+
+    /// Compresses, encrypts and appends a blob; returns its stored length.
+    pub fn add(&mut self, id: Id, payload: &[u8], zstd_level: i32) -> Result<u64, FormatError> {
+        let stored = blob::seal_blob(&self.aead, self.kind, &id, payload, zstd_level)?;
+        let offset = self.buf.len() as u64;
+        self.buf.extend_from_slice(&stored);
+        self.blobs.push(PackBlob {
+            id,
+            offset,
+            length: stored.len() as u64,
+            raw_length: payload.len() as u64,
+        });
+        self.raw_bytes += payload.len() as u64;
+        Ok(stored.len() as u64)
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Closes the pack with its sealed header and trailer.
+    pub fn finish(
+        mut self,
+        keys: &MaintenanceKeys,
+        suite: Suite,
+    ) -> Result<FinishedPack, FormatError> {
+        let footer = encode_pack_footer(keys, &self.prefix, &self.blobs)?;
+        self.buf.extend_from_slice(&footer);
+        let id = Id(suite.hash(&self.buf));
+        let size = self.buf.len() as u64;
+        Ok(FinishedPack {
+            id,
+            bytes: Bytes::from(self.buf),
+            index: IndexPack {
+                id,
+                kind: self.kind,
+                salt: self.salt,
+                size,
+                blobs: self.blobs,
+            },
+            raw_bytes: self.raw_bytes,
+        })
+    }
+}

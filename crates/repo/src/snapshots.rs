@@ -1,0 +1,96 @@
+//! Listing, finding and saving snapshots.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use zaibei_format::{Id, Snapshot};
+
+use crate::{RepoError, Repository, Result, names};
+
+/// All snapshots, sorted by time, and those that could not be read.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// Readable snapshots, oldest first.
+    pub snapshots: Vec<(Id, Snapshot)>,
+    /// Snapshot objects that could not be read, with the reason.
+    pub damaged: Vec<(String, RepoError)>,
+}
+
+impl Repository {
+    /// Seals and stores a snapshot; returns its id. Call only once everything it references is
+    /// stored and indexed.
+    pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let bytes = snapshot
+            .seal(self.keys.maintenance())
+            .map_err(|e| RepoError::format("new snapshot", e))?;
+        let id = Id(self.suite().hash(&bytes));
+        self.store
+            .put(&names::snapshot(&id), Bytes::from(bytes))
+            .await?;
+        Ok(id)
+    }
+
+    /// Reads one snapshot.
+    pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let name = names::snapshot(id);
+        let bytes = self.get_verified(&name).await?;
+        Snapshot::open(self.keys.maintenance(), &bytes).map_err(|e| RepoError::format(name, e))
+    }
+
+    /// Ids of all snapshot objects.
+    pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .store
+            .list(names::SNAPSHOTS)
+            .await?
+            .iter()
+            .filter_map(|o| names::id_of(&o.name))
+            .collect())
+    }
+
+    /// Reads every snapshot.
+    pub async fn list_snapshots(&self) -> Result<SnapshotList> {
+        let ids = self.snapshot_ids().await?;
+        let mut list = SnapshotList::default();
+        let mut loads = futures::stream::iter(
+            ids.into_iter()
+                .map(|id| async move { (id, self.load_snapshot(&id).await) }),
+        )
+        .buffer_unordered(16);
+        while let Some((id, res)) = loads.next().await {
+            match res {
+                Ok(s) => list.snapshots.push((id, s)),
+                Err(e) => list.damaged.push((names::snapshot(&id), e)),
+            }
+        }
+        list.snapshots
+            .sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(list)
+    }
+
+    /// Finds a snapshot by full id, unique id prefix, or `latest`.
+    pub async fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            let list = self.list_snapshots().await?;
+            return list
+                .snapshots
+                .into_iter()
+                .last()
+                .ok_or_else(|| RepoError::SnapshotNotFound(spec.to_owned()));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        if spec_lc.is_empty() || !spec_lc.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound(spec.to_owned()));
+        }
+        let matches: Vec<Id> = self
+            .snapshot_ids()
+            .await?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_lc))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(RepoError::SnapshotNotFound(spec.to_owned())),
+            [id] => Ok((*id, self.load_snapshot(id).await?)),
+            _ => Err(RepoError::AmbiguousSnapshot(spec.to_owned())),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Repository-level tests on the memory and fs stores.
+
+use std::sync::Arc;
+
+use zaibei_crypto::{PasswordKdf, Suite};
+use zaibei_format::{
+    Id, KeyScope, Node, NodeKind, PackKind, Snapshot, SnapshotSummary, Timestamp, Tree,
+};
+use zaibei_repo::{BlobSaver, CheckOptions, InitOptions, RepoError, Repository, check};
+use zaibei_store::{FsStore, MemoryStore, Store};
+
+fn opts(suite: Suite) -> InitOptions {
+    let mut o = InitOptions::new(suite, PasswordKdf::insecure_for_tests(suite));
+    o.pack_size = 1 << 16; // many small packs
+    o
+}
+
+/// Writes a snapshot of one directory holding `files`; returns its id.
+async fn write_snapshot(repo: Repository, files: &[(&str, Vec<u8>)]) -> Id {
+    let repo = Arc::new(repo.load_index().await.unwrap());
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).unwrap();
+    let files: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.clone()))
+        .collect();
+    let s2 = saver.clone();
+    let tree_id = tokio::task::spawn_blocking(move || {
+        let mut tree = Tree::default();
+        for (name, data) in &files {
+            let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+            node.size = data.len() as u64;
+            for chunk in data.chunks(10_000) {
+                let id = s2.blob_id(chunk).unwrap();
+                s2.save_blob(PackKind::Data, id, chunk).unwrap();
+                node.content.push(id);
+            }
+            tree.nodes.push(node);
+        }
+        tree.sort_and_check().unwrap();
+        s2.save_tree(&tree).unwrap()
+    })
+    .await
+    .unwrap();
+    saver.finish().await.unwrap();
+    let snap = Snapshot {
+        time: Timestamp::now(),
+        tree: tree_id,
+        paths: vec![b"/x".to_vec()],
+        hostname: "h".into(),
+        username: "u".into(),
+        uid: 0,
+        gid: 0,
+        tags: vec![],
+        parent: None,
+        program: "test".into(),
+        excludes: vec![],
+        summary: SnapshotSummary::default(),
+    };
+    repo.save_snapshot(&snap).await.unwrap()
+}
+
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = u32::from(seed).wrapping_mul(2654435761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+async fn round_trip(store: Arc<dyn Store>, suite: Suite) {
+    let repo = Repository::init(Arc::clone(&store), b"secret", opts(suite))
+        .await
+        .unwrap();
+    assert!(matches!(
+        Repository::init(Arc::clone(&store), b"secret", opts(suite)).await,
+        Err(RepoError::AlreadyExists { .. })
+    ));
+    let a = data(1, 200_000);
+    let b = data(2, 50_000);
+    let snap_id = write_snapshot(
+        repo,
+        &[("a", a.clone()), ("b", b.clone()), ("a-again", a.clone())],
+    )
+    .await;
+
+    assert!(matches!(
+        Repository::open(Arc::clone(&store), b"wrong").await,
+        Err(RepoError::WrongPassword { tried: 1 })
+    ));
+    let repo = Repository::open(Arc::clone(&store), b"secret")
+        .await
+        .unwrap()
+        .load_index()
+        .await
+        .unwrap();
+    let (found, snap) = repo.find_snapshot(&snap_id.to_hex()[..8]).await.unwrap();
+    assert_eq!(found, snap_id);
+    let tree = repo.load_tree(&snap.tree).await.unwrap();
+    assert_eq!(tree.nodes.len(), 3);
+    for (node, expect) in tree.nodes.iter().zip([&a, &a, &b]) {
+        let mut got = Vec::new();
+        for id in &node.content {
+            got.extend(repo.read_blob(PackKind::Data, id).await.unwrap());
+        }
+        assert_eq!(&got, expect);
+    }
+    // Deduplication: "a" and "a-again" share their blobs.
+    assert_eq!(repo.index().blob_count(PackKind::Data), 20 + 5);
+
+    let report = check(&repo, CheckOptions { read_data: true }, &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.errors(), 0, "{:?}", report.problems);
+    assert!(report.blobs_read >= 27);
+
+    // A maintenance-only key reads the reference layer but never contents.
+    let id = repo
+        .add_key(
+            b"maint",
+            KeyScope::Maintenance,
+            PasswordKdf::insecure_for_tests(suite),
+            "h".into(),
+            "u".into(),
+        )
+        .await
+        .unwrap();
+    let m = Repository::open(Arc::clone(&store), b"maint")
+        .await
+        .unwrap();
+    assert_eq!(m.key_id(), id);
+    assert_eq!(m.scope(), KeyScope::Maintenance);
+    let m = m.load_index().await.unwrap();
+    assert_eq!(m.list_snapshots().await.unwrap().snapshots.len(), 1);
+    assert!(
+        m.read_blob(PackKind::Data, &tree.nodes[0].content[0])
+            .await
+            .is_err()
+    );
+    assert!(m.load_tree(&snap.tree).await.is_err());
+    let refs = m.load_refs(&snap.tree).await.unwrap();
+    assert_eq!(refs.data.len(), 25);
+    let report = check(&m, CheckOptions { read_data: true }, &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.errors(), 0, "{:?}", report.problems);
+    assert!(report.content_unverified);
+    assert!(
+        m.add_key(
+            b"x",
+            KeyScope::Full,
+            PasswordKdf::insecure_for_tests(suite),
+            "h".into(),
+            "u".into()
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(repo.list_keys().await.unwrap().len(), 2);
+    assert!(
+        repo.remove_key(&repo.key_id()).await.is_err(),
+        "removed the key in use"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_trip_memory_gm() {
+    round_trip(Arc::new(MemoryStore::new()), Suite::Gm).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_trip_fs_intl() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(Arc::new(FsStore::new(dir.path())), Suite::Intl).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_finds_damaged_and_missing_packs() {
+    let store = MemoryStore::new();
+    let s: Arc<dyn Store> = Arc::new(store.clone());
+    let repo = Repository::init(Arc::clone(&s), b"pw", opts(Suite::Gm))
+        .await
+        .unwrap();
+    write_snapshot(repo, &[("f", data(3, 300_000))]).await;
+    let packs = s.list("data").await.unwrap();
+    assert!(packs.len() > 3);
+    // Flip one byte in one pack, delete another.
+    let victim = &packs[0].name;
+    let mut bytes = s.get(victim).await.unwrap().to_vec();
+    bytes[100] ^= 1;
+    s.put(victim, bytes.into()).await.unwrap();
+    s.delete(&packs[1].name).await.unwrap();
+    let repo = Repository::open(Arc::clone(&s), b"pw")
+        .await
+        .unwrap()
+        .load_index()
+        .await
+        .unwrap();
+    let structural = check(&repo, CheckOptions::default(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert!(
+        structural
+            .problems
+            .iter()
+            .any(|p| p.object == packs[1].name),
+        "{:?}",
+        structural.problems
+    );
+    let full = check(&repo, CheckOptions { read_data: true }, &|_, _, _| {})
+        .await
+        .unwrap();
+    assert!(
+        full.problems.iter().any(|p| p.object == *victim),
+        "{:?}",
+        full.problems
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_reports_missing_and_newer_repositories() {
+    let s: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    assert!(matches!(
+        Repository::open(Arc::clone(&s), b"pw").await,
+        Err(RepoError::NotFound { .. })
+    ));
+    Repository::init(Arc::clone(&s), b"pw", opts(Suite::Gm))
+        .await
+        .unwrap();
+    let mut cfg = s.get("config").await.unwrap().to_vec();
+    cfg[7] = 9;
+    s.put("config", cfg.into()).await.unwrap();
+    let err = Repository::open(Arc::clone(&s), b"pw").await.unwrap_err();
+    assert!(err.is_unsupported_version(), "{err}");
+}
