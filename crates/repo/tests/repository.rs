@@ -1,5 +1,7 @@
 //! Repository-level tests on the memory and fs stores.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use zaibei_crypto::{PasswordKdf, Suite};
