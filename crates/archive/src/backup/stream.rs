@@ -1,0 +1,119 @@
+//! Backing up a stream: standard input, or the output of a command (a database dump).
+//!
+//! With a command, the backup succeeds only if the command exits with status 0: a dump that
+//! failed half way must never look like a good backup, so no snapshot is written otherwise.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use zaibei_format::{Node, NodeKind, PackKind, Timestamp, Tree};
+use zaibei_repo::{BlobSaver, IndexedRepository};
+
+use super::{BackupOptions, BackupOutcome, new_snapshot};
+use crate::chunker::Chunker;
+use crate::progress::Counters;
+use crate::ArchiveError;
+
+/// A stream backup.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    /// Name of the file in the snapshot.
+    pub filename: String,
+    /// Command whose standard output is backed up (`None`: standard input).
+    pub command: Option<Vec<String>>,
+    /// Tags, host and time as for a directory backup.
+    pub base: BackupOptions,
+}
+
+/// Backs up standard input or a command's output as one file.
+pub async fn backup_stream(repo: Arc<IndexedRepository>, opts: StreamOptions, counters: Arc<Counters>) -> Result<BackupOutcome, ArchiveError> {
+    let name = opts.filename.as_bytes().to_vec();
+    zaibei_format::tree::check_name(&name).map_err(|e| ArchiveError::Usage(format!("--stdin-filename: {e}")))?;
+    let start = Timestamp::now();
+    let chunker = Chunker::new(repo.suite(), &repo.chunker_seed()?, repo.config().chunker);
+    let saver = BlobSaver::start(Arc::clone(&repo), opts.base.connections.max(1))?;
+    let s2 = saver.clone();
+    let c2 = Arc::clone(&counters);
+    let command = opts.command.clone();
+    let read = tokio::task::spawn_blocking(move || -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
+        match &command {
+            None => store_stream(&chunker, &s2, &c2, std::io::stdin().lock()),
+            Some(argv) => {
+                let (program, args) = argv.split_first().ok_or_else(|| ArchiveError::Usage("--stdin-from-command needs a command".into()))?;
+                let mut child = Command::new(program)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| ArchiveError::io("starting command", program.as_ref(), e))?;
+                let stdout = child.stdout.take().ok_or_else(|| ArchiveError::Internal("no stdout pipe".into()))?;
+                let stored = store_stream(&chunker, &s2, &c2, stdout);
+                let status = child.wait().map_err(|e| ArchiveError::io("waiting for command", program.as_ref(), e))?;
+                if !status.success() {
+                    return Err(ArchiveError::CommandFailed { command: argv.join(" "), status: status.to_string() });
+                }
+                stored
+            }
+        }
+    });
+    let stored = read.await.map_err(|e| ArchiveError::Internal(format!("stream reader: {e}")))?;
+    let (content, size) = match stored {
+        Ok(v) => v,
+        Err(e) => {
+            // Flush what was written so the repository stays tidy; no snapshot refers to it.
+            let _ = saver.finish().await;
+            return Err(e);
+        }
+    };
+    let now = Timestamp::now();
+    let mut node = Node::new(name.clone(), NodeKind::File);
+    node.mode = 0o600;
+    node.uid = rustix::process::getuid().as_raw();
+    node.gid = rustix::process::getgid().as_raw();
+    node.mtime = now;
+    node.atime = now;
+    node.ctime = now;
+    node.links = 1;
+    node.size = size;
+    node.content = content;
+    let tree = Tree { nodes: vec![node] };
+    let s3 = saver.clone();
+    let root = tokio::task::spawn_blocking(move || s3.save_tree(&tree))
+        .await
+        .map_err(|e| ArchiveError::Internal(e.to_string()))??;
+    let stats = saver.finish().await?;
+    let summary = zaibei_format::SnapshotSummary {
+        start,
+        end: Timestamp::now(),
+        files_new: 1,
+        total_files: 1,
+        total_bytes: size,
+        bytes_read: size,
+        data_blobs_added: stats.data_blobs,
+        tree_blobs_added: stats.tree_blobs,
+        bytes_added_raw: stats.bytes_raw,
+        bytes_added_stored: stats.bytes_stored,
+        ..Default::default()
+    };
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(&name);
+    let snapshot = new_snapshot(&opts.base, root, vec![path], None, summary);
+    let snapshot_id = repo.save_snapshot(&snapshot).await?;
+    Ok(BackupOutcome { snapshot_id, snapshot, parent: None })
+}
+
+fn store_stream(chunker: &Chunker, saver: &BlobSaver, counters: &Counters, reader: impl Read) -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
+    let mut stream = chunker.stream(reader);
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next_chunk().map_err(|e| ArchiveError::io("reading", "<stream>".as_ref(), e))? {
+        let id = saver.blob_id(chunk)?;
+        saver.save_blob(PackKind::Data, id, chunk)?;
+        content.push(id);
+        size += chunk.len() as u64;
+        Counters::add(&counters.bytes, chunk.len() as u64);
+    }
+    Ok((content, size))
+}

@@ -1,0 +1,358 @@
+//! The directory walk of a backup: depth first with an explicit stack, directory handles
+//! instead of paths (so depth beyond PATH_MAX works), and at most [`MAX_OPEN_DIRS`] handles
+//! open. When a closed directory is resumed it is reopened through `..` of its child and its
+//! device and inode are checked, so a directory moved during the backup is noticed instead of
+//! walked in the wrong place.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use rustix::fs::{Mode, OFlags};
+use zaibei_format::{Id, Node, NodeKind, PackKind, Tree};
+
+use super::assembler::{FileState, Pending, TreeJob};
+use super::files::FileJob;
+use super::sources::SourceNode;
+use super::Context;
+use crate::fsmeta::{self, Names};
+use crate::progress::Counters;
+use crate::ArchiveError;
+
+/// Most directory handles the walk keeps open at once.
+pub const MAX_OPEN_DIRS: usize = 64;
+
+struct Frame<'t> {
+    fd: Option<OwnedFd>,
+    identity: (u64, u64),
+    /// Length of the walker's path buffer for this directory.
+    path_len: usize,
+    entries: Vec<Vec<u8>>,
+    next: usize,
+    /// For directories on the way to a source: which children lead to sources.
+    restrict: Option<&'t SourceNode>,
+    parent_tree: Option<Arc<Tree>>,
+    /// This directory's node (`None` for the root).
+    node: Option<Node>,
+    children: Vec<Pending>,
+    /// Device of the source this directory belongs to (for `--one-file-system`).
+    source_dev: Option<u64>,
+}
+
+struct Walker<'c, 'a, 't> {
+    ctx: &'c Context<'a>,
+    file_tx: &'c Sender<FileJob>,
+    tree_tx: &'c Sender<TreeJob>,
+    names: Names,
+    path: Vec<u8>,
+    stack: Vec<Frame<'t>>,
+    /// Frames below this index have no open handle.
+    lowest_open: usize,
+    open: usize,
+    empty_tree: Option<Id>,
+}
+
+/// Walks the sources; returns the receiver of the root tree's id.
+pub(crate) fn walk(
+    ctx: &Context<'_>,
+    trie: &SourceNode,
+    parent_tree: Option<Arc<Tree>>,
+    file_tx: &Sender<FileJob>,
+    tree_tx: &Sender<TreeJob>,
+) -> Result<Receiver<Id>, ArchiveError> {
+    let root = rustix::fs::open("/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ArchiveError::io("opening", "/".as_ref(), e.into()))?;
+    let st = rustix::fs::fstat(&root).map_err(|e| ArchiveError::io("reading", "/".as_ref(), e.into()))?;
+    let mut w = Walker { ctx, file_tx, tree_tx, names: Names::default(), path: Vec::new(), stack: Vec::new(), lowest_open: 0, open: 1, empty_tree: None };
+    w.stack.push(Frame {
+        fd: Some(root),
+        identity: fsmeta::identity(&st),
+        path_len: 0,
+        entries: trie.children.keys().cloned().collect(),
+        next: 0,
+        restrict: Some(trie),
+        parent_tree,
+        node: None,
+        children: Vec::new(),
+        source_dev: None,
+    });
+    w.run()
+}
+
+impl<'t> Walker<'_, '_, 't> {
+    fn run(&mut self) -> Result<Receiver<Id>, ArchiveError> {
+        loop {
+            let Some(top) = self.stack.last_mut() else {
+                return Err(ArchiveError::Internal("walk stack empty".into()));
+            };
+            if top.next < top.entries.len() {
+                let name = std::mem::take(&mut top.entries[top.next]);
+                top.next += 1;
+                self.visit(name)?;
+                continue;
+            }
+            // Directory complete: hand its entries to the assembler.
+            let Some(frame) = self.stack.pop() else { continue };
+            let (tx, rx) = bounded(1);
+            self.tree_tx
+                .send(TreeJob { path: self.path.clone(), children: frame.children, reply: tx })
+                .map_err(|_| ArchiveError::Internal("tree assembler stopped".into()))?;
+            if frame.fd.is_some() {
+                self.open -= 1;
+            }
+            Counters::add(&self.ctx.counters.dirs, 1);
+            let depth = self.stack.len();
+            let Some(parent) = self.stack.last_mut() else {
+                return Ok(rx);
+            };
+            if parent.fd.is_none() {
+                let child_fd = frame.fd.as_ref().ok_or_else(|| ArchiveError::Internal("child directory closed".into()))?;
+                let fd = rustix::fs::openat(child_fd, "..", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| ArchiveError::io("reopening", bytes_path(&self.path[..parent.path_len]), e.into()))?;
+                let st = rustix::fs::fstat(&fd).map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
+                if fsmeta::identity(&st) != parent.identity {
+                    return Err(ArchiveError::Internal(format!(
+                        "directory {} was moved during the backup; run the backup again",
+                        String::from_utf8_lossy(&self.path[..parent.path_len])
+                    )));
+                }
+                parent.fd = Some(fd);
+                self.open += 1;
+                self.lowest_open = depth - 1;
+            }
+            let node = frame.node.ok_or_else(|| ArchiveError::Internal("non-root frame without node".into()))?;
+            parent.children.push(Pending::Dir { node, rx });
+            self.path.truncate(parent.path_len);
+        }
+    }
+
+    fn visit(&mut self, name: Vec<u8>) -> Result<(), ArchiveError> {
+        let depth = self.stack.len() - 1;
+        let frame_path_len = self.stack[depth].path_len;
+        self.path.truncate(frame_path_len);
+        self.path.push(b'/');
+        self.path.extend_from_slice(&name);
+        let outcome = self.visit_entry(depth, name);
+        if !matches!(outcome, Ok(true)) {
+            self.path.truncate(frame_path_len);
+        }
+        outcome.map(|_| ())
+    }
+
+    /// Handles one entry; returns true when it pushed a new frame.
+    fn visit_entry(&mut self, depth: usize, name: Vec<u8>) -> Result<bool, ArchiveError> {
+        let ctx = self.ctx;
+        let frame = &self.stack[depth];
+        let Some(dir) = frame.fd.as_ref() else {
+            return Err(ArchiveError::Internal("visiting a closed directory".into()));
+        };
+        let dir = dir.as_fd();
+        let source = frame.restrict.and_then(|r| r.children.get(&name));
+        let selected = frame.restrict.is_none() || source.is_some_and(|s| s.selected);
+        let explicit = source.is_some_and(|s| s.selected);
+        let st = match fsmeta::lstat_at(dir, &name) {
+            Ok(st) => st,
+            Err(e) => {
+                ctx.skipped.record(&self.path, format!("cannot read metadata: {e}"));
+                return Ok(false);
+            }
+        };
+        let Some(mut node) = fsmeta::node_from_stat(name.clone(), &st) else {
+            ctx.skipped.record(&self.path, "unknown file type");
+            return Ok(false);
+        };
+        let is_dir = node.kind == NodeKind::Dir;
+        if selected && !explicit && ctx.excludes.is_excluded(&self.path, is_dir) {
+            return Ok(false);
+        }
+        if !selected && !is_dir {
+            ctx.skipped.record(&self.path, "a directory on the way to a backup source is not a directory");
+            return Ok(false);
+        }
+        node.user = self.names.user(node.uid);
+        node.group = self.names.group(node.gid);
+        let parent_node = frame.parent_tree.as_ref().and_then(|t| t.find(&name)).filter(|p| p.kind == node.kind).cloned();
+        match node.kind {
+            NodeKind::File => {
+                self.visit_file(depth, node, parent_node)?;
+                Ok(false)
+            }
+            NodeKind::Dir => self.visit_dir(depth, node, parent_node, &st, source, selected, explicit),
+            NodeKind::Symlink => {
+                match fsmeta::readlink_at(dir, &name).and_then(|t| Ok((t, fsmeta::xattrs_at(dir, &name)?))) {
+                    Ok((target, xattrs)) => {
+                        node.target = Some(target);
+                        node.xattrs = xattrs;
+                        self.stack[depth].children.push(Pending::Ready(node));
+                    }
+                    Err(e) => ctx.skipped.record(&self.path, format!("cannot read symlink: {e}")),
+                }
+                Ok(false)
+            }
+            _ => {
+                match fsmeta::xattrs_at(dir, &name) {
+                    Ok(x) => {
+                        node.xattrs = x;
+                        self.stack[depth].children.push(Pending::Ready(node));
+                    }
+                    Err(e) => ctx.skipped.record(&self.path, format!("cannot read extended attributes: {e}")),
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    fn visit_file(&mut self, depth: usize, mut node: Node, parent: Option<Node>) -> Result<(), ArchiveError> {
+        let ctx = self.ctx;
+        if let Some(p) = parent
+            && !ctx.opts.force
+            && unchanged(&p, &node)
+            && p.content.iter().all(|id| ctx.saver.has_blob(PackKind::Data, id))
+        {
+            // ctime unchanged: contents, mode, owner and xattrs are unchanged too.
+            node.content = p.content;
+            node.extents = p.extents;
+            node.xattrs = p.xattrs;
+            self.stack[depth].children.push(Pending::Ready(node));
+            return Ok(());
+        }
+        let frame = &self.stack[depth];
+        let Some(dir) = frame.fd.as_ref() else {
+            return Err(ArchiveError::Internal("visiting a closed directory".into()));
+        };
+        let state = if frame.parent_tree.as_ref().and_then(|t| t.find(&node.name)).is_some() { FileState::Changed } else { FileState::New };
+        let fd = match open_noatime(dir.as_fd(), &node.name, OFlags::RDONLY) {
+            Ok(fd) => fd,
+            Err(e) => {
+                ctx.skipped.record(&self.path, format!("cannot open: {e}"));
+                return Ok(());
+            }
+        };
+        let (tx, rx) = bounded(1);
+        self.stack[depth].children.push(Pending::File { rx, state });
+        self.file_tx
+            .send(FileJob { fd, node, path: self.path.clone(), reply: tx })
+            .map_err(|_| ArchiveError::Internal("file workers stopped".into()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn visit_dir(
+        &mut self,
+        depth: usize,
+        mut node: Node,
+        parent: Option<Node>,
+        st: &rustix::fs::Stat,
+        source: Option<&'t SourceNode>,
+        selected: bool,
+        explicit: bool,
+    ) -> Result<bool, ArchiveError> {
+        let ctx = self.ctx;
+        let frame = &self.stack[depth];
+        let Some(dir) = frame.fd.as_ref() else {
+            return Err(ArchiveError::Internal("visiting a closed directory".into()));
+        };
+        let source_dev = if explicit { Some(node.device) } else { frame.source_dev };
+        if ctx.opts.one_file_system && selected && !explicit && source_dev.is_some_and(|d| d != node.device) {
+            // A mount point: keep the directory itself, not what is mounted on it.
+            match fsmeta::xattrs_at(dir.as_fd(), &node.name) {
+                Ok(x) => node.xattrs = x,
+                Err(e) => tracing::debug!("xattrs of mount point: {e}"),
+            }
+            node.subtree = Some(self.empty_tree()?);
+            self.stack[depth].children.push(Pending::Ready(node));
+            return Ok(false);
+        }
+        let fd = match open_noatime(dir.as_fd(), &node.name, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) => {
+                ctx.skipped.record(&self.path, format!("cannot open directory: {e}"));
+                return Ok(false);
+            }
+        };
+        let fst = rustix::fs::fstat(&fd).map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
+        if fsmeta::identity(&fst) != fsmeta::identity(st) {
+            ctx.skipped.record(&self.path, "replaced while being read");
+            return Ok(false);
+        }
+        let restrict = if selected { None } else { source };
+        let entries = match restrict {
+            Some(s) => s.children.keys().cloned().collect(),
+            None => match fsmeta::list_dir(&fd) {
+                Ok(e) => e,
+                Err(e) => {
+                    ctx.skipped.record(&self.path, format!("cannot list directory: {e}"));
+                    return Ok(false);
+                }
+            },
+        };
+        if restrict.is_none() && !explicit && ctx.opts.exclude_if_present.iter().any(|m| entries.binary_search(m).is_ok()) {
+            return Ok(false);
+        }
+        node.xattrs = match fsmeta::xattrs_of_fd(fd.as_fd()) {
+            Ok(x) => x,
+            Err(e) => {
+                ctx.skipped.record(&self.path, format!("cannot read extended attributes: {e}"));
+                return Ok(false);
+            }
+        };
+        let parent_tree = match parent.and_then(|p| p.subtree) {
+            Some(id) => match ctx.runtime.block_on(ctx.repo.load_tree(&id)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("parent tree of {} unusable: {e}", String::from_utf8_lossy(&self.path));
+                    None
+                }
+            },
+            None => None,
+        };
+        self.stack.push(Frame {
+            fd: Some(fd),
+            identity: fsmeta::identity(&fst),
+            path_len: self.path.len(),
+            entries,
+            next: 0,
+            restrict,
+            parent_tree,
+            node: Some(node),
+            children: Vec::new(),
+            source_dev,
+        });
+        self.open += 1;
+        while self.open > MAX_OPEN_DIRS && self.lowest_open < self.stack.len() - 1 {
+            if self.stack[self.lowest_open].fd.take().is_some() {
+                self.open -= 1;
+            }
+            self.lowest_open += 1;
+        }
+        Ok(true)
+    }
+
+    fn empty_tree(&mut self) -> Result<Id, ArchiveError> {
+        if let Some(id) = self.empty_tree {
+            return Ok(id);
+        }
+        let id = self.ctx.saver.save_tree(&Tree::default())?;
+        self.empty_tree = Some(id);
+        Ok(id)
+    }
+}
+
+/// The file has not changed since the parent snapshot.
+fn unchanged(parent: &Node, now: &Node) -> bool {
+    parent.size == now.size && parent.mtime == now.mtime && parent.ctime == now.ctime && parent.inode == now.inode
+}
+
+/// Opens with `O_NOATIME` (so reading does not change the source's access times), falling back
+/// to a plain open where the caller does not own the file.
+fn open_noatime(dir: std::os::fd::BorrowedFd<'_>, name: &[u8], flags: OFlags) -> std::io::Result<OwnedFd> {
+    match fsmeta::open_beneath(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => fsmeta::open_beneath(dir, name, flags, Mode::empty()),
+        other => other,
+    }
+}
+
+fn bytes_path(p: &[u8]) -> &std::path::Path {
+    std::path::Path::new(std::ffi::OsStr::from_bytes(p))
+}
+
+use std::os::unix::ffi::OsStrExt;

@@ -1,0 +1,227 @@
+//! Reading and writing the metadata of filesystem entries through directory handles.
+
+// `struct stat` field types differ between architectures; the casts below are exact on each.
+#![allow(clippy::unnecessary_cast)]
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use zaibei_format::{Node, NodeKind, Timestamp};
+
+/// The entry type of a `st_mode`, or `None` for types zaibei does not know.
+pub fn kind_of(mode: u32) -> Option<NodeKind> {
+    Some(match FileType::from_raw_mode(mode as _) {
+        FileType::RegularFile => NodeKind::File,
+        FileType::Directory => NodeKind::Dir,
+        FileType::Symlink => NodeKind::Symlink,
+        FileType::Fifo => NodeKind::Fifo,
+        FileType::CharacterDevice => NodeKind::CharDevice,
+        FileType::BlockDevice => NodeKind::BlockDevice,
+        FileType::Socket => NodeKind::Socket,
+        FileType::Unknown => return None,
+    })
+}
+
+/// The `st_mode` type bits of a node kind.
+pub fn file_type_of(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::Fifo,
+        NodeKind::CharDevice => FileType::CharacterDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+        NodeKind::Socket => FileType::Socket,
+    }
+}
+
+/// Fills a node from `stat` (everything but contents, subtree, target and xattrs).
+pub fn node_from_stat(name: Vec<u8>, st: &Stat) -> Option<Node> {
+    let kind = kind_of(st.st_mode as u32)?;
+    let mut n = Node::new(name, kind);
+    n.mode = st.st_mode as u32 & 0o7777;
+    n.uid = st.st_uid as u32;
+    n.gid = st.st_gid as u32;
+    n.mtime = ts(st.st_mtime as i64, st.st_mtime_nsec as u64);
+    n.atime = ts(st.st_atime as i64, st.st_atime_nsec as u64);
+    n.ctime = ts(st.st_ctime as i64, st.st_ctime_nsec as u64);
+    n.inode = st.st_ino as u64;
+    n.device = st.st_dev as u64;
+    n.links = st.st_nlink as u64;
+    n.size = if kind == NodeKind::Dir { 0 } else { st.st_size as u64 };
+    if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+        n.rdev = st.st_rdev as u64;
+    }
+    Some(n)
+}
+
+fn ts(secs: i64, nanos: u64) -> Timestamp {
+    Timestamp::new(secs, nanos.min(999_999_999) as u32).unwrap_or_default()
+}
+
+/// `(device, inode)` of a stat.
+pub fn identity(st: &Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+/// The entry type of a stat.
+pub fn stat_kind(st: &Stat) -> Option<NodeKind> {
+    kind_of(st.st_mode as u32)
+}
+
+/// The device number of a stat (`st_rdev`).
+pub fn stat_rdev(st: &Stat) -> u64 {
+    st.st_rdev as u64
+}
+
+/// Size of a stat in bytes.
+pub fn size_of(st: &Stat) -> u64 {
+    st.st_size as u64
+}
+
+/// The path `/proc/self/fd/<dirfd>/<name>`: names an entry of an open directory, for the calls
+/// that have no `*at` form (extended attributes of non-regular files). Used only with
+/// non-following (`l*`) calls, so the final component is never followed.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    p
+}
+
+/// `/proc/self/fd/<fd>`: the inode an `O_PATH` handle refers to.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn is_unsupported(e: &rustix::io::Errno) -> bool {
+    *e == rustix::io::Errno::OPNOTSUPP || *e == rustix::io::Errno::NODATA
+}
+
+/// Reads every extended attribute through `list` and `get` (size queries with empty buffers,
+/// retrying when an attribute grows between query and read). Sorted by name.
+fn read_xattrs(
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = loop {
+        let size = match list(&mut []) {
+            Ok(n) => n,
+            Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size];
+        match list(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                break buf;
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let value = loop {
+            let size = match get(name, &mut []) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut buf = vec![0u8; size];
+            match get(name, &mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    break Some(buf);
+                }
+                Err(rustix::io::Errno::RANGE) => continue,
+                Err(rustix::io::Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(v) = value {
+            out.push((name.to_vec(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Extended attributes of an open file or directory.
+pub fn xattrs_of_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    read_xattrs(|buf| rustix::fs::flistxattr(fd, buf), |name, buf| rustix::fs::fgetxattr(fd, name, buf))
+}
+
+/// Extended attributes of the entry `name` of the directory `dir`, without following it.
+pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let path = proc_path(dir, name);
+    read_xattrs(|buf| rustix::fs::llistxattr(&path, buf), |n, buf| rustix::fs::lgetxattr(&path, n, buf))
+}
+
+/// Opens the single component `name` below `dir` without ever following a symlink and without
+/// leaving `dir`: `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or `openat` with
+/// `O_NOFOLLOW` where `openat2` is unavailable. `name` must be one component (no `/`).
+pub fn open_beneath(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    if name.is_empty() || name.contains(&b'/') || name == b".." {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a single path component"));
+    }
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat2(dir, name, flags, mode, ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS) {
+        Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => Ok(rustix::fs::openat(dir, name, flags, mode)?),
+        other => Ok(other?),
+    }
+}
+
+/// `lstat` of an entry of an open directory.
+pub fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// Reads a symlink's target.
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    Ok(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
+}
+
+/// Names of the entries of a directory (without `.` and `..`), sorted bytewise.
+pub fn list_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut dir = rustix::fs::Dir::read_from(fd.as_fd())?;
+    let mut names = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Caches the names of uids and gids.
+#[derive(Default)]
+pub struct Names {
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+impl Names {
+    /// The user name of `uid`, if it has one.
+    pub fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name))
+            .clone()
+    }
+
+    /// The group name of `gid`, if it has one.
+    pub fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name))
+            .clone()
+    }
+}

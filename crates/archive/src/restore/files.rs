@@ -1,0 +1,157 @@
+//! Restore workers: write a file's contents at their offsets (holes stay holes), then its
+//! metadata; or, over an existing file, check it first and leave it alone when it is right.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crossbeam_channel::Receiver;
+use zaibei_format::{Node, PackKind};
+
+use super::{Shared, meta};
+use crate::progress::Counters;
+
+/// A file to write.
+pub(crate) struct FileJob {
+    /// Open read-write.
+    pub fd: OwnedFd,
+    /// What it must become.
+    pub node: Node,
+    /// Its path in the snapshot (for messages).
+    pub path: Vec<u8>,
+    /// True when the file existed before (resume): check before writing.
+    pub existing: bool,
+}
+
+pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>) {
+    for job in jobs {
+        match restore_file(shared, &job) {
+            Ok(written) => {
+                let mut o = shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
+                if written {
+                    o.files_written += 1;
+                    o.bytes_written += job.node.size;
+                } else {
+                    o.files_unchanged += 1;
+                }
+                if shared.opts.verify {
+                    o.files_verified += 1;
+                }
+                Counters::add(&shared.counters.files, 1);
+                Counters::add(&shared.counters.bytes_seen, job.node.size);
+            }
+            Err(e) => {
+                Counters::add(&shared.counters.errors, 1);
+                shared.failures.record(&job.path, e);
+            }
+        }
+    }
+}
+
+/// Where the bytes of the content stream go in the file: `(file offset, stream offset, length)`.
+fn place(extents: &[(u64, u64)], stream_start: u64, len: u64) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    let end = stream_start + len;
+    for &(off, elen) in extents {
+        let (s, e) = (pos.max(stream_start), (pos + elen).min(end));
+        if s < e {
+            out.push((off + (s - pos), s, e - s));
+        }
+        pos += elen;
+        if pos >= end {
+            break;
+        }
+    }
+    out
+}
+
+/// Returns true when the file was written, false when it was already right.
+fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
+    let node = &job.node;
+    let fd = job.fd.as_fd();
+    let dense = [(0, node.size)];
+    let extents: &[(u64, u64)] = node.extents.as_deref().unwrap_or(&dense);
+    let mut lens = Vec::with_capacity(node.content.len());
+    for id in &node.content {
+        let loc = shared.repo.locate(PackKind::Data, id).map_err(|e| format!("{e} (the file's data is missing from the repository)"))?;
+        lens.push(loc.raw_length);
+    }
+    let written = if job.existing && matches_snapshot(shared, fd, node, extents, &lens)? {
+        false
+    } else {
+        rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
+        let mut stream = 0u64;
+        for (id, &len) in node.content.iter().zip(&lens) {
+            let data = shared.runtime.block_on(shared.repo.read_blob(PackKind::Data, id)).map_err(|e| e.to_string())?;
+            for (file_off, s_off, n) in place(extents, stream, len) {
+                let start = (s_off - stream) as usize;
+                write_all_at(fd, &data[start..start + n as usize], file_off)?;
+            }
+            Counters::add(&shared.counters.bytes, len);
+            stream += len;
+        }
+        rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
+        true
+    };
+    meta::apply_to_fd(fd, node).map_err(|e| e.to_string())?;
+    if shared.opts.verify && written && !matches_snapshot(shared, fd, node, extents, &lens)? {
+        return Err("verification failed: the restored file differs from the snapshot".into());
+    }
+    Ok(written)
+}
+
+fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(), String> {
+    while !buf.is_empty() {
+        let n = rustix::io::pwrite(fd, buf, offset).map_err(|e| format!("writing: {e}"))?;
+        if n == 0 {
+            return Err("writing: no progress".into());
+        }
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// True when the file's size and every blob's bytes match the snapshot.
+fn matches_snapshot(shared: &Shared<'_>, fd: BorrowedFd<'_>, node: &Node, extents: &[(u64, u64)], lens: &[u64]) -> Result<bool, String> {
+    let st = rustix::fs::fstat(fd).map_err(|e| format!("reading: {e}"))?;
+    if crate::fsmeta::size_of(&st) != node.size {
+        return Ok(false);
+    }
+    let content = shared.repo.keys().content("restore").map_err(|e| e.to_string())?;
+    let mut stream = 0u64;
+    let mut buf = Vec::new();
+    for (id, &len) in node.content.iter().zip(lens) {
+        buf.clear();
+        buf.resize(len as usize, 0);
+        for (file_off, s_off, n) in place(extents, stream, len) {
+            let start = (s_off - stream) as usize;
+            let mut done = 0usize;
+            while done < n as usize {
+                let r = rustix::io::pread(fd, &mut buf[start + done..start + n as usize], file_off + done as u64).map_err(|e| format!("reading: {e}"))?;
+                if r == 0 {
+                    return Ok(false);
+                }
+                done += r;
+            }
+        }
+        if content.blob_id(&buf) != *id {
+            return Ok(false);
+        }
+        stream += len;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place;
+
+    #[test]
+    fn placement_maps_stream_to_extents() {
+        let ext = [(0, 10), (100, 5), (200, 20)];
+        assert_eq!(place(&ext, 0, 10), vec![(0, 0, 10)]);
+        assert_eq!(place(&ext, 8, 10), vec![(8, 8, 2), (100, 10, 5), (200, 15, 3)]);
+        assert_eq!(place(&ext, 15, 20), vec![(200, 15, 20)]);
+        assert_eq!(place(&[(0, 7)], 0, 0), vec![]);
+    }
+}
