@@ -46,13 +46,32 @@ impl Chunker {
     /// size unless it is the end of the stream.
     pub fn cut(&self, data: &[u8]) -> usize {
         let (s, l, s_ls, l_ls) = self.masks;
-        let (_, n) = cut_gear(data, self.min, self.avg, self.max, s, l, s_ls, l_ls, &self.gear[..], &self.gear_ls[..]);
+        let (_, n) = cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            s,
+            l,
+            s_ls,
+            l_ls,
+            &self.gear[..],
+            &self.gear_ls[..],
+        );
         n.clamp(1.min(data.len()), data.len())
     }
 
     /// Streams the chunks of `reader`.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream { chunker: self, reader, buf: vec![0; 2 * self.max], start: 0, end: 0, eof: false, bytes_read: 0 }
+        ChunkStream {
+            chunker: self,
+            reader,
+            buf: vec![0; 2 * self.max],
+            start: 0,
+            end: 0,
+            eof: false,
+            bytes_read: 0,
+        }
     }
 }
 
@@ -121,7 +140,11 @@ mod tests {
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min: 2048, avg: 8192, max: 65536 }
+        ChunkerParams {
+            min: 2048,
+            avg: 8192,
+            max: 65536,
+        }
     }
 
     fn chunks(c: &Chunker, d: &[u8]) -> Vec<usize> {
@@ -139,7 +162,11 @@ mod tests {
         let d = data(1_000_000);
         let sizes = chunks(&c, &d);
         assert_eq!(sizes.iter().sum::<usize>(), d.len());
-        assert!(sizes[..sizes.len() - 1].iter().all(|&n| (2048..=65536).contains(&n)));
+        assert!(
+            sizes[..sizes.len() - 1]
+                .iter()
+                .all(|&n| (2048..=65536).contains(&n))
+        );
         let avg = d.len() / sizes.len();
         assert!((4096..=16384).contains(&avg), "average chunk {avg}");
     }
@@ -155,8 +182,17 @@ mod tests {
         e.splice(100..100, [7u8; 33]);
         let ca = chunks(&a, &d);
         let ce = chunks(&a, &e);
-        let common_tail = ca.iter().rev().zip(ce.iter().rev()).take_while(|(x, y)| x == y).count();
-        assert!(common_tail + 3 >= ca.len(), "only {common_tail} of {} chunks survived", ca.len());
+        let common_tail = ca
+            .iter()
+            .rev()
+            .zip(ce.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        assert!(
+            common_tail + 3 >= ca.len(),
+            "only {common_tail} of {} chunks survived",
+            ca.len()
+        );
     }
 
     #[test]

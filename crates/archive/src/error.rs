@@ -38,6 +38,10 @@ pub enum ArchiveError {
 impl ArchiveError {
     /// An I/O error on a path.
     pub fn io(op: impl Into<String>, path: &Path, source: std::io::Error) -> Self {
-        ArchiveError::Io { op: op.into(), path: path.to_path_buf(), source }
+        ArchiveError::Io {
+            op: op.into(),
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

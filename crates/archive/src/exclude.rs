@@ -28,14 +28,20 @@ impl Excludes {
         }
         let mut b = GitignoreBuilder::new("/");
         for p in patterns {
-            b.add_line(None, p).map_err(|e| ArchiveError::Usage(format!("exclude pattern {p:?}: {e}")))?;
+            b.add_line(None, p)
+                .map_err(|e| ArchiveError::Usage(format!("exclude pattern {p:?}: {e}")))?;
         }
         for f in files {
             if let Some(e) = b.add(f) {
-                return Err(ArchiveError::Usage(format!("exclude file {}: {e}", f.display())));
+                return Err(ArchiveError::Usage(format!(
+                    "exclude file {}: {e}",
+                    f.display()
+                )));
             }
         }
-        let gi = b.build().map_err(|e| ArchiveError::Usage(format!("exclude patterns: {e}")))?;
+        let gi = b
+            .build()
+            .map_err(|e| ArchiveError::Usage(format!("exclude patterns: {e}")))?;
         Ok(Excludes { matcher: Some(gi) })
     }
 
@@ -43,7 +49,9 @@ impl Excludes {
     pub fn is_excluded(&self, path: &[u8], is_dir: bool) -> bool {
         match &self.matcher {
             None => false,
-            Some(gi) => gi.matched(Path::new(OsStr::from_bytes(path)), is_dir).is_ignore(),
+            Some(gi) => gi
+                .matched(Path::new(OsStr::from_bytes(path)), is_dir)
+                .is_ignore(),
         }
     }
 }
@@ -54,7 +62,16 @@ mod tests {
 
     #[test]
     fn gitignore_semantics() {
-        let e = Excludes::new(&["*.o".into(), "/tmp".into(), "cache/".into(), "!keep.o".into()], &[]).unwrap_or_else(|_| Excludes::none());
+        let e = Excludes::new(
+            &[
+                "*.o".into(),
+                "/tmp".into(),
+                "cache/".into(),
+                "!keep.o".into(),
+            ],
+            &[],
+        )
+        .unwrap_or_else(|_| Excludes::none());
         assert!(e.is_excluded(b"/src/a.o", false));
         assert!(!e.is_excluded(b"/src/keep.o", false));
         assert!(e.is_excluded(b"/tmp", true));

@@ -50,7 +50,11 @@ pub fn node_from_stat(name: Vec<u8>, st: &Stat) -> Option<Node> {
     n.inode = st.st_ino as u64;
     n.device = st.st_dev as u64;
     n.links = st.st_nlink as u64;
-    n.size = if kind == NodeKind::Dir { 0 } else { st.st_size as u64 };
+    n.size = if kind == NodeKind::Dir {
+        0
+    } else {
+        st.st_size as u64
+    };
     if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
         n.rdev = st.st_rdev as u64;
     }
@@ -99,14 +103,31 @@ fn is_unsupported(e: &rustix::io::Errno) -> bool {
     *e == rustix::io::Errno::OPNOTSUPP || *e == rustix::io::Errno::NODATA
 }
 
-/// Reads every extended attribute through `list` and `get` (size queries with empty buffers,
-/// retrying when an attribute grows between query and read). Sorted by name.
-fn read_xattrs(
-    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
-    get: impl Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
-) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+/// The operations [`read_xattrs`] needs: size queries and reads of the name list and of values.
+struct XattrOps<LQ, L, GQ, G> {
+    list_size: LQ,
+    list: L,
+    value_size: GQ,
+    get: G,
+}
+
+/// Reads every extended attribute (retrying when one grows between size query and read).
+/// Sorted by name.
+fn read_xattrs<LQ, L, GQ, G>(ops: XattrOps<LQ, L, GQ, G>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>
+where
+    LQ: Fn() -> rustix::io::Result<usize>,
+    L: Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    GQ: Fn(&[u8]) -> rustix::io::Result<usize>,
+    G: Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
+{
+    let XattrOps {
+        list_size,
+        list,
+        value_size,
+        get,
+    } = ops;
     let names = loop {
-        let size = match list(&mut []) {
+        let size = match list_size() {
             Ok(n) => n,
             Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -127,7 +148,7 @@ fn read_xattrs(
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let value = loop {
-            let size = match get(name, &mut []) {
+            let size = match value_size(name) {
                 Ok(n) => n,
                 Err(rustix::io::Errno::NODATA) => break None,
                 Err(e) => return Err(e.into()),
@@ -153,25 +174,51 @@ fn read_xattrs(
 
 /// Extended attributes of an open file or directory.
 pub fn xattrs_of_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    read_xattrs(|buf| rustix::fs::flistxattr(fd, buf), |name, buf| rustix::fs::fgetxattr(fd, name, buf))
+    read_xattrs(XattrOps {
+        list_size: || rustix::fs::flistxattr_query(fd),
+        list: |buf: &mut [u8]| rustix::fs::flistxattr(fd, buf),
+        value_size: |name: &[u8]| rustix::fs::fgetxattr_query(fd, name),
+        get: |name: &[u8], buf: &mut [u8]| rustix::fs::fgetxattr(fd, name, buf),
+    })
 }
 
 /// Extended attributes of the entry `name` of the directory `dir`, without following it.
 pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let path = proc_path(dir, name);
-    read_xattrs(|buf| rustix::fs::llistxattr(&path, buf), |n, buf| rustix::fs::lgetxattr(&path, n, buf))
+    read_xattrs(XattrOps {
+        list_size: || rustix::fs::llistxattr_query(&path),
+        list: |buf: &mut [u8]| rustix::fs::llistxattr(&path, buf),
+        value_size: |name: &[u8]| rustix::fs::lgetxattr_query(&path, name),
+        get: |name: &[u8], buf: &mut [u8]| rustix::fs::lgetxattr(&path, name, buf),
+    })
 }
 
 /// Opens the single component `name` below `dir` without ever following a symlink and without
 /// leaving `dir`: `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or `openat` with
 /// `O_NOFOLLOW` where `openat2` is unavailable. `name` must be one component (no `/`).
-pub fn open_beneath(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+pub fn open_beneath(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    flags: OFlags,
+    mode: Mode,
+) -> io::Result<OwnedFd> {
     if name.is_empty() || name.contains(&b'/') || name == b".." {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a single path component"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a single path component",
+        ));
     }
     let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match rustix::fs::openat2(dir, name, flags, mode, ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS) {
-        Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => Ok(rustix::fs::openat(dir, name, flags, mode)?),
+    match rustix::fs::openat2(
+        dir,
+        name,
+        flags,
+        mode,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+            Ok(rustix::fs::openat(dir, name, flags, mode)?)
+        }
         other => Ok(other?),
     }
 }
@@ -213,7 +260,12 @@ impl Names {
     pub fn user(&mut self, uid: u32) -> Option<String> {
         self.users
             .entry(uid)
-            .or_insert_with(|| nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name))
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(uid.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
             .clone()
     }
 
@@ -221,7 +273,12 @@ impl Names {
     pub fn group(&mut self, gid: u32) -> Option<String> {
         self.groups
             .entry(gid)
-            .or_insert_with(|| nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name))
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(gid.into())
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
             .clone()
     }
 }

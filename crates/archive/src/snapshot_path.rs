@@ -18,26 +18,40 @@ pub enum Located {
 
 /// Splits a snapshot path into components (empty and `.` components are dropped).
 pub fn components(path: &[u8]) -> Vec<&[u8]> {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect()
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect()
 }
 
 /// Resolves `path` (absolute inside the snapshot, `/` for the root) from the root tree `root`.
-pub async fn locate(repo: &IndexedRepository, root: &Id, path: &[u8]) -> Result<Located, ArchiveError> {
+pub async fn locate(
+    repo: &IndexedRepository,
+    root: &Id,
+    path: &[u8],
+) -> Result<Located, ArchiveError> {
     let mut tree = repo.load_tree(root).await?;
     let mut node: Option<Node> = None;
     let parts = components(path);
     for (i, part) in parts.iter().enumerate() {
         let Some(n) = tree.find(part).cloned() else {
-            return Err(ArchiveError::Usage(format!("{} is not in the snapshot", String::from_utf8_lossy(path))));
+            return Err(ArchiveError::Usage(format!(
+                "{} is not in the snapshot",
+                String::from_utf8_lossy(path)
+            )));
         };
         if n.kind == NodeKind::Dir {
-            let sub = n.subtree.ok_or_else(|| ArchiveError::Internal("directory without subtree".into()))?;
+            let sub = n
+                .subtree
+                .ok_or_else(|| ArchiveError::Internal("directory without subtree".into()))?;
             tree = repo.load_tree(&sub).await?;
             node = Some(n);
         } else if i + 1 == parts.len() {
             return Ok(Located::Entry(n));
         } else {
-            return Err(ArchiveError::Usage(format!("{} is not a directory in the snapshot", String::from_utf8_lossy(part))));
+            return Err(ArchiveError::Usage(format!(
+                "{} is not a directory in the snapshot",
+                String::from_utf8_lossy(part)
+            )));
         }
     }
     Ok(Located::Dir(node, tree))

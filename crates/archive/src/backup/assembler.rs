@@ -4,10 +4,10 @@
 use crossbeam_channel::{Receiver, Sender};
 use zaibei_format::{Id, Node, NodeKind, SnapshotSummary, Tree};
 
-use super::files::FileOutcome;
 use super::Context;
-use crate::progress::Counters;
+use super::files::FileOutcome;
 use crate::ArchiveError;
+use crate::progress::Counters;
 
 /// Whether a file read by a worker was new or changed (for the summary).
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +23,10 @@ pub(crate) enum Pending {
     /// Complete (unchanged file, symlink, device...).
     Ready(Node),
     /// A file being read by a worker.
-    File { rx: Receiver<FileOutcome>, state: FileState },
+    File {
+        rx: Receiver<FileOutcome>,
+        state: FileState,
+    },
     /// A subdirectory whose tree the assembler stores first.
     Dir { node: Node, rx: Receiver<Id> },
 }
@@ -38,10 +41,15 @@ pub(crate) struct TreeJob {
     pub reply: Sender<Id>,
 }
 
-pub(crate) fn run(ctx: &Context<'_>, jobs: Receiver<TreeJob>) -> Result<SnapshotSummary, ArchiveError> {
+pub(crate) fn run(
+    ctx: &Context<'_>,
+    jobs: Receiver<TreeJob>,
+) -> Result<SnapshotSummary, ArchiveError> {
     let mut summary = SnapshotSummary::default();
     for job in jobs {
-        let mut tree = Tree { nodes: Vec::with_capacity(job.children.len()) };
+        let mut tree = Tree {
+            nodes: Vec::with_capacity(job.children.len()),
+        };
         for pending in job.children {
             match pending {
                 Pending::Ready(node) => {
@@ -70,11 +78,18 @@ pub(crate) fn run(ctx: &Context<'_>, jobs: Receiver<TreeJob>) -> Result<Snapshot
                     }
                     Ok(FileOutcome::Skipped) => {}
                     Ok(FileOutcome::Fatal(e)) => return Err(e),
-                    Err(_) => return Err(ArchiveError::Internal("a file worker stopped without answering".into())),
+                    Err(_) => {
+                        return Err(ArchiveError::Internal(
+                            "a file worker stopped without answering".into(),
+                        ));
+                    }
                 },
                 Pending::Dir { mut node, rx } => {
                     let id = rx.recv().map_err(|_| {
-                        ArchiveError::Internal(format!("subtree of {} missing", String::from_utf8_lossy(&job.path)))
+                        ArchiveError::Internal(format!(
+                            "subtree of {} missing",
+                            String::from_utf8_lossy(&job.path)
+                        ))
                     })?;
                     node.subtree = Some(id);
                     summary.dirs += 1;
@@ -82,7 +97,9 @@ pub(crate) fn run(ctx: &Context<'_>, jobs: Receiver<TreeJob>) -> Result<Snapshot
                 }
             }
         }
-        tree.sort_and_check().map_err(|e| ArchiveError::Internal(format!("{}: {e}", String::from_utf8_lossy(&job.path))))?;
+        tree.sort_and_check().map_err(|e| {
+            ArchiveError::Internal(format!("{}: {e}", String::from_utf8_lossy(&job.path)))
+        })?;
         let id = ctx.saver.save_tree(&tree)?;
         // The receiver is gone only when the walk already failed.
         let _ = job.reply.send(id);

@@ -9,9 +9,9 @@ use rustix::fs::SeekFrom;
 use zaibei_format::{Id, Node, PackKind};
 
 use super::Context;
+use crate::ArchiveError;
 use crate::fsmeta;
 use crate::progress::Counters;
-use crate::ArchiveError;
 
 /// A file to read.
 pub(crate) struct FileJob {
@@ -78,13 +78,23 @@ fn read_file(ctx: &Context<'_>, job: &FileJob) -> Result<Node, ReadError> {
     let extents = data_extents(fd, node.size)?;
     let dense = extents.len() == 1 && extents[0] == (0, node.size);
     let expected: u64 = extents.iter().map(|&(_, l)| l).sum();
-    let reader = ExtentReader { fd, extents: &extents, index: 0, offset: 0 };
+    let reader = ExtentReader {
+        fd,
+        extents: &extents,
+        index: 0,
+        offset: 0,
+    };
     let mut stream = ctx.chunker.stream(reader);
     let mut content = Vec::new();
     let mut stored = 0u64;
     while let Some(chunk) = stream.next_chunk()? {
-        let id: Id = ctx.saver.blob_id(chunk).map_err(|e| ReadError::Repo(e.into()))?;
-        ctx.saver.save_blob(PackKind::Data, id, chunk).map_err(|e| ReadError::Repo(e.into()))?;
+        let id: Id = ctx
+            .saver
+            .blob_id(chunk)
+            .map_err(|e| ReadError::Repo(e.into()))?;
+        ctx.saver
+            .save_blob(PackKind::Data, id, chunk)
+            .map_err(|e| ReadError::Repo(e.into()))?;
         Counters::add(&ctx.counters.bytes, chunk.len() as u64);
         stored += chunk.len() as u64;
         content.push(id);
@@ -95,17 +105,29 @@ fn read_file(ctx: &Context<'_>, job: &FileJob) -> Result<Node, ReadError> {
         ))));
     }
     let after = rustix::fs::fstat(fd).map_err(io::Error::from)?;
-    if (after.st_mtime, after.st_mtime_nsec, after.st_size) != (st.st_mtime, st.st_mtime_nsec, st.st_size) {
-        tracing::warn!("{} changed while being read; the snapshot holds the bytes read", String::from_utf8_lossy(&job.path));
+    if (after.st_mtime, after.st_mtime_nsec, after.st_size)
+        != (st.st_mtime, st.st_mtime_nsec, st.st_size)
+    {
+        tracing::warn!(
+            "{} changed while being read; the snapshot holds the bytes read",
+            String::from_utf8_lossy(&job.path)
+        );
     }
     node.content = content;
-    node.extents = if dense || node.size == 0 { None } else { Some(extents) };
+    node.extents = if dense || node.size == 0 {
+        None
+    } else {
+        Some(extents)
+    };
     Ok(node)
 }
 
 /// The data extents `(offset, length)` of a file, found with `SEEK_DATA`/`SEEK_HOLE`. A file
 /// system without hole reporting gives one extent covering the file.
-pub(crate) fn data_extents(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> io::Result<Vec<(u64, u64)>> {
+pub(crate) fn data_extents(
+    fd: std::os::fd::BorrowedFd<'_>,
+    size: u64,
+) -> io::Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
     let mut pos = 0u64;
     while pos < size {
@@ -118,7 +140,9 @@ pub(crate) fn data_extents(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> io::Re
         if start >= size {
             break;
         }
-        let end = rustix::fs::seek(fd, SeekFrom::Hole(start)).map_err(io::Error::from)?.min(size);
+        let end = rustix::fs::seek(fd, SeekFrom::Hole(start))
+            .map_err(io::Error::from)?
+            .min(size);
         if end <= start {
             break;
         }
@@ -140,7 +164,9 @@ struct ExtentReader<'a> {
 impl Read for ExtentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let Some(&(start, len)) = self.extents.get(self.index) else { return Ok(0) };
+            let Some(&(start, len)) = self.extents.get(self.index) else {
+                return Ok(0);
+            };
             if self.offset >= len {
                 self.index += 1;
                 self.offset = 0;

@@ -25,10 +25,10 @@ use zaibei_repo::{BlobSaver, IndexedRepository};
 
 pub use stream::{StreamOptions, backup_stream};
 
+use crate::ArchiveError;
 use crate::chunker::Chunker;
 use crate::exclude::Excludes;
 use crate::progress::Counters;
-use crate::ArchiveError;
 
 /// Most entries kept in a snapshot's list of skipped entries.
 pub const MAX_SKIPPED_RECORDED: usize = 1000;
@@ -74,7 +74,8 @@ impl Skipped {
     pub fn record(&self, path: &[u8], reason: impl Into<String>) {
         let reason = reason.into();
         tracing::warn!("skipped {}: {reason}", String::from_utf8_lossy(path));
-        self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut l = self.list.lock().unwrap_or_else(|p| p.into_inner());
         if l.len() < MAX_SKIPPED_RECORDED {
             l.push((path.to_vec(), reason));
@@ -111,13 +112,22 @@ pub(crate) struct Context<'a> {
 }
 
 /// Backs up `opts.paths` into a new snapshot.
-pub async fn backup(repo: Arc<IndexedRepository>, opts: BackupOptions, counters: Arc<Counters>) -> Result<BackupOutcome, ArchiveError> {
+pub async fn backup(
+    repo: Arc<IndexedRepository>,
+    opts: BackupOptions,
+    counters: Arc<Counters>,
+) -> Result<BackupOutcome, ArchiveError> {
     if opts.paths.is_empty() {
-        return Err(ArchiveError::Usage("nothing to back up: give at least one path".into()));
+        return Err(ArchiveError::Usage(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let start = Timestamp::now();
     let paths = sources::normalise(&opts.paths)?;
-    let path_bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec()).collect();
+    let path_bytes: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
+        .collect();
     let excludes = Excludes::new(&opts.excludes, &opts.exclude_files)?;
     let (parent_id, parent_tree) = find_parent(&repo, &opts, &path_bytes).await?;
     let chunker = Chunker::new(repo.suite(), &repo.chunker_seed()?, repo.config().chunker);
@@ -145,7 +155,9 @@ pub async fn backup(repo: Arc<IndexedRepository>, opts: BackupOptions, counters:
             (result, skipped)
         })
     };
-    let (result, skipped) = walk.await.map_err(|e| ArchiveError::Internal(format!("backup pipeline: {e}")))?;
+    let (result, skipped) = walk
+        .await
+        .map_err(|e| ArchiveError::Internal(format!("backup pipeline: {e}")))?;
     let (root, mut summary) = result?;
     let stats = saver.finish().await?;
     let (skipped_list, skipped_count) = skipped.take();
@@ -160,12 +172,22 @@ pub async fn backup(repo: Arc<IndexedRepository>, opts: BackupOptions, counters:
     summary.skipped_count = skipped_count;
     let snapshot = new_snapshot(&opts, root, path_bytes, parent_id, summary);
     let snapshot_id = repo.save_snapshot(&snapshot).await?;
-    Ok(BackupOutcome { snapshot_id, snapshot, parent: parent_id })
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot,
+        parent: parent_id,
+    })
 }
 
-fn run_pipeline(ctx: &Context<'_>, trie: &sources::SourceNode, parent_tree: Option<Arc<Tree>>) -> Result<(Id, SnapshotSummary), ArchiveError> {
+fn run_pipeline(
+    ctx: &Context<'_>,
+    trie: &sources::SourceNode,
+    parent_tree: Option<Arc<Tree>>,
+) -> Result<(Id, SnapshotSummary), ArchiveError> {
     let workers = if ctx.opts.workers == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     } else {
         ctx.opts.workers
     };
@@ -193,23 +215,34 @@ fn run_pipeline(ctx: &Context<'_>, trie: &sources::SourceNode, parent_tree: Opti
         for h in handles {
             let _ = h.join();
         }
-        let assembled = assembler.join().map_err(|_| ArchiveError::Internal("tree assembler panicked".into()))?;
+        let assembled = assembler
+            .join()
+            .map_err(|_| ArchiveError::Internal("tree assembler panicked".into()))?;
         // The assembler's error is the root cause when both failed (the walker then only saw a
         // closed channel).
         let summary = assembled?;
         let root_rx = walked?;
-        let root = root_rx.recv().map_err(|_| ArchiveError::Internal("root tree was not assembled".into()))?;
+        let root = root_rx
+            .recv()
+            .map_err(|_| ArchiveError::Internal("root tree was not assembled".into()))?;
         Ok((root, summary))
     })
 }
 
-async fn find_parent(repo: &IndexedRepository, opts: &BackupOptions, paths: &[Vec<u8>]) -> Result<(Option<Id>, Option<Arc<Tree>>), ArchiveError> {
+async fn find_parent(
+    repo: &IndexedRepository,
+    opts: &BackupOptions,
+    paths: &[Vec<u8>],
+) -> Result<(Option<Id>, Option<Arc<Tree>>), ArchiveError> {
     let parent = match opts.parent {
         Some(id) => Some((id, repo.load_snapshot(&id).await?)),
         None if opts.force => None,
         None => {
             let list = repo.list_snapshots().await?;
-            list.snapshots.into_iter().rev().find(|(_, s)| s.hostname == opts.host && s.paths == paths)
+            list.snapshots
+                .into_iter()
+                .rev()
+                .find(|(_, s)| s.hostname == opts.host && s.paths == paths)
         }
     };
     match parent {
@@ -217,14 +250,23 @@ async fn find_parent(repo: &IndexedRepository, opts: &BackupOptions, paths: &[Ve
         Some((id, snap)) => match repo.load_tree(&snap.tree).await {
             Ok(t) => Ok((Some(id), Some(t))),
             Err(e) => {
-                tracing::warn!("parent snapshot {} unusable, reading everything: {e}", id.short());
+                tracing::warn!(
+                    "parent snapshot {} unusable, reading everything: {e}",
+                    id.short()
+                );
                 Ok((None, None))
             }
         },
     }
 }
 
-pub(crate) fn new_snapshot(opts: &BackupOptions, tree: Id, paths: Vec<Vec<u8>>, parent: Option<Id>, summary: SnapshotSummary) -> Snapshot {
+pub(crate) fn new_snapshot(
+    opts: &BackupOptions,
+    tree: Id,
+    paths: Vec<Vec<u8>>,
+    parent: Option<Id>,
+    summary: SnapshotSummary,
+) -> Snapshot {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let mut names = crate::fsmeta::Names::default();

@@ -22,10 +22,15 @@ pub struct SourceNode {
 /// Normalises source paths: absolute, symlinks in the parent directories resolved, the final
 /// component kept as given (a symlink given as source is backed up as a symlink).
 pub fn normalise(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ArchiveError> {
-    let cwd = std::env::current_dir().map_err(|e| ArchiveError::io("reading the current directory", Path::new("."), e))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| ArchiveError::io("reading the current directory", Path::new("."), e))?;
     let mut out = Vec::new();
     for p in paths {
-        let abs = if p.is_absolute() { p.clone() } else { cwd.join(p) };
+        let abs = if p.is_absolute() {
+            p.clone()
+        } else {
+            cwd.join(p)
+        };
         let mut clean = PathBuf::from("/");
         for c in abs.components() {
             match c {
@@ -38,12 +43,14 @@ pub fn normalise(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ArchiveError> {
         }
         let normalised = match (clean.parent(), clean.file_name()) {
             (Some(parent), Some(name)) => {
-                let parent = std::fs::canonicalize(parent).map_err(|e| ArchiveError::io("resolving source path", parent, e))?;
+                let parent = std::fs::canonicalize(parent)
+                    .map_err(|e| ArchiveError::io("resolving source path", parent, e))?;
                 parent.join(name)
             }
             _ => clean,
         };
-        std::fs::symlink_metadata(&normalised).map_err(|e| ArchiveError::io("reading source", &normalised, e))?;
+        std::fs::symlink_metadata(&normalised)
+            .map_err(|e| ArchiveError::io("reading source", &normalised, e))?;
         out.push(normalised);
     }
     out.sort();
@@ -80,7 +87,11 @@ mod tests {
 
     #[test]
     fn nested_sources_collapse() {
-        let t = build_trie(&[PathBuf::from("/a/b"), PathBuf::from("/a/b/c"), PathBuf::from("/d")]);
+        let t = build_trie(&[
+            PathBuf::from("/a/b"),
+            PathBuf::from("/a/b/c"),
+            PathBuf::from("/d"),
+        ]);
         let a = &t.children[b"a".as_slice()];
         assert!(!a.selected);
         assert!(a.children[b"b".as_slice()].selected);

@@ -11,9 +11,9 @@ use zaibei_format::{Node, NodeKind, PackKind, Timestamp, Tree};
 use zaibei_repo::{BlobSaver, IndexedRepository};
 
 use super::{BackupOptions, BackupOutcome, new_snapshot};
+use crate::ArchiveError;
 use crate::chunker::Chunker;
 use crate::progress::Counters;
-use crate::ArchiveError;
 
 /// A stream backup.
 #[derive(Debug, Clone, Default)]
@@ -21,44 +21,70 @@ pub struct StreamOptions {
     /// Name of the file in the snapshot.
     pub filename: String,
     /// Command whose standard output is backed up (`None`: standard input).
-    pub command: Option<Vec<String>>,
+    pub command: Option<Vec<std::ffi::OsString>>,
     /// Tags, host and time as for a directory backup.
     pub base: BackupOptions,
 }
 
 /// Backs up standard input or a command's output as one file.
-pub async fn backup_stream(repo: Arc<IndexedRepository>, opts: StreamOptions, counters: Arc<Counters>) -> Result<BackupOutcome, ArchiveError> {
+pub async fn backup_stream(
+    repo: Arc<IndexedRepository>,
+    opts: StreamOptions,
+    counters: Arc<Counters>,
+) -> Result<BackupOutcome, ArchiveError> {
     let name = opts.filename.as_bytes().to_vec();
-    zaibei_format::tree::check_name(&name).map_err(|e| ArchiveError::Usage(format!("--stdin-filename: {e}")))?;
+    zaibei_format::tree::check_name(&name)
+        .map_err(|e| ArchiveError::Usage(format!("--stdin-filename: {e}")))?;
     let start = Timestamp::now();
     let chunker = Chunker::new(repo.suite(), &repo.chunker_seed()?, repo.config().chunker);
     let saver = BlobSaver::start(Arc::clone(&repo), opts.base.connections.max(1))?;
     let s2 = saver.clone();
     let c2 = Arc::clone(&counters);
     let command = opts.command.clone();
-    let read = tokio::task::spawn_blocking(move || -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
-        match &command {
-            None => store_stream(&chunker, &s2, &c2, std::io::stdin().lock()),
-            Some(argv) => {
-                let (program, args) = argv.split_first().ok_or_else(|| ArchiveError::Usage("--stdin-from-command needs a command".into()))?;
-                let mut child = Command::new(program)
-                    .args(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .map_err(|e| ArchiveError::io("starting command", program.as_ref(), e))?;
-                let stdout = child.stdout.take().ok_or_else(|| ArchiveError::Internal("no stdout pipe".into()))?;
-                let stored = store_stream(&chunker, &s2, &c2, stdout);
-                let status = child.wait().map_err(|e| ArchiveError::io("waiting for command", program.as_ref(), e))?;
-                if !status.success() {
-                    return Err(ArchiveError::CommandFailed { command: argv.join(" "), status: status.to_string() });
+    let read = tokio::task::spawn_blocking(
+        move || -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
+            match &command {
+                None => store_stream(&chunker, &s2, &c2, std::io::stdin().lock()),
+                Some(argv) => {
+                    let (program, args) = argv.split_first().ok_or_else(|| {
+                        ArchiveError::Usage("--stdin-from-command needs a command".into())
+                    })?;
+                    let mut child = Command::new(program)
+                        .args(args)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::inherit())
+                        .spawn()
+                        .map_err(|e| {
+                            ArchiveError::io("starting command", std::path::Path::new(program), e)
+                        })?;
+                    let stdout = child
+                        .stdout
+                        .take()
+                        .ok_or_else(|| ArchiveError::Internal("no stdout pipe".into()))?;
+                    let stored = store_stream(&chunker, &s2, &c2, stdout);
+                    let status = child.wait().map_err(|e| {
+                        ArchiveError::io("waiting for command", std::path::Path::new(program), e)
+                    })?;
+                    if !status.success() {
+                        let command = argv
+                            .iter()
+                            .map(|a| a.to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        return Err(ArchiveError::CommandFailed {
+                            command,
+                            status: status.to_string(),
+                        });
+                    }
+                    stored
                 }
-                stored
             }
-        }
-    });
-    let stored = read.await.map_err(|e| ArchiveError::Internal(format!("stream reader: {e}")))?;
+        },
+    );
+    let stored = read
+        .await
+        .map_err(|e| ArchiveError::Internal(format!("stream reader: {e}")))?;
     let (content, size) = match stored {
         Ok(v) => v,
         Err(e) => {
@@ -101,14 +127,26 @@ pub async fn backup_stream(repo: Arc<IndexedRepository>, opts: StreamOptions, co
     path.extend_from_slice(&name);
     let snapshot = new_snapshot(&opts.base, root, vec![path], None, summary);
     let snapshot_id = repo.save_snapshot(&snapshot).await?;
-    Ok(BackupOutcome { snapshot_id, snapshot, parent: None })
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot,
+        parent: None,
+    })
 }
 
-fn store_stream(chunker: &Chunker, saver: &BlobSaver, counters: &Counters, reader: impl Read) -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
+fn store_stream(
+    chunker: &Chunker,
+    saver: &BlobSaver,
+    counters: &Counters,
+    reader: impl Read,
+) -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
     let mut stream = chunker.stream(reader);
     let mut content = Vec::new();
     let mut size = 0u64;
-    while let Some(chunk) = stream.next_chunk().map_err(|e| ArchiveError::io("reading", "<stream>".as_ref(), e))? {
+    while let Some(chunk) = stream
+        .next_chunk()
+        .map_err(|e| ArchiveError::io("reading", "<stream>".as_ref(), e))?
+    {
         let id = saver.blob_id(chunk)?;
         saver.save_blob(PackKind::Data, id, chunk)?;
         content.push(id);

@@ -11,13 +11,13 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use rustix::fs::{Mode, OFlags};
 use zaibei_format::{Id, Node, NodeKind, PackKind, Tree};
 
+use super::Context;
 use super::assembler::{FileState, Pending, TreeJob};
 use super::files::FileJob;
 use super::sources::SourceNode;
-use super::Context;
+use crate::ArchiveError;
 use crate::fsmeta::{self, Names};
 use crate::progress::Counters;
-use crate::ArchiveError;
 
 /// Most directory handles the walk keeps open at once.
 pub const MAX_OPEN_DIRS: usize = 64;
@@ -60,10 +60,25 @@ pub(crate) fn walk(
     file_tx: &Sender<FileJob>,
     tree_tx: &Sender<TreeJob>,
 ) -> Result<Receiver<Id>, ArchiveError> {
-    let root = rustix::fs::open("/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ArchiveError::io("opening", "/".as_ref(), e.into()))?;
-    let st = rustix::fs::fstat(&root).map_err(|e| ArchiveError::io("reading", "/".as_ref(), e.into()))?;
-    let mut w = Walker { ctx, file_tx, tree_tx, names: Names::default(), path: Vec::new(), stack: Vec::new(), lowest_open: 0, open: 1, empty_tree: None };
+    let root = rustix::fs::open(
+        "/",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ArchiveError::io("opening", "/".as_ref(), e.into()))?;
+    let st = rustix::fs::fstat(&root)
+        .map_err(|e| ArchiveError::io("reading", "/".as_ref(), e.into()))?;
+    let mut w = Walker {
+        ctx,
+        file_tx,
+        tree_tx,
+        names: Names::default(),
+        path: Vec::new(),
+        stack: Vec::new(),
+        lowest_open: 0,
+        open: 1,
+        empty_tree: None,
+    };
     w.stack.push(Frame {
         fd: Some(root),
         identity: fsmeta::identity(&st),
@@ -92,10 +107,16 @@ impl<'t> Walker<'_, '_, 't> {
                 continue;
             }
             // Directory complete: hand its entries to the assembler.
-            let Some(frame) = self.stack.pop() else { continue };
+            let Some(frame) = self.stack.pop() else {
+                continue;
+            };
             let (tx, rx) = bounded(1);
             self.tree_tx
-                .send(TreeJob { path: self.path.clone(), children: frame.children, reply: tx })
+                .send(TreeJob {
+                    path: self.path.clone(),
+                    children: frame.children,
+                    reply: tx,
+                })
                 .map_err(|_| ArchiveError::Internal("tree assembler stopped".into()))?;
             if frame.fd.is_some() {
                 self.open -= 1;
@@ -106,10 +127,25 @@ impl<'t> Walker<'_, '_, 't> {
                 return Ok(rx);
             };
             if parent.fd.is_none() {
-                let child_fd = frame.fd.as_ref().ok_or_else(|| ArchiveError::Internal("child directory closed".into()))?;
-                let fd = rustix::fs::openat(child_fd, "..", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| ArchiveError::io("reopening", bytes_path(&self.path[..parent.path_len]), e.into()))?;
-                let st = rustix::fs::fstat(&fd).map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
+                let child_fd = frame
+                    .fd
+                    .as_ref()
+                    .ok_or_else(|| ArchiveError::Internal("child directory closed".into()))?;
+                let fd = rustix::fs::openat(
+                    child_fd,
+                    "..",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| {
+                    ArchiveError::io(
+                        "reopening",
+                        bytes_path(&self.path[..parent.path_len]),
+                        e.into(),
+                    )
+                })?;
+                let st = rustix::fs::fstat(&fd)
+                    .map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
                 if fsmeta::identity(&st) != parent.identity {
                     return Err(ArchiveError::Internal(format!(
                         "directory {} was moved during the backup; run the backup again",
@@ -120,7 +156,9 @@ impl<'t> Walker<'_, '_, 't> {
                 self.open += 1;
                 self.lowest_open = depth - 1;
             }
-            let node = frame.node.ok_or_else(|| ArchiveError::Internal("non-root frame without node".into()))?;
+            let node = frame
+                .node
+                .ok_or_else(|| ArchiveError::Internal("non-root frame without node".into()))?;
             parent.children.push(Pending::Dir { node, rx });
             self.path.truncate(parent.path_len);
         }
@@ -153,7 +191,8 @@ impl<'t> Walker<'_, '_, 't> {
         let st = match fsmeta::lstat_at(dir, &name) {
             Ok(st) => st,
             Err(e) => {
-                ctx.skipped.record(&self.path, format!("cannot read metadata: {e}"));
+                ctx.skipped
+                    .record(&self.path, format!("cannot read metadata: {e}"));
                 return Ok(false);
             }
         };
@@ -166,26 +205,40 @@ impl<'t> Walker<'_, '_, 't> {
             return Ok(false);
         }
         if !selected && !is_dir {
-            ctx.skipped.record(&self.path, "a directory on the way to a backup source is not a directory");
+            ctx.skipped.record(
+                &self.path,
+                "a directory on the way to a backup source is not a directory",
+            );
             return Ok(false);
         }
         node.user = self.names.user(node.uid);
         node.group = self.names.group(node.gid);
-        let parent_node = frame.parent_tree.as_ref().and_then(|t| t.find(&name)).filter(|p| p.kind == node.kind).cloned();
+        let parent_node = frame
+            .parent_tree
+            .as_ref()
+            .and_then(|t| t.find(&name))
+            .filter(|p| p.kind == node.kind)
+            .cloned();
         match node.kind {
             NodeKind::File => {
                 self.visit_file(depth, node, parent_node)?;
                 Ok(false)
             }
-            NodeKind::Dir => self.visit_dir(depth, node, parent_node, &st, source, selected, explicit),
+            NodeKind::Dir => {
+                self.visit_dir(depth, node, parent_node, &st, source, selected, explicit)
+            }
             NodeKind::Symlink => {
-                match fsmeta::readlink_at(dir, &name).and_then(|t| Ok((t, fsmeta::xattrs_at(dir, &name)?))) {
+                match fsmeta::readlink_at(dir, &name)
+                    .and_then(|t| Ok((t, fsmeta::xattrs_at(dir, &name)?)))
+                {
                     Ok((target, xattrs)) => {
                         node.target = Some(target);
                         node.xattrs = xattrs;
                         self.stack[depth].children.push(Pending::Ready(node));
                     }
-                    Err(e) => ctx.skipped.record(&self.path, format!("cannot read symlink: {e}")),
+                    Err(e) => ctx
+                        .skipped
+                        .record(&self.path, format!("cannot read symlink: {e}")),
                 }
                 Ok(false)
             }
@@ -195,19 +248,28 @@ impl<'t> Walker<'_, '_, 't> {
                         node.xattrs = x;
                         self.stack[depth].children.push(Pending::Ready(node));
                     }
-                    Err(e) => ctx.skipped.record(&self.path, format!("cannot read extended attributes: {e}")),
+                    Err(e) => ctx
+                        .skipped
+                        .record(&self.path, format!("cannot read extended attributes: {e}")),
                 }
                 Ok(false)
             }
         }
     }
 
-    fn visit_file(&mut self, depth: usize, mut node: Node, parent: Option<Node>) -> Result<(), ArchiveError> {
+    fn visit_file(
+        &mut self,
+        depth: usize,
+        mut node: Node,
+        parent: Option<Node>,
+    ) -> Result<(), ArchiveError> {
         let ctx = self.ctx;
         if let Some(p) = parent
             && !ctx.opts.force
             && unchanged(&p, &node)
-            && p.content.iter().all(|id| ctx.saver.has_blob(PackKind::Data, id))
+            && p.content
+                .iter()
+                .all(|id| ctx.saver.has_blob(PackKind::Data, id))
         {
             // ctime unchanged: contents, mode, owner and xattrs are unchanged too.
             node.content = p.content;
@@ -220,7 +282,16 @@ impl<'t> Walker<'_, '_, 't> {
         let Some(dir) = frame.fd.as_ref() else {
             return Err(ArchiveError::Internal("visiting a closed directory".into()));
         };
-        let state = if frame.parent_tree.as_ref().and_then(|t| t.find(&node.name)).is_some() { FileState::Changed } else { FileState::New };
+        let state = if frame
+            .parent_tree
+            .as_ref()
+            .and_then(|t| t.find(&node.name))
+            .is_some()
+        {
+            FileState::Changed
+        } else {
+            FileState::New
+        };
         let fd = match open_noatime(dir.as_fd(), &node.name, OFlags::RDONLY) {
             Ok(fd) => fd,
             Err(e) => {
@@ -231,7 +302,12 @@ impl<'t> Walker<'_, '_, 't> {
         let (tx, rx) = bounded(1);
         self.stack[depth].children.push(Pending::File { rx, state });
         self.file_tx
-            .send(FileJob { fd, node, path: self.path.clone(), reply: tx })
+            .send(FileJob {
+                fd,
+                node,
+                path: self.path.clone(),
+                reply: tx,
+            })
             .map_err(|_| ArchiveError::Internal("file workers stopped".into()))
     }
 
@@ -251,8 +327,16 @@ impl<'t> Walker<'_, '_, 't> {
         let Some(dir) = frame.fd.as_ref() else {
             return Err(ArchiveError::Internal("visiting a closed directory".into()));
         };
-        let source_dev = if explicit { Some(node.device) } else { frame.source_dev };
-        if ctx.opts.one_file_system && selected && !explicit && source_dev.is_some_and(|d| d != node.device) {
+        let source_dev = if explicit {
+            Some(node.device)
+        } else {
+            frame.source_dev
+        };
+        if ctx.opts.one_file_system
+            && selected
+            && !explicit
+            && source_dev.is_some_and(|d| d != node.device)
+        {
             // A mount point: keep the directory itself, not what is mounted on it.
             match fsmeta::xattrs_at(dir.as_fd(), &node.name) {
                 Ok(x) => node.xattrs = x,
@@ -265,11 +349,13 @@ impl<'t> Walker<'_, '_, 't> {
         let fd = match open_noatime(dir.as_fd(), &node.name, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
             Err(e) => {
-                ctx.skipped.record(&self.path, format!("cannot open directory: {e}"));
+                ctx.skipped
+                    .record(&self.path, format!("cannot open directory: {e}"));
                 return Ok(false);
             }
         };
-        let fst = rustix::fs::fstat(&fd).map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
+        let fst = rustix::fs::fstat(&fd)
+            .map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
         if fsmeta::identity(&fst) != fsmeta::identity(st) {
             ctx.skipped.record(&self.path, "replaced while being read");
             return Ok(false);
@@ -280,18 +366,27 @@ impl<'t> Walker<'_, '_, 't> {
             None => match fsmeta::list_dir(&fd) {
                 Ok(e) => e,
                 Err(e) => {
-                    ctx.skipped.record(&self.path, format!("cannot list directory: {e}"));
+                    ctx.skipped
+                        .record(&self.path, format!("cannot list directory: {e}"));
                     return Ok(false);
                 }
             },
         };
-        if restrict.is_none() && !explicit && ctx.opts.exclude_if_present.iter().any(|m| entries.binary_search(m).is_ok()) {
+        if restrict.is_none()
+            && !explicit
+            && ctx
+                .opts
+                .exclude_if_present
+                .iter()
+                .any(|m| entries.binary_search(m).is_ok())
+        {
             return Ok(false);
         }
         node.xattrs = match fsmeta::xattrs_of_fd(fd.as_fd()) {
             Ok(x) => x,
             Err(e) => {
-                ctx.skipped.record(&self.path, format!("cannot read extended attributes: {e}"));
+                ctx.skipped
+                    .record(&self.path, format!("cannot read extended attributes: {e}"));
                 return Ok(false);
             }
         };
@@ -299,7 +394,10 @@ impl<'t> Walker<'_, '_, 't> {
             Some(id) => match ctx.runtime.block_on(ctx.repo.load_tree(&id)) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    tracing::warn!("parent tree of {} unusable: {e}", String::from_utf8_lossy(&self.path));
+                    tracing::warn!(
+                        "parent tree of {} unusable: {e}",
+                        String::from_utf8_lossy(&self.path)
+                    );
                     None
                 }
             },
@@ -339,14 +437,23 @@ impl<'t> Walker<'_, '_, 't> {
 
 /// The file has not changed since the parent snapshot.
 fn unchanged(parent: &Node, now: &Node) -> bool {
-    parent.size == now.size && parent.mtime == now.mtime && parent.ctime == now.ctime && parent.inode == now.inode
+    parent.size == now.size
+        && parent.mtime == now.mtime
+        && parent.ctime == now.ctime
+        && parent.inode == now.inode
 }
 
 /// Opens with `O_NOATIME` (so reading does not change the source's access times), falling back
 /// to a plain open where the caller does not own the file.
-fn open_noatime(dir: std::os::fd::BorrowedFd<'_>, name: &[u8], flags: OFlags) -> std::io::Result<OwnedFd> {
+fn open_noatime(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &[u8],
+    flags: OFlags,
+) -> std::io::Result<OwnedFd> {
     match fsmeta::open_beneath(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => fsmeta::open_beneath(dir, name, flags, Mode::empty()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            fsmeta::open_beneath(dir, name, flags, Mode::empty())
+        }
         other => other,
     }
 }

@@ -72,7 +72,10 @@ fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
     let extents: &[(u64, u64)] = node.extents.as_deref().unwrap_or(&dense);
     let mut lens = Vec::with_capacity(node.content.len());
     for id in &node.content {
-        let loc = shared.repo.locate(PackKind::Data, id).map_err(|e| format!("{e} (the file's data is missing from the repository)"))?;
+        let loc = shared
+            .repo
+            .locate(PackKind::Data, id)
+            .map_err(|e| format!("{e} (the file's data is missing from the repository)"))?;
         lens.push(loc.raw_length);
     }
     let written = if job.existing && matches_snapshot(shared, fd, node, extents, &lens)? {
@@ -81,7 +84,10 @@ fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
         rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
         let mut stream = 0u64;
         for (id, &len) in node.content.iter().zip(&lens) {
-            let data = shared.runtime.block_on(shared.repo.read_blob(PackKind::Data, id)).map_err(|e| e.to_string())?;
+            let data = shared
+                .runtime
+                .block_on(shared.repo.read_blob(PackKind::Data, id))
+                .map_err(|e| e.to_string())?;
             for (file_off, s_off, n) in place(extents, stream, len) {
                 let start = (s_off - stream) as usize;
                 write_all_at(fd, &data[start..start + n as usize], file_off)?;
@@ -112,12 +118,22 @@ fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(
 }
 
 /// True when the file's size and every blob's bytes match the snapshot.
-fn matches_snapshot(shared: &Shared<'_>, fd: BorrowedFd<'_>, node: &Node, extents: &[(u64, u64)], lens: &[u64]) -> Result<bool, String> {
+fn matches_snapshot(
+    shared: &Shared<'_>,
+    fd: BorrowedFd<'_>,
+    node: &Node,
+    extents: &[(u64, u64)],
+    lens: &[u64],
+) -> Result<bool, String> {
     let st = rustix::fs::fstat(fd).map_err(|e| format!("reading: {e}"))?;
     if crate::fsmeta::size_of(&st) != node.size {
         return Ok(false);
     }
-    let content = shared.repo.keys().content("restore").map_err(|e| e.to_string())?;
+    let content = shared
+        .repo
+        .keys()
+        .content("restore")
+        .map_err(|e| e.to_string())?;
     let mut stream = 0u64;
     let mut buf = Vec::new();
     for (id, &len) in node.content.iter().zip(lens) {
@@ -127,7 +143,12 @@ fn matches_snapshot(shared: &Shared<'_>, fd: BorrowedFd<'_>, node: &Node, extent
             let start = (s_off - stream) as usize;
             let mut done = 0usize;
             while done < n as usize {
-                let r = rustix::io::pread(fd, &mut buf[start + done..start + n as usize], file_off + done as u64).map_err(|e| format!("reading: {e}"))?;
+                let r = rustix::io::pread(
+                    fd,
+                    &mut buf[start + done..start + n as usize],
+                    file_off + done as u64,
+                )
+                .map_err(|e| format!("reading: {e}"))?;
                 if r == 0 {
                     return Ok(false);
                 }
@@ -150,7 +171,10 @@ mod tests {
     fn placement_maps_stream_to_extents() {
         let ext = [(0, 10), (100, 5), (200, 20)];
         assert_eq!(place(&ext, 0, 10), vec![(0, 0, 10)]);
-        assert_eq!(place(&ext, 8, 10), vec![(8, 8, 2), (100, 10, 5), (200, 15, 3)]);
+        assert_eq!(
+            place(&ext, 8, 10),
+            vec![(8, 8, 2), (100, 10, 5), (200, 15, 3)]
+        );
         assert_eq!(place(&ext, 15, 20), vec![(200, 15, 20)]);
         assert_eq!(place(&[(0, 7)], 0, 0), vec![]);
     }

@@ -12,11 +12,17 @@ use zaibei_format::{Node, NodeKind, Timestamp};
 use crate::fsmeta;
 
 fn timespec(t: Timestamp) -> Timespec {
-    Timespec { tv_sec: t.secs as _, tv_nsec: t.nanos as _ }
+    Timespec {
+        tv_sec: t.secs as _,
+        tv_nsec: t.nanos as _,
+    }
 }
 
 fn times(node: &Node) -> Timestamps {
-    Timestamps { last_access: timespec(node.atime), last_modification: timespec(node.mtime) }
+    Timestamps {
+        last_access: timespec(node.atime),
+        last_modification: timespec(node.mtime),
+    }
 }
 
 fn owner_error_is_fatal(e: rustix::io::Errno) -> bool {
@@ -36,14 +42,23 @@ fn keep_foreign(name: &[u8]) -> bool {
 
 fn sync_xattrs(
     node: &Node,
+    list_size: impl Fn() -> rustix::io::Result<usize>,
     list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
     set: impl Fn(&[u8], &[u8]) -> rustix::io::Result<()>,
     remove: impl Fn(&[u8]) -> rustix::io::Result<()>,
 ) -> io::Result<()> {
     for (name, value) in &node.xattrs {
-        set(name, value).map_err(|e| with_context(&format!("setting extended attribute {}", String::from_utf8_lossy(name)), e))?;
+        set(name, value).map_err(|e| {
+            with_context(
+                &format!(
+                    "setting extended attribute {}",
+                    String::from_utf8_lossy(name)
+                ),
+                e,
+            )
+        })?;
     }
-    let size = match list(&mut []) {
+    let size = match list_size() {
         Ok(n) => n,
         Err(e) if e == rustix::io::Errno::OPNOTSUPP => return Ok(()),
         Err(e) => return Err(with_context("listing extended attributes", e)),
@@ -55,10 +70,23 @@ fn sync_xattrs(
     let n = list(&mut buf).map_err(|e| with_context("listing extended attributes", e))?;
     buf.truncate(n);
     for name in buf.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if !keep_foreign(name) && node.xattrs.binary_search_by(|(k, _)| k.as_slice().cmp(name)).is_err() {
+        if !keep_foreign(name)
+            && node
+                .xattrs
+                .binary_search_by(|(k, _)| k.as_slice().cmp(name))
+                .is_err()
+        {
             match remove(name) {
                 Ok(()) | Err(rustix::io::Errno::NODATA) => {}
-                Err(e) => return Err(with_context(&format!("removing extended attribute {}", String::from_utf8_lossy(name)), e)),
+                Err(e) => {
+                    return Err(with_context(
+                        &format!(
+                            "removing extended attribute {}",
+                            String::from_utf8_lossy(name)
+                        ),
+                        e,
+                    ));
+                }
             }
         }
     }
@@ -67,14 +95,19 @@ fn sync_xattrs(
 
 /// Applies metadata to an open regular file or directory.
 pub(crate) fn apply_to_fd(fd: BorrowedFd<'_>, node: &Node) -> io::Result<()> {
-    if let Err(e) = rustix::fs::fchown(fd, Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)))
-        && owner_error_is_fatal(e)
+    if let Err(e) = rustix::fs::fchown(
+        fd,
+        Some(Uid::from_raw(node.uid)),
+        Some(Gid::from_raw(node.gid)),
+    ) && owner_error_is_fatal(e)
     {
         return Err(with_context("changing owner", e));
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(node.mode as _)).map_err(|e| with_context("changing mode", e))?;
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(node.mode as _))
+        .map_err(|e| with_context("changing mode", e))?;
     sync_xattrs(
         node,
+        || rustix::fs::flistxattr_query(fd),
         |b| rustix::fs::flistxattr(fd, b),
         |n, v| rustix::fs::fsetxattr(fd, n, v, XattrFlags::empty()),
         |n| rustix::fs::fremovexattr(fd, n),
@@ -84,8 +117,13 @@ pub(crate) fn apply_to_fd(fd: BorrowedFd<'_>, node: &Node) -> io::Result<()> {
 
 /// Applies metadata to the symlink, FIFO, device or socket `name` in `dir`, never following it.
 pub(crate) fn apply_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node) -> io::Result<()> {
-    if let Err(e) = rustix::fs::chownat(dir, name, Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)), AtFlags::SYMLINK_NOFOLLOW)
-        && owner_error_is_fatal(e)
+    if let Err(e) = rustix::fs::chownat(
+        dir,
+        name,
+        Some(Uid::from_raw(node.uid)),
+        Some(Gid::from_raw(node.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) && owner_error_is_fatal(e)
     {
         return Err(with_context("changing owner", e));
     }
@@ -97,15 +135,20 @@ pub(crate) fn apply_at(dir: BorrowedFd<'_>, name: &[u8], node: &Node) -> io::Res
         if fsmeta::stat_kind(&st) != Some(node.kind) {
             return Err(io::Error::other("entry was replaced while being restored"));
         }
-        rustix::fs::chmod(fsmeta::proc_fd_path(pinned.as_fd()), Mode::from_raw_mode(node.mode as _))
-            .map_err(|e| with_context("changing mode", e))?;
+        rustix::fs::chmod(
+            fsmeta::proc_fd_path(pinned.as_fd()),
+            Mode::from_raw_mode(node.mode as _),
+        )
+        .map_err(|e| with_context("changing mode", e))?;
     }
     let path = fsmeta::proc_path(dir, name);
     sync_xattrs(
         node,
+        || rustix::fs::llistxattr_query(&path),
         |b| rustix::fs::llistxattr(&path, b),
         |n, v| rustix::fs::lsetxattr(&path, n, v, XattrFlags::empty()),
         |n| rustix::fs::lremovexattr(&path, n),
     )?;
-    rustix::fs::utimensat(dir, name, &times(node), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| with_context("setting times", e))
+    rustix::fs::utimensat(dir, name, &times(node), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| with_context("setting times", e))
 }

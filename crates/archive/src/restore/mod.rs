@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use zaibei_format::Id;
 use zaibei_repo::IndexedRepository;
 
+use crate::ArchiveError;
 use crate::exclude::Excludes;
 use crate::progress::Counters;
 use crate::snapshot_path::locate;
-use crate::ArchiveError;
 
 /// What to restore where.
 #[derive(Debug, Clone, Default)]
@@ -71,7 +71,10 @@ impl Failures {
     pub(crate) fn record(&self, path: &[u8], reason: impl Into<String>) {
         let reason = reason.into();
         tracing::error!("cannot restore {}: {reason}", String::from_utf8_lossy(path));
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((path.to_vec(), reason));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_vec(), reason));
     }
 
     fn take(&self) -> Vec<(Vec<u8>, String)> {
@@ -90,9 +93,12 @@ impl Includes {
         }
         let mut b = ignore::gitignore::GitignoreBuilder::new("/");
         for p in patterns {
-            b.add_line(None, p).map_err(|e| ArchiveError::Usage(format!("include pattern {p:?}: {e}")))?;
+            b.add_line(None, p)
+                .map_err(|e| ArchiveError::Usage(format!("include pattern {p:?}: {e}")))?;
         }
-        Ok(Includes(Some(b.build().map_err(|e| ArchiveError::Usage(format!("include patterns: {e}")))?)))
+        Ok(Includes(Some(b.build().map_err(|e| {
+            ArchiveError::Usage(format!("include patterns: {e}"))
+        })?)))
     }
 
     /// True when everything is included.
@@ -123,26 +129,49 @@ pub(crate) struct Shared<'a> {
 }
 
 /// Restores the snapshot whose root tree is `root` according to `opts`.
-pub async fn restore(repo: Arc<IndexedRepository>, root: Id, opts: RestoreOptions, counters: Arc<Counters>) -> Result<RestoreOutcome, ArchiveError> {
+pub async fn restore(
+    repo: Arc<IndexedRepository>,
+    root: Id,
+    opts: RestoreOptions,
+    counters: Arc<Counters>,
+) -> Result<RestoreOutcome, ArchiveError> {
     let includes = Includes::new(&opts.includes)?;
     let excludes = Excludes::new(&opts.excludes, &[])?;
-    let subpath = if opts.subpath.is_empty() { b"/".to_vec() } else { opts.subpath.clone() };
+    let subpath = if opts.subpath.is_empty() {
+        b"/".to_vec()
+    } else {
+        opts.subpath.clone()
+    };
     let located = locate(&repo, &root, &subpath).await?;
-    std::fs::create_dir_all(&opts.target).map_err(|e| ArchiveError::io("creating target", &opts.target, e))?;
+    std::fs::create_dir_all(&opts.target)
+        .map_err(|e| ArchiveError::io("creating target", &opts.target, e))?;
     let runtime = tokio::runtime::Handle::current();
     let failures = Failures::default();
     let task = tokio::task::spawn_blocking(move || {
-        let shared = Shared { repo: &repo, opts: &opts, counters: &counters, failures: &failures, runtime, outcome: Mutex::new(RestoreOutcome::default()) };
-        let base = crate::snapshot_path::components(&subpath).iter().fold(Vec::new(), |mut p, c| {
-            p.push(b'/');
-            p.extend_from_slice(c);
-            p
-        });
+        let shared = Shared {
+            repo: &repo,
+            opts: &opts,
+            counters: &counters,
+            failures: &failures,
+            runtime,
+            outcome: Mutex::new(RestoreOutcome::default()),
+        };
+        let base =
+            crate::snapshot_path::components(&subpath)
+                .iter()
+                .fold(Vec::new(), |mut p, c| {
+                    p.push(b'/');
+                    p.extend_from_slice(c);
+                    p
+                });
         let result = walker::run(&shared, located, base, &includes, &excludes);
-        let mut outcome = shared.outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut outcome = shared
+            .outcome
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
         outcome.errors = failures.take();
         result.map(|()| outcome)
     });
-    task.await.map_err(|e| ArchiveError::Internal(format!("restore: {e}")))?
+    task.await
+        .map_err(|e| ArchiveError::Internal(format!("restore: {e}")))?
 }
-

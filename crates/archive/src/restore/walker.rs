@@ -11,11 +11,11 @@ use zaibei_format::{Node, NodeKind, Tree};
 
 use super::files::{self, FileJob};
 use super::{Includes, Shared, meta};
+use crate::ArchiveError;
 use crate::exclude::Excludes;
 use crate::fsmeta;
 use crate::progress::Counters;
 use crate::snapshot_path::Located;
-use crate::ArchiveError;
 
 /// Most directory handles the restore keeps open at once.
 pub const MAX_OPEN_DIRS: usize = 64;
@@ -53,23 +53,43 @@ fn io_err(what: &str, e: impl Into<std::io::Error>) -> String {
     format!("{what}: {}", e.into())
 }
 
-pub(crate) fn run(shared: &Shared<'_>, located: Located, base: Vec<u8>, includes: &Includes, excludes: &Excludes) -> Result<(), ArchiveError> {
+pub(crate) fn run(
+    shared: &Shared<'_>,
+    located: Located,
+    base: Vec<u8>,
+    includes: &Includes,
+    excludes: &Excludes,
+) -> Result<(), ArchiveError> {
     let target = &shared.opts.target;
     let open_target = || {
-        rustix::fs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ArchiveError::io("opening target", target, e.into()))
+        rustix::fs::open(
+            target,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ArchiveError::io("opening target", target, e.into()))
     };
     let root = open_target()?;
-    let st = rustix::fs::fstat(&root).map_err(|e| ArchiveError::io("reading target", target, e.into()))?;
+    let st = rustix::fs::fstat(&root)
+        .map_err(|e| ArchiveError::io("reading target", target, e.into()))?;
     let (tree, base) = match located {
         Located::Dir(_, tree) => (tree, base),
         Located::Entry(node) => {
             // A single entry: restore it into the target under its name.
             let parent_len = base.iter().rposition(|&b| b == b'/').unwrap_or(0);
-            (Arc::new(Tree { nodes: vec![node] }), base[..parent_len].to_vec())
+            (
+                Arc::new(Tree { nodes: vec![node] }),
+                base[..parent_len].to_vec(),
+            )
         }
     };
-    let workers = if shared.opts.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { shared.opts.workers };
+    let workers = if shared.opts.workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        shared.opts.workers
+    };
     let (file_tx, file_rx) = crossbeam_channel::bounded::<FileJob>(workers * 4);
     std::thread::scope(|scope| -> Result<(), ArchiveError> {
         let mut handles = Vec::new();
@@ -118,7 +138,9 @@ pub(crate) fn run(shared: &Shared<'_>, located: Located, base: Vec<u8>, includes
 impl Walker<'_, '_> {
     fn walk(&mut self) -> Result<(), ArchiveError> {
         loop {
-            let Some(top) = self.stack.last_mut() else { return Ok(()) };
+            let Some(top) = self.stack.last_mut() else {
+                return Ok(());
+            };
             if top.next < top.tree.nodes.len() {
                 let node = top.tree.nodes[top.next].clone();
                 top.next += 1;
@@ -131,7 +153,9 @@ impl Walker<'_, '_> {
                 }
                 continue;
             }
-            let Some(frame) = self.stack.pop() else { return Ok(()) };
+            let Some(frame) = self.stack.pop() else {
+                return Ok(());
+            };
             if let (Some(fd), Some(node)) = (frame.fd.as_ref(), frame.node.as_ref()) {
                 match meta::apply_to_fd(fd.as_fd(), node) {
                     Ok(()) => self.outcome(|o| o.dirs += 1),
@@ -143,14 +167,27 @@ impl Walker<'_, '_> {
                 self.open -= 1;
             }
             let depth = self.stack.len();
-            let Some(parent) = self.stack.last_mut() else { return Ok(()) };
+            let Some(parent) = self.stack.last_mut() else {
+                return Ok(());
+            };
             if parent.created && parent.fd.is_none() {
-                let child = frame.fd.as_ref().ok_or_else(|| ArchiveError::Internal("restore: child directory closed".into()))?;
-                let fd = rustix::fs::openat(child, "..", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| ArchiveError::Internal(io_err("reopening a restored directory", e)))?;
-                let st = rustix::fs::fstat(&fd).map_err(|e| ArchiveError::Internal(io_err("reading a restored directory", e)))?;
+                let child = frame.fd.as_ref().ok_or_else(|| {
+                    ArchiveError::Internal("restore: child directory closed".into())
+                })?;
+                let fd = rustix::fs::openat(
+                    child,
+                    "..",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| ArchiveError::Internal(io_err("reopening a restored directory", e)))?;
+                let st = rustix::fs::fstat(&fd).map_err(|e| {
+                    ArchiveError::Internal(io_err("reading a restored directory", e))
+                })?;
                 if fsmeta::identity(&st) != parent.identity {
-                    return Err(ArchiveError::Internal("a restored directory was moved during the restore".into()));
+                    return Err(ArchiveError::Internal(
+                        "a restored directory was moved during the restore".into(),
+                    ));
                 }
                 parent.fd = Some(fd);
                 self.open += 1;
@@ -161,7 +198,11 @@ impl Walker<'_, '_> {
     }
 
     fn outcome(&self, f: impl FnOnce(&mut super::RestoreOutcome)) {
-        f(&mut self.shared.outcome.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self
+            .shared
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Handles one entry; returns true when it pushed a frame.
@@ -190,13 +231,21 @@ impl Walker<'_, '_> {
             return Ok(false);
         }
         let Some(sub) = node.subtree else {
-            self.shared.failures.record(&self.path, "directory without subtree");
+            self.shared
+                .failures
+                .record(&self.path, "directory without subtree");
             return Ok(false);
         };
-        let tree = match self.shared.runtime.block_on(self.shared.repo.load_tree(&sub)) {
+        let tree = match self
+            .shared
+            .runtime
+            .block_on(self.shared.repo.load_tree(&sub))
+        {
             Ok(t) => t,
             Err(e) => {
-                self.shared.failures.record(&self.path, format!("cannot read its tree: {e}"));
+                self.shared
+                    .failures
+                    .record(&self.path, format!("cannot read its tree: {e}"));
                 return Ok(false);
             }
         };
@@ -211,9 +260,7 @@ impl Walker<'_, '_> {
             path_len: self.path.len(),
             included,
         });
-        if included
-            && let Err(e) = self.ensure_created(depth + 1)
-        {
+        if included && let Err(e) = self.ensure_created(depth + 1) {
             self.shared.failures.record(&self.path, e);
             self.stack.pop();
             return Ok(false);
@@ -223,9 +270,14 @@ impl Walker<'_, '_> {
 
     /// Creates (or opens) every directory of the stack up to `depth` that does not exist yet.
     fn ensure_created(&mut self, depth: usize) -> Result<(), String> {
-        let Some(first) = (0..=depth).find(|&i| !self.stack[i].created) else { return Ok(()) };
+        let Some(first) = (0..=depth).find(|&i| !self.stack[i].created) else {
+            return Ok(());
+        };
         for i in first..=depth {
-            let parent = self.stack[i - 1].fd.as_ref().ok_or("restore: parent directory closed")?;
+            let parent = self.stack[i - 1]
+                .fd
+                .as_ref()
+                .ok_or("restore: parent directory closed")?;
             let fd = mkdir_or_open(parent.as_fd(), &self.stack[i].name)?;
             let st = rustix::fs::fstat(&fd).map_err(|e| io_err("reading directory", e))?;
             let f = &mut self.stack[i];
@@ -244,7 +296,11 @@ impl Walker<'_, '_> {
     }
 
     fn dir(&self, depth: usize) -> Result<BorrowedFd<'_>, String> {
-        self.stack[depth].fd.as_ref().map(|f| f.as_fd()).ok_or_else(|| "restore: directory closed".to_string())
+        self.stack[depth]
+            .fd
+            .as_ref()
+            .map(|f| f.as_fd())
+            .ok_or_else(|| "restore: directory closed".to_string())
     }
 
     fn restore_entry(&mut self, depth: usize, node: &Node) -> Result<(), String> {
@@ -265,7 +321,8 @@ impl Walker<'_, '_> {
                 };
                 if !keep {
                     let _ = rustix::fs::unlinkat(dir, node.name.as_slice(), AtFlags::empty());
-                    rustix::fs::symlinkat(target, dir, node.name.as_slice()).map_err(|e| io_err("creating symlink", e))?;
+                    rustix::fs::symlinkat(target, dir, node.name.as_slice())
+                        .map_err(|e| io_err("creating symlink", e))?;
                 }
                 meta::apply_at(dir, &node.name, node).map_err(|e| e.to_string())?;
                 self.outcome(|o| o.others += 1);
@@ -275,7 +332,12 @@ impl Walker<'_, '_> {
                 let dir = self.dir(depth)?;
                 let ft = fsmeta::file_type_of(node.kind);
                 let keep = match fsmeta::lstat_at(dir, &node.name) {
-                    Ok(st) if fsmeta::stat_kind(&st) == Some(node.kind) && fsmeta::stat_rdev(&st) == node.rdev => true,
+                    Ok(st)
+                        if fsmeta::stat_kind(&st) == Some(node.kind)
+                            && fsmeta::stat_rdev(&st) == node.rdev =>
+                    {
+                        true
+                    }
                     Ok(st) => {
                         remove_existing(dir, &node.name, &st)?;
                         false
@@ -283,8 +345,14 @@ impl Walker<'_, '_> {
                     Err(_) => false,
                 };
                 if !keep {
-                    rustix::fs::mknodat(dir, node.name.as_slice(), ft, Mode::from_raw_mode(0o600), node.rdev as _)
-                        .map_err(|e| io_err(&format!("creating {}", node.kind.name()), e))?;
+                    rustix::fs::mknodat(
+                        dir,
+                        node.name.as_slice(),
+                        ft,
+                        Mode::from_raw_mode(0o600),
+                        node.rdev as _,
+                    )
+                    .map_err(|e| io_err(&format!("creating {}", node.kind.name()), e))?;
                 }
                 meta::apply_at(dir, &node.name, node).map_err(|e| e.to_string())?;
                 self.outcome(|o| o.others += 1);
@@ -296,7 +364,11 @@ impl Walker<'_, '_> {
 
     fn restore_file(&mut self, depth: usize, node: &Node) -> Result<(), String> {
         let key = (node.device, node.inode);
-        let rel: Vec<Vec<u8>> = self.stack[1..=depth].iter().map(|f| f.name.clone()).chain([node.name.clone()]).collect();
+        let rel: Vec<Vec<u8>> = self.stack[1..=depth]
+            .iter()
+            .map(|f| f.name.clone())
+            .chain([node.name.clone()])
+            .collect();
         if node.links > 1
             && let Some(first) = self.links.get(&key).cloned()
         {
@@ -305,21 +377,30 @@ impl Walker<'_, '_> {
                     self.outcome(|o| o.others += 1);
                     return Ok(());
                 }
-                Err(e) => tracing::warn!("hard link of {} not restored as a link ({e}); writing a copy", String::from_utf8_lossy(&self.path)),
+                Err(e) => tracing::warn!(
+                    "hard link of {} not restored as a link ({e}); writing a copy",
+                    String::from_utf8_lossy(&self.path)
+                ),
             }
         }
         let dir = self.dir(depth)?;
         let (fd, existing) = match fsmeta::lstat_at(dir, &node.name) {
             Ok(st) if fsmeta::stat_kind(&st) == Some(NodeKind::File) => {
-                let fd = fsmeta::open_beneath(dir, &node.name, OFlags::RDWR, Mode::empty()).map_err(|e| io_err("opening existing file", e))?;
+                let fd = fsmeta::open_beneath(dir, &node.name, OFlags::RDWR, Mode::empty())
+                    .map_err(|e| io_err("opening existing file", e))?;
                 (fd, true)
             }
             other => {
                 if let Ok(st) = other {
                     remove_existing(dir, &node.name, &st)?;
                 }
-                let fd = fsmeta::open_beneath(dir, &node.name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL, Mode::from_raw_mode(0o600))
-                    .map_err(|e| io_err("creating file", e))?;
+                let fd = fsmeta::open_beneath(
+                    dir,
+                    &node.name,
+                    OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io_err("creating file", e))?;
                 (fd, false)
             }
         };
@@ -327,26 +408,46 @@ impl Walker<'_, '_> {
             self.links.insert(key, rel);
         }
         self.file_tx
-            .send(FileJob { fd, node: node.clone(), path: self.path.clone(), existing })
+            .send(FileJob {
+                fd,
+                node: node.clone(),
+                path: self.path.clone(),
+                existing,
+            })
             .map_err(|_| "restore workers stopped".to_string())
     }
 
     /// Makes `node` a hard link to the already restored `first` (components below the target).
     fn link(&self, depth: usize, node: &Node, first: &[Vec<u8>]) -> Result<(), String> {
         let (name, parents) = first.split_last().ok_or("empty link path")?;
-        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.root, 0).map_err(|e| io_err("duplicating handle", e))?;
+        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.root, 0)
+            .map_err(|e| io_err("duplicating handle", e))?;
         for c in parents {
-            dir = fsmeta::open_beneath(dir.as_fd(), c, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map_err(|e| io_err("opening link source", e))?;
+            dir = fsmeta::open_beneath(
+                dir.as_fd(),
+                c,
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err("opening link source", e))?;
         }
         let here = self.dir(depth)?;
-        let source = fsmeta::lstat_at(dir.as_fd(), name).map_err(|e| io_err("reading link source", e))?;
+        let source =
+            fsmeta::lstat_at(dir.as_fd(), name).map_err(|e| io_err("reading link source", e))?;
         if let Ok(st) = fsmeta::lstat_at(here, &node.name) {
             if fsmeta::identity(&st) == fsmeta::identity(&source) {
                 return Ok(());
             }
             remove_existing(here, &node.name, &st)?;
         }
-        rustix::fs::linkat(dir.as_fd(), name.as_slice(), here, node.name.as_slice(), AtFlags::empty()).map_err(|e| io_err("creating hard link", e))
+        rustix::fs::linkat(
+            dir.as_fd(),
+            name.as_slice(),
+            here,
+            node.name.as_slice(),
+            AtFlags::empty(),
+        )
+        .map_err(|e| io_err("creating hard link", e))
     }
 }
 
@@ -355,23 +456,28 @@ fn mkdir_or_open(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, String> {
     match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => {}
         Err(rustix::io::Errno::EXIST) => {
-            let st = fsmeta::lstat_at(dir, name).map_err(|e| io_err("reading existing entry", e))?;
+            let st =
+                fsmeta::lstat_at(dir, name).map_err(|e| io_err("reading existing entry", e))?;
             if fsmeta::stat_kind(&st) != Some(NodeKind::Dir) {
                 remove_existing(dir, name, &st)?;
-                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)).map_err(|e| io_err("creating directory", e))?;
+                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| io_err("creating directory", e))?;
             }
         }
         Err(e) => return Err(io_err("creating directory", e)),
     }
-    fsmeta::open_beneath(dir, name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map_err(|e| io_err("opening directory", e))
+    fsmeta::open_beneath(dir, name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| io_err("opening directory", e))
 }
 
 /// Removes an entry that stands where another kind of entry must go. A non-empty directory is
 /// never removed.
 fn remove_existing(dir: BorrowedFd<'_>, name: &[u8], st: &rustix::fs::Stat) -> Result<(), String> {
     if fsmeta::stat_kind(st) == Some(NodeKind::Dir) {
-        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(|e| io_err("a directory is in the way and cannot be removed", e))
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+            .map_err(|e| io_err("a directory is in the way and cannot be removed", e))
     } else {
-        rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(|e| io_err("removing the entry in the way", e))
+        rustix::fs::unlinkat(dir, name, AtFlags::empty())
+            .map_err(|e| io_err("removing the entry in the way", e))
     }
 }

@@ -1,0 +1,215 @@
+//! `zaibei backup`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use serde::Serialize;
+use zaibei_archive::backup::{BackupOptions, BackupOutcome, StreamOptions, backup, backup_stream};
+use zaibei_archive::progress::Counters;
+use zaibei_format::Id;
+
+use crate::progress::Progress;
+use crate::{Cli, exit, output};
+
+/// Back up files and directories, or a stream.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up (with --stdin-from-command: the command and its
+    /// arguments, after `--`).
+    pub paths: Vec<PathBuf>,
+    /// Exclude paths matching a pattern (gitignore syntax; repeatable).
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file (repeatable).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Exclude directories that contain a file of this name (repeatable).
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Stay on the filesystem of each source path.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Tag for the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Snapshot to compare against (default: the newest of the same host and paths).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read every file, even unchanged ones.
+    #[arg(long)]
+    pub force: bool,
+    /// Back up standard input.
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// Name of the file holding standard input in the snapshot.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Back up the standard output of the command given after `--`
+    /// (`zaibei backup --stdin-from-command -- pg_dump db`). The backup fails, and no snapshot
+    /// is written, unless the command exits with status 0.
+    #[arg(long, conflicts_with = "stdin")]
+    pub stdin_from_command: bool,
+    /// File reading threads (default: number of CPUs).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Concurrent uploads.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    message_type: &'static str,
+    snapshot_id: String,
+    parent: Option<String>,
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    dirs: u64,
+    data_blobs: u64,
+    tree_blobs: u64,
+    data_added: u64,
+    data_added_packed: u64,
+    total_files_processed: u64,
+    total_bytes_processed: u64,
+    bytes_read: u64,
+    skipped: u64,
+    skipped_paths: Vec<(String, String)>,
+    total_duration: f64,
+}
+
+pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
+    if a.paths.is_empty() && !a.stdin {
+        let what = if a.stdin_from_command {
+            "--stdin-from-command needs a command after --"
+        } else {
+            "nothing to back up: give paths, --stdin or --stdin-from-command"
+        };
+        bail!(exit::WithCode(exit::USAGE, what.into()));
+    }
+    if a.stdin && !a.paths.is_empty() {
+        bail!(exit::WithCode(exit::USAGE, "--stdin takes no paths".into()));
+    }
+    let repo = crate::repo::open_indexed(cli).await?;
+    let parent = match &a.parent {
+        Some(spec) => Some(repo.find_snapshot(spec).await?.0),
+        None => None,
+    };
+    let base = BackupOptions {
+        paths: a.paths.clone(),
+        excludes: a.excludes.clone(),
+        exclude_files: a.exclude_files.clone(),
+        exclude_if_present: a
+            .exclude_if_present
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect(),
+        one_file_system: a.one_file_system,
+        tags: a.tags.clone(),
+        host: a.host.clone().unwrap_or_else(super::hostname),
+        parent,
+        force: a.force,
+        workers: a.workers,
+        connections: a.connections,
+        time: None,
+    };
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start("backup", Arc::clone(&counters), cli.json, cli.quiet);
+    let outcome = if a.stdin || a.stdin_from_command {
+        let command = a
+            .stdin_from_command
+            .then(|| a.paths.iter().map(|p| p.clone().into_os_string()).collect());
+        let opts = StreamOptions {
+            filename: a.stdin_filename.clone(),
+            command,
+            base: BackupOptions {
+                paths: Vec::new(),
+                ..base
+            },
+        };
+        backup_stream(Arc::clone(&repo), opts, Arc::clone(&counters)).await
+    } else {
+        backup(Arc::clone(&repo), base, Arc::clone(&counters)).await
+    };
+    progress.finish();
+    let outcome = outcome?;
+    report(cli, &outcome);
+    Ok(if outcome.snapshot.summary.skipped_count > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+fn short(id: &Id) -> String {
+    id.short()
+}
+
+fn report(cli: &Cli, o: &BackupOutcome) {
+    let s = &o.snapshot.summary;
+    let duration = output::seconds_between(s.start, s.end);
+    if cli.json {
+        output::json_line(&Summary {
+            message_type: "summary",
+            snapshot_id: o.snapshot_id.to_hex(),
+            parent: o.parent.map(|p| p.to_hex()),
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            files_unmodified: s.files_unmodified,
+            dirs: s.dirs,
+            data_blobs: s.data_blobs_added,
+            tree_blobs: s.tree_blobs_added,
+            data_added: s.bytes_added_raw,
+            data_added_packed: s.bytes_added_stored,
+            total_files_processed: s.total_files,
+            total_bytes_processed: s.total_bytes,
+            bytes_read: s.bytes_read,
+            skipped: s.skipped_count,
+            skipped_paths: s
+                .skipped
+                .iter()
+                .map(|(p, e)| (output::path(p), e.clone()))
+                .collect(),
+            total_duration: duration,
+        });
+        return;
+    }
+    for (p, e) in &s.skipped {
+        eprintln!("skipped {}: {e}", output::path(p));
+    }
+    if cli.quiet {
+        return;
+    }
+    if let Some(p) = o.parent {
+        println!("using parent snapshot {}", short(&p));
+    }
+    println!(
+        "Files: {} new, {} changed, {} unmodified",
+        s.files_new, s.files_changed, s.files_unmodified
+    );
+    println!("Dirs:  {}", s.dirs);
+    println!(
+        "Added to the repository: {} ({} stored)",
+        output::bytes(s.bytes_added_raw),
+        output::bytes(s.bytes_added_stored)
+    );
+    println!(
+        "processed {} files, {} in {:.1}s; read {}",
+        s.total_files,
+        output::bytes(s.total_bytes),
+        duration,
+        output::bytes(s.bytes_read)
+    );
+    if s.skipped_count > 0 {
+        println!(
+            "{} entries could not be read and are not in the snapshot",
+            s.skipped_count
+        );
+    }
+    println!("snapshot {} saved", short(&o.snapshot_id));
+}

@@ -1,0 +1,131 @@
+//! `zaibei check`.
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use zaibei_repo::{CheckOptions, Severity, check};
+
+use crate::{Cli, exit, output};
+
+/// Check the repository.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read every pack and authenticate every blob.
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Serialize)]
+struct Problem {
+    severity: &'static str,
+    object: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    message_type: &'static str,
+    ok: bool,
+    errors: usize,
+    warnings: usize,
+    snapshots: usize,
+    trees: usize,
+    packs: usize,
+    packs_read: usize,
+    blobs_read: u64,
+    bytes_read: u64,
+    content_unverified: bool,
+    problems: Vec<Problem>,
+}
+
+pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
+    let repo = crate::repo::open_indexed(cli).await?;
+    let show = !cli.quiet && !cli.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = move |phase: &str, done: u64, total: u64| {
+        if show && done.is_multiple_of(64) {
+            if total > 0 {
+                eprint!("\rchecking {phase}: {done}/{total}   ");
+            } else {
+                eprint!("\rchecking {phase}: {done}   ");
+            }
+        }
+    };
+    let report = check(
+        &repo,
+        CheckOptions {
+            read_data: a.read_data,
+        },
+        &progress,
+    )
+    .await?;
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let errors = report.errors();
+    if cli.json {
+        output::json_line(&Summary {
+            message_type: "summary",
+            ok: errors == 0,
+            errors,
+            warnings: report.problems.len() - errors,
+            snapshots: report.snapshots,
+            trees: report.trees,
+            packs: report.packs,
+            packs_read: report.packs_read,
+            blobs_read: report.blobs_read,
+            bytes_read: report.bytes_read,
+            content_unverified: report.content_unverified,
+            problems: report
+                .problems
+                .iter()
+                .map(|p| Problem {
+                    severity: if p.severity == Severity::Error {
+                        "error"
+                    } else {
+                        "warning"
+                    },
+                    object: p.object.clone(),
+                    message: p.message.clone(),
+                })
+                .collect(),
+        });
+    } else {
+        for p in &report.problems {
+            let tag = if p.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            eprintln!("{tag}: {}: {}", p.object, p.message);
+        }
+        if !cli.quiet {
+            println!(
+                "checked {} snapshots, {} trees, {} packs{}",
+                report.snapshots,
+                report.trees,
+                report.packs,
+                if a.read_data {
+                    format!(
+                        "; read {} packs ({}), authenticated {} blobs",
+                        report.packs_read,
+                        output::bytes(report.bytes_read),
+                        report.blobs_read
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            if report.content_unverified {
+                println!(
+                    "opened with a maintenance-only key: file data and trees were not decrypted"
+                );
+            }
+            if errors == 0 {
+                println!("no errors were found");
+            } else {
+                println!("{errors} errors were found");
+            }
+        }
+    }
+    Ok(if errors == 0 { exit::OK } else { exit::DAMAGED })
+}

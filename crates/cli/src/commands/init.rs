@@ -1,0 +1,77 @@
+//! `zaibei init`.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use zaibei_crypto::Suite;
+use zaibei_repo::{InitOptions, Repository};
+
+use crate::{Cli, exit, output, password};
+
+/// Create a new repository.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Crypto suite: gm (SM4-GCM, SM3, PBKDF2-HMAC-SM3) or intl (AES-256-GCM, BLAKE3, Argon2id).
+    #[arg(long, default_value = "gm", value_parser = super::parse_suite)]
+    pub suite: Suite,
+    /// Minimum time one password derivation must take on this machine, in milliseconds.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub kdf_time: u64,
+    /// zstd compression level for data (0 turns compression off).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression: i32,
+    /// Cheapest KDF parameters, for tests only.
+    #[arg(long, hide = true)]
+    pub insecure_test_kdf: bool,
+}
+
+#[derive(Serialize)]
+struct Initialized<'a> {
+    message_type: &'static str,
+    id: String,
+    location: &'a str,
+    suite: &'static str,
+    key: String,
+    kdf: String,
+}
+
+pub async fn run(cli: &Cli, a: &InitArgs) -> Result<u8> {
+    let store = crate::repo::store(cli)?;
+    let password = password::get_new(
+        cli.password_file.as_deref(),
+        "enter password for new repository: ",
+    )?;
+    let kdf = super::new_kdf(a.suite, a.kdf_time, a.insecure_test_kdf)?;
+    let mut opts = InitOptions::new(a.suite, kdf);
+    opts.zstd_level = a.compression;
+    opts.hostname = super::hostname();
+    opts.username = std::env::var("USER").unwrap_or_default();
+    let location = store.location().to_owned();
+    let repo = Repository::init(store, &password, opts)
+        .await
+        .with_context(|| format!("creating repository at {location}"))?;
+    let out = Initialized {
+        message_type: "initialized",
+        id: repo.config().id.to_hex(),
+        location: &location,
+        suite: a.suite.name(),
+        key: repo.key_id().to_hex(),
+        kdf: super::describe_kdf(&kdf),
+    };
+    if cli.json {
+        output::json_line(&out);
+    } else if !cli.quiet {
+        println!(
+            "created repository {} at {location}",
+            repo.config().id.short()
+        );
+        println!(
+            "  suite {}, key {} ({})",
+            out.suite,
+            repo.key_id().short(),
+            out.kdf
+        );
+        println!("Keep the password safe: without it the data cannot be recovered.");
+    }
+    Ok(exit::OK)
+}

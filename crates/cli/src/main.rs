@@ -1,0 +1,104 @@
+//! `zaibei`: the command line of the zaibei disaster-recovery platform.
+//!
+//! Raw arguments are resolved into checked settings here; all work happens in the library
+//! crates. One module per command under `commands/`.
+
+mod commands;
+mod exit;
+mod output;
+mod password;
+mod progress;
+mod repo;
+
+use clap::Parser;
+
+use crate::commands::Command;
+
+/// zaibei (灾备): encrypted, deduplicating backup and disaster recovery.
+///
+/// Data is chunked, deduplicated, compressed and encrypted on this machine before it is stored.
+/// The default crypto suite is China's commercial cryptography (SM4-GCM, SM3, PBKDF2-HMAC-SM3).
+#[derive(Debug, Parser)]
+#[command(name = "zaibei", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Repository location: a directory (`PATH` or `fs:PATH`).
+    #[arg(
+        short = 'r',
+        long = "repo",
+        visible_alias = "repository",
+        env = "ZAIBEI_REPOSITORY",
+        global = true
+    )]
+    pub repo: Option<String>,
+
+    /// Read the repository password from this file (first line).
+    #[arg(long, env = "ZAIBEI_PASSWORD_FILE", global = true)]
+    pub password_file: Option<std::path::PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZAIBEI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zaibei: cannot start the async runtime: {e}");
+            return exit::ERROR.into();
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = commands::run(&cli) => r,
+            _ = tokio::signal::ctrl_c() => Err(exit::Interrupted.into()),
+        }
+    });
+    // Do not wait for blocking tasks of an interrupted command.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            let code = exit::code_of(&e);
+            if code != exit::INTERRUPTED {
+                eprintln!("zaibei: {}", exit::describe(&e));
+            } else {
+                eprintln!(
+                    "zaibei: interrupted; the repository is unchanged except for unreferenced data that prune removes"
+                );
+            }
+            code.into()
+        }
+    }
+}
