@@ -98,10 +98,11 @@ fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
         rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
         true
     };
-    meta::apply_to_fd(fd, node).map_err(|e| e.to_string())?;
+    // Verify before the metadata: reading afterwards would change the restored access time.
     if shared.opts.verify && written && !matches_snapshot(shared, fd, node, extents, &lens)? {
         return Err("verification failed: the restored file differs from the snapshot".into());
     }
+    meta::apply_to_fd(fd, node).map_err(|e| e.to_string())?;
     Ok(written)
 }
 

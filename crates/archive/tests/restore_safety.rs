@@ -1,0 +1,185 @@
+//! Restore never writes outside its target: hostile trees are refused, planted symlinks are
+//! replaced, never followed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use common::*;
+use zaibei_crypto::Suite;
+use zaibei_format::{Node, NodeKind, Tree};
+
+fn file(name: &[u8], content: Vec<zaibei_format::Id>, size: u64) -> Node {
+    let mut n = Node::new(name.to_vec(), NodeKind::File);
+    n.mode = 0o644;
+    n.content = content;
+    n.size = size;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_are_refused_and_nothing_escapes() {
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let blob = store_data(&repo, b"owned".to_vec()).await;
+    let bad_names: [&[u8]; 6] = [b"..", b"../escape", b"a/b", b"/etc", b".", b"x\0y"];
+    for bad in bad_names {
+        // The hostile tree below a good directory, beside a good file.
+        let hostile = Tree {
+            nodes: vec![file(bad, vec![blob], 5)],
+        };
+        let hostile_id = store_tree(&repo, vec![hostile.clone()]).await[0];
+        let mut d = Node::new(b"d".to_vec(), NodeKind::Dir);
+        d.mode = 0o755;
+        d.subtree = Some(hostile_id);
+        let root = Tree {
+            nodes: vec![d, file(b"good", vec![blob], 5)],
+        };
+        let root_id = store_tree(&repo, vec![root]).await[0];
+        let repo = reopen(&store).await;
+
+        let base = tempfile::tempdir().unwrap();
+        let target = base.path().join("target");
+        let out = restore_to(&repo, root_id, b"/", &target).await;
+        assert_eq!(
+            out.errors.len(),
+            1,
+            "hostile name {bad:?}: {:?}",
+            out.errors
+        );
+        assert_eq!(out.errors[0].0, b"/d".to_vec());
+        assert_eq!(std::fs::read(target.join("good")).unwrap(), b"owned");
+        let beside: Vec<_> = std::fs::read_dir(base.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            beside,
+            vec![std::ffi::OsString::from("target")],
+            "wrote outside the target for {bad:?}"
+        );
+
+        // The hostile tree as the root: the restore is refused with an error naming the tree.
+        let err = zaibei_archive::restore::restore(
+            std::sync::Arc::clone(&repo),
+            hostile_id,
+            zaibei_archive::restore::RestoreOptions {
+                target: base.path().join("t2"),
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains(&hostile_id.to_hex()), "{err}");
+    }
+    // Duplicate names.
+    let tree = Tree {
+        nodes: vec![file(b"same", vec![blob], 5), file(b"same", vec![blob], 5)],
+    };
+    let id = store_tree(&repo, vec![tree]).await[0];
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let opts = zaibei_archive::restore::RestoreOptions {
+        target: t.path().to_path_buf(),
+        ..Default::default()
+    };
+    let err = zaibei_archive::restore::restore(repo, id, opts, Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("duplicated"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_in_the_snapshot_or_planted_in_the_target_are_never_followed() {
+    let (store, repo) = new_repo(Suite::Intl).await;
+    let blob = store_data(&repo, b"payload".to_vec()).await;
+    // Snapshot: dir "sub" with file "f"; file "victim"; symlink "abs" -> /etc/passwd and
+    // a file named "through" that must not be written through a planted link.
+    let sub = Tree {
+        nodes: vec![file(b"f", vec![blob], 7)],
+    };
+    let sub_id = store_tree(&repo, vec![sub]).await[0];
+    let mut dir = Node::new(b"sub".to_vec(), NodeKind::Dir);
+    dir.mode = 0o755;
+    dir.subtree = Some(sub_id);
+    let mut link = Node::new(b"abs".to_vec(), NodeKind::Symlink);
+    link.target = Some(b"/etc/passwd".to_vec());
+    link.size = 11;
+    let root = Tree {
+        nodes: vec![link, dir, file(b"through", vec![blob], 7)],
+    };
+    let root_id = store_tree(&repo, vec![root]).await[0];
+    let repo = reopen(&store).await;
+
+    let base = tempfile::tempdir().unwrap();
+    let outside = base.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("keep"), b"untouched").unwrap();
+    let target = base.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    // Planted: target/sub -> outside (a directory symlink), target/through -> outside/keep.
+    symlink(&outside, target.join("sub")).unwrap();
+    symlink(outside.join("keep"), target.join("through")).unwrap();
+
+    let out = restore_to(&repo, root_id, b"/", &target).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"untouched");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "something was written outside"
+    );
+    assert!(
+        std::fs::symlink_metadata(target.join("sub"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(std::fs::read(target.join("sub/f")).unwrap(), b"payload");
+    assert!(
+        std::fs::symlink_metadata(target.join("through"))
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(
+        std::fs::read_link(target.join("abs")).unwrap(),
+        std::path::Path::new("/etc/passwd")
+    );
+    // Restoring again over the restored tree (resume) changes nothing and writes nothing.
+    let again = restore_to(&repo, root_id, b"/", &target).await;
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
+    assert_eq!(again.files_written, 0);
+    assert_eq!(again.files_unchanged, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_rewrites_only_what_differs() {
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            src.path().join(format!("f{i}")),
+            vec![i as u8; 1000 + i * 997],
+        )
+        .unwrap();
+    }
+    let out = backup_path(&repo, src.path()).await;
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let sub = src.path().as_os_str().as_encoded_bytes().to_vec();
+    let first = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    assert_eq!(first.files_written, 20);
+    std::fs::remove_file(t.path().join("f3")).unwrap();
+    std::fs::write(t.path().join("f7"), b"corrupted").unwrap();
+    std::fs::write(t.path().join("f9"), vec![0u8; 1000 + 9 * 997]).unwrap();
+    let second = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert_eq!((second.files_written, second.files_unchanged), (3, 17));
+    for i in 0..20 {
+        assert_eq!(
+            std::fs::read(t.path().join(format!("f{i}"))).unwrap(),
+            vec![i as u8; 1000 + i * 997]
+        );
+    }
+}
