@@ -46,14 +46,16 @@ impl Default for ChunkerParams {
 }
 
 impl ChunkerParams {
-    /// Checks the parameters against what FastCDC 2020 accepts.
+    /// Checks the parameters against the ranges FastCDC 2020 supports (minimum 64 B..1 MiB,
+    /// average a power of two in 256 B..4 MiB, maximum 1 KiB..16 MiB). A config outside them is
+    /// refused rather than chunked with undefined masks.
     pub fn validate(&self) -> Result<(), FormatError> {
-        let ok = self.min >= 64
-            && self.min <= self.avg
-            && self.avg <= self.max
+        let ok = (64..=1 << 20).contains(&self.min)
             && self.avg.is_power_of_two()
-            && (256..=(1 << 26)).contains(&self.avg)
-            && self.max <= 1 << 28;
+            && (256..=1 << 22).contains(&self.avg)
+            && (1024..=1 << 24).contains(&self.max)
+            && self.min <= self.avg
+            && self.avg <= self.max;
         if ok {
             Ok(())
         } else {
@@ -262,4 +264,23 @@ pub fn gear_tables(suite: Suite, seed: &[u8; 32]) -> (Box<[u64; 256]>, Box<[u64;
         gear_ls[i] = gear[i] << 1;
     }
     (gear, gear_ls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunker_limits_are_enforced() {
+        assert!(ChunkerParams::default().validate().is_ok());
+        for bad in [
+            ChunkerParams { min: 1 << 20, avg: 1 << 23, max: 1 << 24 },
+            ChunkerParams { min: 512, avg: 3000, max: 8192 },
+            ChunkerParams { min: 32, avg: 256, max: 1024 },
+            ChunkerParams { min: 1024, avg: 512, max: 2048 },
+            ChunkerParams { min: 1024, avg: 4096, max: 1 << 25 },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?} accepted");
+        }
+    }
 }
