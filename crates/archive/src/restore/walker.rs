@@ -72,12 +72,14 @@ pub(crate) fn run(
     let root = open_target()?;
     let st = rustix::fs::fstat(&root)
         .map_err(|e| ArchiveError::io("reading target", target, e.into()))?;
-    let (tree, base) = match located {
-        Located::Dir(_, tree) => (tree, base),
+    // A directory's contents go into the target, and its metadata onto the target once they
+    // are restored; a single entry goes into the target under its name.
+    let (root_node, tree, base) = match located {
+        Located::Dir(node, tree) => (node, tree, base),
         Located::Entry(node) => {
-            // A single entry: restore it into the target under its name.
             let parent_len = base.iter().rposition(|&b| b == b'/').unwrap_or(0);
             (
+                None,
                 Arc::new(Tree { nodes: vec![node] }),
                 base[..parent_len].to_vec(),
             )
@@ -116,7 +118,7 @@ pub(crate) fn run(
                 identity: fsmeta::identity(&st),
                 created: true,
                 name: Vec::new(),
-                node: None,
+                node: root_node,
                 tree,
                 next: 0,
                 path_len: base.len(),
