@@ -90,39 +90,12 @@ pub fn open_blob(
 /// Splits `codec || body` and returns the payload, checking its length against `raw_len`.
 pub(crate) fn decode_payload(
     what: &'static str,
-    mut buf: Vec<u8>,
+    buf: Vec<u8>,
     raw_len: u64,
 ) -> Result<Vec<u8>, FormatError> {
-    let Some(&codec) = buf.first() else {
-        return Err(FormatError::Truncated {
-            what,
-            need: 1,
-            have: 0,
-        });
-    };
-    let payload = match codec {
-        CODEC_NONE => {
-            buf.remove(0);
-            buf
-        }
-        CODEC_ZSTD => {
-            let cap = usize::try_from(raw_len).map_err(|_| {
-                FormatError::invalid(what, "recorded length does not fit in memory")
-            })?;
-            zstd::bulk::decompress(&buf[1..], cap).map_err(|e| {
-                FormatError::invalid(
-                    what,
-                    format!("zstd payload does not decompress to {raw_len} bytes: {e}"),
-                )
-            })?
-        }
-        other => {
-            return Err(FormatError::invalid(
-                what,
-                format!("unknown compression codec {other}"),
-            ));
-        }
-    };
+    let cap = usize::try_from(raw_len)
+        .map_err(|_| FormatError::invalid(what, "recorded length does not fit in memory"))?;
+    let payload = decode_payload_bounded(what, buf, cap)?;
     if payload.len() as u64 != raw_len {
         return Err(FormatError::invalid(
             what,
@@ -148,7 +121,7 @@ pub(crate) fn encode_payload(payload: &[u8], zstd_level: i32) -> Vec<u8> {
 /// Decodes `codec || body` without a known length, bounded by `max_len` bytes of output.
 pub(crate) fn decode_payload_bounded(
     what: &'static str,
-    buf: Vec<u8>,
+    mut buf: Vec<u8>,
     max_len: usize,
 ) -> Result<Vec<u8>, FormatError> {
     let Some(&codec) = buf.first() else {
@@ -159,7 +132,10 @@ pub(crate) fn decode_payload_bounded(
         });
     };
     match codec {
-        CODEC_NONE => Ok(buf[1..].to_vec()),
+        CODEC_NONE => {
+            buf.drain(..1);
+            Ok(buf)
+        }
         CODEC_ZSTD => {
             let len = zstd::bulk::Decompressor::upper_bound(&buf[1..])
                 .unwrap_or(max_len)

@@ -274,11 +274,31 @@ mod tests {
     fn chunker_limits_are_enforced() {
         assert!(ChunkerParams::default().validate().is_ok());
         for bad in [
-            ChunkerParams { min: 1 << 20, avg: 1 << 23, max: 1 << 24 },
-            ChunkerParams { min: 512, avg: 3000, max: 8192 },
-            ChunkerParams { min: 32, avg: 256, max: 1024 },
-            ChunkerParams { min: 1024, avg: 512, max: 2048 },
-            ChunkerParams { min: 1024, avg: 4096, max: 1 << 25 },
+            ChunkerParams {
+                min: 1 << 20,
+                avg: 1 << 23,
+                max: 1 << 24,
+            },
+            ChunkerParams {
+                min: 512,
+                avg: 3000,
+                max: 8192,
+            },
+            ChunkerParams {
+                min: 32,
+                avg: 256,
+                max: 1024,
+            },
+            ChunkerParams {
+                min: 1024,
+                avg: 512,
+                max: 2048,
+            },
+            ChunkerParams {
+                min: 1024,
+                avg: 4096,
+                max: 1 << 25,
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?} accepted");
         }

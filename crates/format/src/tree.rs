@@ -207,8 +207,6 @@ impl Node {
             ));
         }
         let mut node = Node {
-            name,
-            kind,
             mode,
             uid: f.u32("uid")?,
             gid: f.u32("gid")?,
@@ -221,12 +219,7 @@ impl Node {
             device: f.uint("dev")?,
             links: f.uint("nlink")?,
             size: f.uint("size")?,
-            content: Vec::new(),
-            extents: None,
-            subtree: None,
-            target: None,
-            rdev: 0,
-            xattrs: Vec::new(),
+            ..Node::new(name, kind)
         };
         match kind {
             NodeKind::File => {
