@@ -10,5 +10,6 @@ pub mod fsmeta;
 pub mod progress;
 pub mod restore;
 pub mod snapshot_path;
+pub mod tree_walk;
 
 pub use error::ArchiveError;

@@ -1,11 +1,17 @@
 //! One module per command.
 
 mod backup;
+mod cat;
 mod check;
+mod diff;
+mod dump;
+mod find;
 mod init;
 mod key;
+mod ls;
 mod restore;
 mod snapshots;
+mod stats;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -28,6 +34,18 @@ pub enum Command {
     /// Manage keys (passwords) of the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// List the entries of a snapshot (SNAPSHOT[:PATH]), recursively.
+    Ls(ls::LsArgs),
+    /// Find entries by name or path glob in snapshots.
+    Find(find::FindArgs),
+    /// Write a file of a snapshot to standard output, or a directory as a tar archive.
+    Dump(dump::DumpArgs),
+    /// Show what changed between two snapshots.
+    Diff(diff::DiffArgs),
+    /// Print a repository object (config, key, snapshot, index, pack, blob, tree, refs).
+    Cat(cat::CatArgs),
+    /// Show sizes of snapshots (restore size or distinct raw data) and of the repository.
+    Stats(stats::StatsArgs),
 }
 
 /// Runs the command; returns the exit code.
@@ -39,6 +57,12 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Restore(a) => restore::run(cli, a).await,
         Command::Check(a) => check::run(cli, a).await,
         Command::Key(k) => key::run(cli, k).await,
+        Command::Ls(a) => ls::run(cli, a).await,
+        Command::Find(a) => find::run(cli, a).await,
+        Command::Dump(a) => dump::run(cli, a).await,
+        Command::Diff(a) => diff::run(cli, a).await,
+        Command::Cat(a) => cat::run(cli, a).await,
+        Command::Stats(a) => stats::run(cli, a).await,
     }
 }
 
