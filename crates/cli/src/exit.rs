@@ -21,6 +21,9 @@ pub const WRONG_PASSWORD: u8 = 12;
 pub const UNSUPPORTED_VERSION: u8 = 13;
 /// Interrupted (Ctrl-C).
 pub const INTERRUPTED: u8 = 130;
+/// Standard output was closed by the reader (`zaibei ls ... | head`): the code a process
+/// killed by SIGPIPE reports.
+pub const BROKEN_PIPE: u8 = 141;
 
 /// Marker error for Ctrl-C.
 #[derive(Debug)]
@@ -59,6 +62,12 @@ fn repo_code(e: &RepoError) -> u8 {
 /// The exit code for an error.
 pub fn code_of(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return BROKEN_PIPE;
+        }
         if cause.downcast_ref::<Interrupted>().is_some() {
             return INTERRUPTED;
         }

@@ -5,6 +5,7 @@
 
 mod commands;
 mod exit;
+mod node_view;
 mod output;
 mod password;
 mod progress;
@@ -91,12 +92,12 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code.into(),
         Err(e) => {
             let code = exit::code_of(&e);
-            if code != exit::INTERRUPTED {
-                eprintln!("zaibei: {}", exit::describe(&e));
-            } else {
-                eprintln!(
+            match code {
+                exit::BROKEN_PIPE => {}
+                exit::INTERRUPTED => eprintln!(
                     "zaibei: interrupted; the repository is unchanged except for unreferenced data that prune removes"
-                );
+                ),
+                _ => eprintln!("zaibei: {}", exit::describe(&e)),
             }
             code.into()
         }

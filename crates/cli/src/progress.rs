@@ -40,7 +40,7 @@ impl Progress {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    output::json_line(&Status {
+                    let written = output::json_line(&Status {
                         message_type: "status",
                         action,
                         seconds_elapsed: start.elapsed().as_secs_f64(),
@@ -50,6 +50,9 @@ impl Progress {
                         bytes_seen: Counters::get(&counters.bytes_seen),
                         errors: Counters::get(&counters.errors),
                     });
+                    if written.is_err() {
+                        return;
+                    }
                 }
             });
             return Progress {

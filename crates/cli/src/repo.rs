@@ -2,11 +2,16 @@
 
 use std::sync::Arc;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
 use anyhow::{Context, Result, bail};
 use zaibei_repo::{IndexedRepository, Repository};
 use zaibei_store::{FsStore, Store};
 
-use crate::Cli;
+use zaibei_archive::tree_walk::normalize;
+
+use crate::{Cli, exit};
 
 /// The store named by `-r` / `ZAIBEI_REPOSITORY`.
 pub fn store(cli: &Cli) -> Result<Arc<dyn Store>> {
@@ -58,4 +63,35 @@ pub async fn open_indexed(cli: &Cli) -> Result<Arc<IndexedRepository>> {
         tracing::warn!("index object {} is unusable: {}", p.name, p.error);
     }
     Ok(Arc::new(indexed))
+}
+
+/// Splits `SNAPSHOT[:PATH]` (the path may be any bytes): the snapshot and the path in the form
+/// [`normalize`] gives (empty for the root).
+pub fn split_spec_os(spec: &OsStr) -> Result<(String, Vec<u8>)> {
+    let b = spec.as_bytes();
+    let (snap, path) = match b.iter().position(|&c| c == b':') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (b, &b""[..]),
+    };
+    let Ok(snap) = std::str::from_utf8(snap) else {
+        bail!(exit::WithCode(
+            exit::USAGE,
+            format!("{:?} is not a snapshot id", String::from_utf8_lossy(snap))
+        ));
+    };
+    Ok((snap.to_owned(), normalize(path)))
+}
+
+/// Fails with a clear message when the repository was opened with a maintenance-only key,
+/// which cannot read trees or file data.
+pub fn require_content(repo: &zaibei_repo::Repository, command: &str) -> Result<()> {
+    if !repo.keys().has_content() {
+        bail!(exit::WithCode(
+            exit::ERROR,
+            format!(
+                "{command} reads trees and file data, which needs a full key; the repository was opened with a maintenance-only key"
+            )
+        ));
+    }
+    Ok(())
 }

@@ -63,6 +63,14 @@ pub enum FormatError {
         /// Crypto error.
         source: CryptoError,
     },
+    /// The operation needs the content key, and only the maintenance key is held.
+    #[error(
+        "{operation} needs the content key, but the repository was opened with a maintenance-only key"
+    )]
+    NeedsContentKey {
+        /// What was attempted.
+        operation: &'static str,
+    },
     /// The object violates a rule of the format.
     #[error("{what}: {problem}")]
     Invalid {

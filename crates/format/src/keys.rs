@@ -199,12 +199,9 @@ impl RepoKeys {
 
     /// The content keys, or an error saying that a full key is needed for `operation`.
     pub fn content(&self, operation: &'static str) -> Result<&ContentKeys, FormatError> {
-        self.content.as_ref().ok_or_else(|| {
-            FormatError::invalid(
-                "key",
-                format!("{operation} needs the content key, but the repository was opened with a maintenance-only key"),
-            )
-        })
+        self.content
+            .as_ref()
+            .ok_or(FormatError::NeedsContentKey { operation })
     }
 
     /// True when the content keys are present.

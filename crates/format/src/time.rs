@@ -47,14 +47,21 @@ impl Timestamp {
         }
     }
 
-    /// Converts to [`SystemTime`].
-    pub fn to_system_time(self) -> SystemTime {
+    /// Converts to [`SystemTime`]; `None` when the platform cannot represent the time.
+    pub fn to_system_time(self) -> Option<SystemTime> {
         if self.secs >= 0 {
-            UNIX_EPOCH + Duration::new(self.secs as u64, self.nanos)
+            UNIX_EPOCH.checked_add(Duration::new(self.secs as u64, self.nanos))
         } else {
-            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs())
-                + Duration::from_nanos(u64::from(self.nanos))
+            UNIX_EPOCH
+                .checked_sub(Duration::from_secs(self.secs.unsigned_abs()))?
+                .checked_add(Duration::from_nanos(u64::from(self.nanos)))
         }
+    }
+
+    /// Seconds from `self` to `later` (negative when `later` is earlier), without overflow.
+    pub fn seconds_until(self, later: Timestamp) -> f64 {
+        (later.secs as f64 - self.secs as f64)
+            + (f64::from(later.nanos) - f64::from(self.nanos)) / 1e9
     }
 }
 
@@ -72,7 +79,18 @@ mod tests {
             (1_700_000_000, 1),
         ] {
             let t = Timestamp::new(s, n).unwrap_or_default();
-            assert_eq!(Timestamp::from_system_time(t.to_system_time()), t);
+            assert_eq!(t.to_system_time().map(Timestamp::from_system_time), Some(t));
         }
+        // Extreme values from a hostile object never panic.
+        let _ = Timestamp {
+            secs: i64::MAX,
+            nanos: 999_999_999,
+        }
+        .to_system_time();
+        let _ = Timestamp {
+            secs: i64::MIN,
+            nanos: 999_999_999,
+        }
+        .to_system_time();
     }
 }

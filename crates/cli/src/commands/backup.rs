@@ -138,7 +138,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     };
     progress.finish();
     let outcome = outcome?;
-    report(cli, &outcome);
+    report(cli, &outcome)?;
     Ok(if outcome.snapshot.summary.skipped_count > 0 {
         exit::PARTIAL
     } else {
@@ -150,7 +150,7 @@ fn short(id: &Id) -> String {
     id.short()
 }
 
-fn report(cli: &Cli, o: &BackupOutcome) {
+fn report(cli: &Cli, o: &BackupOutcome) -> Result<()> {
     let s = &o.snapshot.summary;
     let duration = output::seconds_between(s.start, s.end);
     if cli.json {
@@ -176,40 +176,43 @@ fn report(cli: &Cli, o: &BackupOutcome) {
                 .map(|(p, e)| (output::path(p), e.clone()))
                 .collect(),
             total_duration: duration,
-        });
-        return;
+        })?;
+        return Ok(());
     }
     for (p, e) in &s.skipped {
         eprintln!("skipped {}: {e}", output::path(p));
     }
     if cli.quiet {
-        return;
+        return Ok(());
     }
     if let Some(p) = o.parent {
-        println!("using parent snapshot {}", short(&p));
+        crate::say!("using parent snapshot {}", short(&p))?;
     }
-    println!(
+    crate::say!(
         "Files: {} new, {} changed, {} unmodified",
-        s.files_new, s.files_changed, s.files_unmodified
-    );
-    println!("Dirs:  {}", s.dirs);
-    println!(
+        s.files_new,
+        s.files_changed,
+        s.files_unmodified
+    )?;
+    crate::say!("Dirs:  {}", s.dirs)?;
+    crate::say!(
         "Added to the repository: {} ({} stored)",
         output::bytes(s.bytes_added_raw),
         output::bytes(s.bytes_added_stored)
-    );
-    println!(
+    )?;
+    crate::say!(
         "processed {} files, {} in {:.1}s; read {}",
         s.total_files,
         output::bytes(s.total_bytes),
         duration,
         output::bytes(s.bytes_read)
-    );
+    )?;
     if s.skipped_count > 0 {
-        println!(
+        crate::say!(
             "{} entries could not be read and are not in the snapshot",
             s.skipped_count
-        );
+        )?;
     }
-    println!("snapshot {} saved", short(&o.snapshot_id));
+    crate::say!("snapshot {} saved", short(&o.snapshot_id))?;
+    Ok(())
 }

@@ -13,7 +13,8 @@ use zaibei_format::pack::{
 use zaibei_format::{Id, IndexFile, KeyFile, Node, PackKind, Snapshot, Tree};
 use zaibei_repo::{IndexedRepository, RepoError, Repository, names};
 
-use super::ls::{Out, hex_if_not_utf8, split_spec_os, time};
+use crate::output::{Out, hex_if_not_utf8, time};
+use crate::repo::split_spec_os;
 use crate::{Cli, exit};
 
 /// Print a repository object, decoded, as JSON (a data blob: its raw bytes).
@@ -326,14 +327,14 @@ pub async fn run(cli: &Cli, a: &CatArgs) -> Result<u8> {
                     pack_json(&repo, &id).await?
                 }
                 Kind::Blob => {
-                    super::ls::require_content(&repo, "cat blob")?;
+                    crate::repo::require_content(&repo, "cat blob")?;
                     let id = resolve_blob(&repo, PackKind::Data, &need()?)?;
                     out.bytes(&repo.read_blob(PackKind::Data, &id).await?)?;
                     out.flush()?;
                     return Ok(exit::OK);
                 }
                 Kind::Tree => {
-                    super::ls::require_content(&repo, "cat tree")?;
+                    crate::repo::require_content(&repo, "cat tree")?;
                     let Some(raw) = &a.id else {
                         return Err(usage("cat tree needs an id or SNAPSHOT:PATH".into()));
                     };

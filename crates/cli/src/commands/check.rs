@@ -88,7 +88,7 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
                     message: p.message.clone(),
                 })
                 .collect(),
-        });
+        })?;
     } else {
         for p in &report.problems {
             let tag = if p.severity == Severity::Error {
@@ -99,7 +99,7 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
             eprintln!("{tag}: {}: {}", p.object, p.message);
         }
         if !cli.quiet {
-            println!(
+            crate::say!(
                 "checked {} snapshots, {} trees, {} packs{}",
                 report.snapshots,
                 report.trees,
@@ -114,16 +114,16 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
                 } else {
                     String::new()
                 }
-            );
+            )?;
             if report.content_unverified {
-                println!(
+                crate::say!(
                     "opened with a maintenance-only key: file data and trees were not decrypted"
-                );
+                )?;
             }
             if errors == 0 {
-                println!("no errors were found");
+                crate::say!("no errors were found")?;
             } else {
-                println!("{errors} errors were found");
+                crate::say!("{errors} errors were found")?;
             }
         }
     }

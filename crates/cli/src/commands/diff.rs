@@ -11,7 +11,8 @@ use zaibei_archive::snapshot_path::{Located, locate};
 use zaibei_format::{Node, NodeKind, Tree};
 use zaibei_repo::IndexedRepository;
 
-use super::ls::{Out, hex_if_not_utf8, split_spec_os};
+use crate::output::{Out, hex_if_not_utf8};
+use crate::repo::split_spec_os;
 use crate::{Cli, exit};
 
 /// Show the differences between two snapshots.
@@ -174,7 +175,7 @@ async fn subtree(repo: &IndexedRepository, n: &Node) -> Result<Option<Arc<Tree>>
 
 pub async fn run(cli: &Cli, a: &DiffArgs) -> Result<u8> {
     let repo = crate::repo::open_indexed(cli).await?;
-    super::ls::require_content(&repo, "diff")?;
+    crate::repo::require_content(&repo, "diff")?;
     let (pa, ta, ida) = open_dir(&repo, &a.first).await?;
     let (pb, tb, idb) = open_dir(&repo, &a.second).await?;
     if !cli.json && !cli.quiet {

@@ -36,7 +36,7 @@ pub enum Format {
 
 pub async fn run(cli: &Cli, a: &DumpArgs) -> Result<u8> {
     let repo = crate::repo::open_indexed(cli).await?;
-    super::ls::require_content(&repo, "dump")?;
+    crate::repo::require_content(&repo, "dump")?;
     let (_, snapshot) = repo.find_snapshot(&a.snapshot).await?;
     let path = normalize(a.path.as_bytes());
     let located = locate(&repo, &snapshot.tree, &path).await?;

@@ -11,7 +11,8 @@ use serde::Serialize;
 use zaibei_archive::tree_walk::TreeWalker;
 use zaibei_format::{Id, Snapshot};
 
-use super::ls::{NodeJson, Out, long_line};
+use crate::node_view::{NodeJson, long_line};
+use crate::output::Out;
 use crate::{Cli, exit};
 
 /// Find entries by name (or path) in snapshots.
@@ -66,7 +67,7 @@ fn build(a: &FindArgs) -> Result<GlobSet> {
 pub async fn run(cli: &Cli, a: &FindArgs) -> Result<u8> {
     let globs = build(a)?;
     let repo = crate::repo::open_indexed(cli).await?;
-    super::ls::require_content(&repo, "find")?;
+    crate::repo::require_content(&repo, "find")?;
     let mut damaged = 0usize;
     let snapshots: Vec<(Id, Snapshot)> = if a.snapshots.is_empty() {
         let list = repo.list_snapshots().await?;
@@ -121,7 +122,7 @@ pub async fn run(cli: &Cli, a: &FindArgs) -> Result<u8> {
             if cli.json {
                 out.json(&Match {
                     snapshot: id.to_hex(),
-                    snapshot_time: super::ls::time(snap.time),
+                    snapshot_time: crate::output::time(snap.time),
                     node: NodeJson::new(&entry.path, node),
                 })?;
             } else if a.long {

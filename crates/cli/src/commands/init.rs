@@ -59,19 +59,19 @@ pub async fn run(cli: &Cli, a: &InitArgs) -> Result<u8> {
         kdf: super::describe_kdf(&kdf),
     };
     if cli.json {
-        output::json_line(&out);
+        output::json_line(&out)?;
     } else if !cli.quiet {
-        println!(
+        crate::say!(
             "created repository {} at {location}",
             repo.config().id.short()
-        );
-        println!(
+        )?;
+        crate::say!(
             "  suite {}, key {} ({})",
             out.suite,
             repo.key_id().short(),
             out.kdf
-        );
-        println!("Keep the password safe: without it the data cannot be recovered.");
+        )?;
+        crate::say!("Keep the password safe: without it the data cannot be recovered.")?;
     }
     Ok(exit::OK)
 }

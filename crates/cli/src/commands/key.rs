@@ -72,14 +72,18 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
                 })
                 .collect();
             if cli.json {
-                output::json_pretty(&entries);
+                output::json_pretty(&entries)?;
             } else {
-                println!(
+                crate::say!(
                     " {:<10} {:<12} {:<22} {:<16} {:<12} kdf",
-                    "id", "scope", "created", "host", "user"
-                );
+                    "id",
+                    "scope",
+                    "created",
+                    "host",
+                    "user"
+                )?;
                 for e in &entries {
-                    println!(
+                    crate::say!(
                         "{}{:<10} {:<12} {:<22} {:<16} {:<12} {}",
                         if e.current { "*" } else { " " },
                         &e.id[..8],
@@ -88,7 +92,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
                         e.host,
                         e.user,
                         e.kdf
-                    );
+                    )?;
                 }
             }
         }
@@ -106,7 +110,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
                     .add_key(&pw, scope, kdf, super::hostname(), user)
                     .await?;
                 if !cli.quiet && !cli.json {
-                    println!("added {} key {}", scope.name(), id.short());
+                    crate::say!("added {} key {}", scope.name(), id.short())?;
                 }
                 id
             } else {
@@ -121,12 +125,12 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
                     .change_password(&pw, kdf, super::hostname(), user)
                     .await?;
                 if !cli.quiet && !cli.json {
-                    println!("password changed; the key in use is now {}", id.short());
+                    crate::say!("password changed; the key in use is now {}", id.short())?;
                 }
                 id
             };
             if cli.json {
-                output::json_line(&serde_json::json!({"message_type": "key", "id": id.to_hex()}));
+                output::json_line(&serde_json::json!({"message_type": "key", "id": id.to_hex()}))?;
             }
         }
         KeyCommand::Remove { id } => {
@@ -149,7 +153,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
             };
             repo.remove_key(&target).await?;
             if !cli.quiet && !cli.json {
-                println!("removed key {}", target.short());
+                crate::say!("removed key {}", target.short())?;
             }
         }
     }

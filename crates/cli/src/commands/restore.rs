@@ -84,13 +84,13 @@ pub async fn run(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
                 .map(|(p, e)| (output::path(p), e.clone()))
                 .collect(),
             total_duration: duration,
-        });
+        })?;
     } else {
         for (p, e) in &o.errors {
             eprintln!("not restored: {}: {e}", output::path(p));
         }
         if !cli.quiet {
-            println!(
+            crate::say!(
                 "restored snapshot {} to {}: {} files written ({}), {} already correct, {} dirs, {} other entries in {:.1}s",
                 id.short(),
                 a.target.display(),
@@ -100,9 +100,9 @@ pub async fn run(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
                 o.dirs,
                 o.others,
                 duration
-            );
+            )?;
             if a.verify {
-                println!("verified {} files against the snapshot", o.files_verified);
+                crate::say!("verified {} files against the snapshot", o.files_verified)?;
             }
         }
     }

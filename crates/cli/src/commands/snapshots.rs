@@ -25,6 +25,8 @@ struct Entry {
     id: String,
     short_id: String,
     time: String,
+    #[serde(skip)]
+    time_short: String,
     hostname: String,
     username: String,
     tags: Vec<String>,
@@ -58,6 +60,7 @@ pub async fn run(cli: &Cli, a: &SnapshotsArgs) -> Result<u8> {
             id: id.to_hex(),
             short_id: id.short(),
             time: output::time(s.time),
+            time_short: output::time_short(s.time),
             hostname: s.hostname.clone(),
             username: s.username.clone(),
             tags: s.tags.clone(),
@@ -71,26 +74,30 @@ pub async fn run(cli: &Cli, a: &SnapshotsArgs) -> Result<u8> {
         })
         .collect();
     if cli.json {
-        output::json_pretty(&entries);
+        output::json_pretty(&entries)?;
     } else {
-        println!(
+        crate::say!(
             "{:<10} {:<20} {:<16} {:<16} {:>10} {:>10}  paths",
-            "id", "time", "host", "tags", "files", "size"
-        );
+            "id",
+            "time",
+            "host",
+            "tags",
+            "files",
+            "size"
+        )?;
         for e in &entries {
-            let t = e.time.get(..19).unwrap_or(&e.time).replace('T', " ");
-            println!(
+            crate::say!(
                 "{:<10} {:<20} {:<16} {:<16} {:>10} {:>10}  {}",
                 e.short_id,
-                t,
+                e.time_short,
                 e.hostname,
                 e.tags.join(","),
                 e.total_files,
                 output::bytes(e.total_bytes),
                 e.paths.join(" ")
-            );
+            )?;
         }
-        println!("{} snapshots", entries.len());
+        crate::say!("{} snapshots", entries.len())?;
     }
     Ok(if list.damaged.is_empty() {
         exit::OK

@@ -8,7 +8,7 @@ use serde::Serialize;
 use zaibei_format::{Id, NodeKind, PackKind, Snapshot, Tree};
 use zaibei_repo::{IdMap, IdSet, IndexedRepository};
 
-use super::ls::Out;
+use crate::output::Out;
 use crate::{Cli, exit, output};
 
 /// Show how much data snapshots hold, and what the repository stores.
