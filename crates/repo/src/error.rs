@@ -92,7 +92,8 @@ impl RepoError {
                 !matches!(source, FormatError::UnsupportedVersion { .. })
             }
             RepoError::BlobNotFound { .. } => true,
-            RepoError::Store(e) => e.is_not_found(),
+            // A referenced object that cannot be read is damage; a failed write is not.
+            RepoError::Store(e) => e.is_not_found() && e.op == "get",
             _ => false,
         }
     }

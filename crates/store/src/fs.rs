@@ -33,10 +33,12 @@ struct Inner {
 }
 
 impl FsStore {
-    /// A store rooted at `root` (which need not exist yet: `put` creates directories).
+    /// A store rooted at `root` (which need not exist yet: `put` creates directories). A
+    /// relative root is taken relative to the current directory now.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let root = root.into();
-        let location = root.display().to_string();
+        let given = root.into();
+        let location = given.display().to_string();
+        let root = std::path::absolute(&given).unwrap_or(given);
         FsStore {
             inner: Arc::new(Inner { root, location }),
         }
@@ -85,7 +87,7 @@ impl Inner {
     /// Creates `dir` and any missing parents up to the root, fsyncing each new entry into its
     /// parent.
     fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
-        if dir.is_dir() {
+        if dir.as_os_str().is_empty() || dir.is_dir() {
             return Ok(());
         }
         if let Some(parent) = dir.parent()

@@ -35,3 +35,25 @@ async fn fs_store_leaves_no_temporary_files_and_hides_them_from_listings() {
     let listed = s.list("index").await.unwrap();
     assert_eq!(listed.len(), 1);
 }
+
+#[tokio::test]
+async fn fs_store_with_a_relative_root() {
+    use bytes::Bytes;
+    use zaibei_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let rel = pathdiff_relative(dir.path());
+    let s = FsStore::new(rel.join("repo"));
+    s.put("keys/aa", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(std::fs::read(dir.path().join("repo/keys/aa")).unwrap(), b"x");
+}
+
+/// `path` relative to the current directory (through `..` components).
+fn pathdiff_relative(path: &std::path::Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd.components().count() - 1;
+    let mut rel = std::path::PathBuf::new();
+    for _ in 0..up {
+        rel.push("..");
+    }
+    rel.join(path.strip_prefix("/").unwrap())
+}
