@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Stat};
 use zaibei_format::{Node, NodeKind, Timestamp};
 
 /// The entry type of a `st_mode`, or `None` for types zaibei does not know.
@@ -246,6 +246,34 @@ pub fn list_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     }
     names.sort_unstable();
     Ok(names)
+}
+
+/// The data extents `(offset, length)` of a file, found with `SEEK_DATA`/`SEEK_HOLE`. A file
+/// system without hole reporting gives one extent covering the file.
+pub fn data_extents(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let start = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(rustix::io::Errno::INVAL) if pos == 0 => return Ok(vec![(0, size)]),
+            Err(e) => return Err(e.into()),
+        };
+        if start >= size {
+            break;
+        }
+        let end = rustix::fs::seek(fd, SeekFrom::Hole(start))
+            .map_err(io::Error::from)?
+            .min(size);
+        if end <= start {
+            break;
+        }
+        out.push((start, end - start));
+        pos = end;
+    }
+    // A file that is one hole has no extents at all.
+    Ok(out)
 }
 
 /// Caches the names of uids and gids.

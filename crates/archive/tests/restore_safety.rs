@@ -183,3 +183,41 @@ async fn resume_rewrites_only_what_differs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_notices_data_written_into_a_hole() {
+    use std::os::unix::fs::FileExt;
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let src = tempfile::tempdir().unwrap();
+    let sparse = src.path().join("sparse");
+    let f = std::fs::File::create(&sparse).unwrap();
+    f.set_len(8 << 20).unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"tail", (8 << 20) - 4).unwrap();
+    drop(f);
+    let out = backup_path(&repo, src.path()).await;
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let sub = src.path().as_os_str().as_encoded_bytes().to_vec();
+    restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    let restored = t.path().join("sparse");
+    let blocks = |p: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(p).unwrap())
+    };
+    let sparse_blocks = blocks(&restored);
+    assert!(
+        sparse_blocks < 64,
+        "restore did not keep the file sparse: {sparse_blocks} blocks"
+    );
+    // Zeros written into the hole: same bytes, different allocation.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&restored)
+        .unwrap()
+        .write_all_at(&vec![0u8; 1 << 20], 1 << 20)
+        .unwrap();
+    assert!(blocks(&restored) > sparse_blocks);
+    let again = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    assert_eq!(again.files_written, 1, "the filled hole went unnoticed");
+    assert_eq!(blocks(&restored), sparse_blocks);
+}

@@ -5,7 +5,6 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
 use crossbeam_channel::{Receiver, Sender};
-use rustix::fs::SeekFrom;
 use zaibei_format::{Id, Node, PackKind};
 
 use super::Context;
@@ -75,7 +74,7 @@ fn read_file(ctx: &Context<'_>, job: &FileJob) -> Result<Node, ReadError> {
     node.user = job.node.user.clone();
     node.group = job.node.group.clone();
     node.xattrs = fsmeta::xattrs_of_fd(fd)?;
-    let extents = data_extents(fd, node.size)?;
+    let extents = fsmeta::data_extents(fd, node.size)?;
     let dense = extents.len() == 1 && extents[0] == (0, node.size);
     let expected: u64 = extents.iter().map(|&(_, l)| l).sum();
     let reader = ExtentReader {
@@ -120,37 +119,6 @@ fn read_file(ctx: &Context<'_>, job: &FileJob) -> Result<Node, ReadError> {
         Some(extents)
     };
     Ok(node)
-}
-
-/// The data extents `(offset, length)` of a file, found with `SEEK_DATA`/`SEEK_HOLE`. A file
-/// system without hole reporting gives one extent covering the file.
-pub(crate) fn data_extents(
-    fd: std::os::fd::BorrowedFd<'_>,
-    size: u64,
-) -> io::Result<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while pos < size {
-        let start = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(rustix::io::Errno::INVAL) if pos == 0 => return Ok(vec![(0, size)]),
-            Err(e) => return Err(e.into()),
-        };
-        if start >= size {
-            break;
-        }
-        let end = rustix::fs::seek(fd, SeekFrom::Hole(start))
-            .map_err(io::Error::from)?
-            .min(size);
-        if end <= start {
-            break;
-        }
-        out.push((start, end - start));
-        pos = end;
-    }
-    // A file that is one hole has no extents at all.
-    Ok(out)
 }
 
 /// Reads the data extents of a file one after the other with positioned reads.

@@ -78,28 +78,32 @@ fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
             .map_err(|e| format!("{e} (the file's data is missing from the repository)"))?;
         lens.push(loc.raw_length);
     }
-    let written = if job.existing && matches_snapshot(shared, fd, node, extents, &lens)? {
-        false
-    } else {
-        rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
-        let mut stream = 0u64;
-        for (id, &len) in node.content.iter().zip(&lens) {
-            let data = shared
-                .runtime
-                .block_on(shared.repo.read_blob(PackKind::Data, id))
-                .map_err(|e| e.to_string())?;
-            for (file_off, s_off, n) in place(extents, stream, len) {
-                let start = (s_off - stream) as usize;
-                write_all_at(fd, &data[start..start + n as usize], file_off)?;
+    let written =
+        if job.existing && matches_snapshot(shared, fd, node, extents, &lens, Holes::Compare)? {
+            false
+        } else {
+            rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
+            let mut stream = 0u64;
+            for (id, &len) in node.content.iter().zip(&lens) {
+                let data = shared
+                    .runtime
+                    .block_on(shared.repo.read_blob(PackKind::Data, id))
+                    .map_err(|e| e.to_string())?;
+                for (file_off, s_off, n) in place(extents, stream, len) {
+                    let start = (s_off - stream) as usize;
+                    write_all_at(fd, &data[start..start + n as usize], file_off)?;
+                }
+                Counters::add(&shared.counters.bytes, len);
+                stream += len;
             }
-            Counters::add(&shared.counters.bytes, len);
-            stream += len;
-        }
-        rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
-        true
-    };
+            rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
+            true
+        };
     // Verify before the metadata: reading afterwards would change the restored access time.
-    if shared.opts.verify && written && !matches_snapshot(shared, fd, node, extents, &lens)? {
+    if shared.opts.verify
+        && written
+        && !matches_snapshot(shared, fd, node, extents, &lens, Holes::Ignore)?
+    {
         return Err("verification failed: the restored file differs from the snapshot".into());
     }
     meta::apply_to_fd(fd, node).map_err(|e| e.to_string())?;
@@ -118,17 +122,39 @@ fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(
     Ok(())
 }
 
-/// True when the file's size and every blob's bytes match the snapshot.
+/// Whether [`matches_snapshot`] also compares where the holes are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holes {
+    /// Resume: a file whose holes differ is rewritten, so it ends up exactly as in the snapshot.
+    Compare,
+    /// Verification after writing: only the bytes count (the target's filesystem may allocate
+    /// in larger units than the source's).
+    Ignore,
+}
+
+/// True when the file's size, every blob's bytes and (with [`Holes::Compare`]) its holes match
+/// the snapshot.
 fn matches_snapshot(
     shared: &Shared<'_>,
     fd: BorrowedFd<'_>,
     node: &Node,
     extents: &[(u64, u64)],
     lens: &[u64],
+    holes: Holes,
 ) -> Result<bool, String> {
     let st = rustix::fs::fstat(fd).map_err(|e| format!("reading: {e}"))?;
     if crate::fsmeta::size_of(&st) != node.size {
         return Ok(false);
+    }
+    // Holes must be where the snapshot has them: data written into a hole, or a hole punched
+    // into data, is a difference even where the bytes read the same.
+    if holes == Holes::Compare {
+        let allocated =
+            crate::fsmeta::data_extents(fd, node.size).map_err(|e| format!("reading: {e}"))?;
+        let expected: &[(u64, u64)] = if node.size == 0 { &[] } else { extents };
+        if allocated != expected {
+            return Ok(false);
+        }
     }
     let content = shared
         .repo
