@@ -38,6 +38,24 @@ pub async fn reopen(store: &Arc<dyn Store>) -> Arc<IndexedRepository> {
     )
 }
 
+/// Runs `check --read-data` on the repository and fails on any error.
+pub async fn assert_checks(store: &Arc<dyn Store>) {
+    let repo = reopen(store).await;
+    let report = zaibei_repo::check(
+        &repo,
+        zaibei_repo::CheckOptions { read_data: true },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.errors(),
+        0,
+        "check --read-data: {:?}",
+        report.problems
+    );
+}
+
 /// Backs up `path`.
 pub async fn backup_path(repo: &Arc<IndexedRepository>, path: &Path) -> BackupOutcome {
     let opts = BackupOptions {

@@ -165,6 +165,7 @@ async fn resume_rewrites_only_what_differs() {
         .unwrap();
     }
     let out = backup_path(&repo, src.path()).await;
+    assert_checks(&store).await;
     let repo = reopen(&store).await;
     let t = tempfile::tempdir().unwrap();
     let sub = src.path().as_os_str().as_encoded_bytes().to_vec();
@@ -196,6 +197,7 @@ async fn resume_notices_data_written_into_a_hole() {
     f.write_all_at(b"tail", (8 << 20) - 4).unwrap();
     drop(f);
     let out = backup_path(&repo, src.path()).await;
+    assert_checks(&store).await;
     let repo = reopen(&store).await;
     let t = tempfile::tempdir().unwrap();
     let sub = src.path().as_os_str().as_encoded_bytes().to_vec();

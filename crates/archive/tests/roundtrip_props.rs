@@ -243,6 +243,7 @@ proptest! {
             let src = base.path().join("src");
             let out = common::backup_path(&repo, &src).await;
             assert_eq!(out.snapshot.summary.skipped_count, 0, "{:?}", out.snapshot.summary.skipped);
+            common::assert_checks(&store).await;
             let repo = common::reopen(&store).await;
             let target = base.path().join("restored");
             let sub = base.path().as_os_str().as_bytes().to_vec();
