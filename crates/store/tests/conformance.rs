@@ -1,5 +1,7 @@
 //! Every local store passes the conformance suite.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use zaibei_store::{FsStore, MemoryStore, conformance};
@@ -44,7 +46,10 @@ async fn fs_store_with_a_relative_root() {
     let rel = pathdiff_relative(dir.path());
     let s = FsStore::new(rel.join("repo"));
     s.put("keys/aa", Bytes::from_static(b"x")).await.unwrap();
-    assert_eq!(std::fs::read(dir.path().join("repo/keys/aa")).unwrap(), b"x");
+    assert_eq!(
+        std::fs::read(dir.path().join("repo/keys/aa")).unwrap(),
+        b"x"
+    );
 }
 
 /// `path` relative to the current directory (through `..` components).
