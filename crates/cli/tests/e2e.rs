@@ -722,10 +722,12 @@ fn interrupted_backup_leaves_a_usable_repository() {
     let (env, src) = small_backup();
     let before = env.snapshot_ids();
     let started = env.path("producer-started");
-    // A producer that writes some data, then trickles on until its reader is gone (it dies
-    // of SIGPIPE at the next write after zaibei exits).
+    let pid_file = env.path("producer-pid");
+    // A producer that writes some data, then blocks without writing: only zaibei can stop it
+    // (it must not be left running when the backup is abandoned).
     let script = format!(
-        "touch {}; head -c 3000000 /dev/zero; while printf x; do sleep 0.2; done",
+        "echo $$ > {}; touch {}; head -c 3000000 /dev/zero; exec sleep 60",
+        pid_file.display(),
         started.display()
     );
     let mut child = env
@@ -748,6 +750,26 @@ fn interrupted_backup_leaves_a_usable_repository() {
         env.snapshot_ids(),
         before,
         "an interrupted backup wrote a snapshot"
+    );
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = || {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let start = std::time::Instant::now();
+    while alive() && start.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !alive(),
+        "the producer command (pid {pid}) outlived the interrupted backup"
     );
     env.ok(&[&"check", &"--read-data"]);
     env.backup(&[&src]);

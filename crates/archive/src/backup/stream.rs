@@ -4,7 +4,7 @@
 //! failed half way must never look like a good backup, so no snapshot is written otherwise.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use zaibei_format::{Node, NodeKind, PackKind, Timestamp, Tree};
@@ -40,51 +40,60 @@ pub async fn backup_stream(
     let saver = BlobSaver::start(Arc::clone(&repo), opts.base.connections.max(1))?;
     let s2 = saver.clone();
     let c2 = Arc::clone(&counters);
-    let command = opts.command.clone();
-    let read = tokio::task::spawn_blocking(
-        move || -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
-            match &command {
-                None => store_stream(&chunker, &s2, &c2, std::io::stdin().lock()),
-                Some(argv) => {
-                    let (program, args) = argv.split_first().ok_or_else(|| {
-                        ArchiveError::Usage("--stdin-from-command needs a command".into())
-                    })?;
-                    let mut child = Command::new(program)
-                        .args(args)
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::inherit())
-                        .spawn()
-                        .map_err(|e| {
-                            ArchiveError::io("starting command", std::path::Path::new(program), e)
-                        })?;
-                    let stdout = child
-                        .stdout
-                        .take()
-                        .ok_or_else(|| ArchiveError::Internal("no stdout pipe".into()))?;
-                    let stored = store_stream(&chunker, &s2, &c2, stdout);
-                    let status = child.wait().map_err(|e| {
-                        ArchiveError::io("waiting for command", std::path::Path::new(program), e)
-                    })?;
-                    if !status.success() {
-                        let command = argv
-                            .iter()
-                            .map(|a| a.to_string_lossy())
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        return Err(ArchiveError::CommandFailed {
-                            command,
-                            status: status.to_string(),
-                        });
-                    }
-                    stored
-                }
-            }
-        },
-    );
-    let stored = read
+    // The producer is a tokio child with kill_on_drop: if the backup is abandoned (Ctrl-C drops
+    // this future), the command is killed rather than left running. Its output is read on a
+    // blocking thread like any stream.
+    let mut child = None;
+    let reader: Box<dyn Read + Send> = match &opts.command {
+        None => Box::new(std::io::stdin()),
+        Some(argv) => {
+            let (program, args) = argv.split_first().ok_or_else(|| {
+                ArchiveError::Usage("--stdin-from-command needs a command".into())
+            })?;
+            let mut c = tokio::process::Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| {
+                    ArchiveError::io("starting command", std::path::Path::new(program), e)
+                })?;
+            let stdout = c
+                .stdout
+                .take()
+                .ok_or_else(|| ArchiveError::Internal("no stdout pipe".into()))?
+                .into_owned_fd()
+                .map_err(|e| {
+                    ArchiveError::io("reading command output", std::path::Path::new(program), e)
+                })?;
+            child = Some(c);
+            Box::new(std::fs::File::from(stdout))
+        }
+    };
+    let read = tokio::task::spawn_blocking(move || store_stream(&chunker, &s2, &c2, reader));
+    let mut stored = read
         .await
         .map_err(|e| ArchiveError::Internal(format!("stream reader: {e}")))?;
+    if let (Some(mut c), Some(argv)) = (child, &opts.command) {
+        let program = std::path::Path::new(argv.first().map_or("command".as_ref(), |p| p.as_os_str()));
+        let status = c
+            .wait()
+            .await
+            .map_err(|e| ArchiveError::io("waiting for command", program, e))?;
+        if !status.success() {
+            let command = argv
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ");
+            stored = Err(ArchiveError::CommandFailed {
+                command,
+                status: status.to_string(),
+            });
+        }
+    }
     let (content, size) = match stored {
         Ok(v) => v,
         Err(e) => {

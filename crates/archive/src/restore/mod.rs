@@ -77,6 +77,27 @@ impl Failures {
             .push((path.to_vec(), reason));
     }
 
+    /// Reports the failure of a hard-linked file under each of its other names too.
+    pub(crate) fn extend_to_links(
+        &self,
+        linked: &std::collections::HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    ) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut extra = Vec::new();
+        for (path, reason) in list.iter() {
+            for other in linked.get(path).into_iter().flatten() {
+                extra.push((
+                    other.clone(),
+                    format!(
+                        "hard link to {}, which could not be restored: {reason}",
+                        String::from_utf8_lossy(path)
+                    ),
+                ));
+            }
+        }
+        list.extend(extra);
+    }
+
     fn take(&self) -> Vec<(Vec<u8>, String)> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -45,8 +45,11 @@ struct Walker<'s, 'a> {
     stack: Vec<Frame>,
     open: usize,
     lowest_open: usize,
-    /// First restored path (components below the target) of each hard-linked inode.
-    links: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    /// First restored name of each hard-linked inode: components below the target, and its
+    /// path in the snapshot.
+    links: HashMap<(u64, u64), (Vec<Vec<u8>>, Vec<u8>)>,
+    /// Snapshot paths made hard links to each first name (keyed by its snapshot path).
+    linked: HashMap<Vec<u8>, Vec<Vec<u8>>>,
 }
 
 fn io_err(what: &str, e: impl Into<std::io::Error>) -> String {
@@ -127,12 +130,16 @@ pub(crate) fn run(
             open: 1,
             lowest_open: 0,
             links: HashMap::new(),
+            linked: HashMap::new(),
         };
         let result = w.walk();
+        let linked = std::mem::take(&mut w.linked);
         drop(w);
         for h in handles {
             let _ = h.join();
         }
+        // A file whose data could not be written is wrong under every name it has.
+        shared.failures.extend_to_links(&linked);
         result
     })
 }
@@ -372,10 +379,14 @@ impl Walker<'_, '_> {
             .chain([node.name.clone()])
             .collect();
         if node.links > 1
-            && let Some(first) = self.links.get(&key).cloned()
+            && let Some((first, first_path)) = self.links.get(&key).cloned()
         {
             match self.link(depth, node, &first) {
                 Ok(()) => {
+                    self.linked
+                        .entry(first_path)
+                        .or_default()
+                        .push(self.path.clone());
                     self.outcome(|o| o.others += 1);
                     return Ok(());
                 }
@@ -407,7 +418,7 @@ impl Walker<'_, '_> {
             }
         };
         if node.links > 1 {
-            self.links.insert(key, rel);
+            self.links.insert(key, (rel, self.path.clone()));
         }
         self.file_tx
             .send(FileJob {
