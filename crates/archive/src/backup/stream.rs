@@ -77,7 +77,8 @@ pub async fn backup_stream(
         .await
         .map_err(|e| ArchiveError::Internal(format!("stream reader: {e}")))?;
     if let (Some(mut c), Some(argv)) = (child, &opts.command) {
-        let program = std::path::Path::new(argv.first().map_or("command".as_ref(), |p| p.as_os_str()));
+        let program =
+            std::path::Path::new(argv.first().map_or("command".as_ref(), |p| p.as_os_str()));
         let status = c
             .wait()
             .await
