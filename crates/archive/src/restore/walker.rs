@@ -35,6 +35,15 @@ struct Frame {
     included: bool,
 }
 
+/// Where the first name of a hard-linked inode was restored.
+#[derive(Clone)]
+struct FirstName {
+    /// Components below the target.
+    components: Vec<Vec<u8>>,
+    /// Its path in the snapshot.
+    path: Vec<u8>,
+}
+
 struct Walker<'s, 'a> {
     shared: &'s Shared<'a>,
     includes: &'s Includes,
@@ -45,9 +54,8 @@ struct Walker<'s, 'a> {
     stack: Vec<Frame>,
     open: usize,
     lowest_open: usize,
-    /// First restored name of each hard-linked inode: components below the target, and its
-    /// path in the snapshot.
-    links: HashMap<(u64, u64), (Vec<Vec<u8>>, Vec<u8>)>,
+    /// First restored name of each hard-linked inode.
+    links: HashMap<(u64, u64), FirstName>,
     /// Snapshot paths made hard links to each first name (keyed by its snapshot path).
     linked: HashMap<Vec<u8>, Vec<Vec<u8>>>,
 }
@@ -418,7 +426,13 @@ impl Walker<'_, '_> {
             }
         };
         if node.links > 1 {
-            self.links.insert(key, (rel, self.path.clone()));
+            self.links.insert(
+                key,
+                FirstName {
+                    components: rel,
+                    path: self.path.clone(),
+                },
+            );
         }
         self.file_tx
             .send(FileJob {
