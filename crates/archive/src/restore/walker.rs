@@ -387,12 +387,12 @@ impl Walker<'_, '_> {
             .chain([node.name.clone()])
             .collect();
         if node.links > 1
-            && let Some((first, first_path)) = self.links.get(&key).cloned()
+            && let Some(first) = self.links.get(&key).cloned()
         {
-            match self.link(depth, node, &first) {
+            match self.link(depth, node, &first.components) {
                 Ok(()) => {
                     self.linked
-                        .entry(first_path)
+                        .entry(first.path)
                         .or_default()
                         .push(self.path.clone());
                     self.outcome(|o| o.others += 1);
