@@ -10,6 +10,7 @@ mod output;
 mod password;
 mod progress;
 mod repo;
+mod store_args;
 
 use clap::Parser;
 
@@ -22,7 +23,8 @@ use crate::commands::Command;
 #[derive(Debug, Parser)]
 #[command(name = "zaibei", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Repository location: a directory (`PATH` or `fs:PATH`).
+    /// Repository location: a directory (`PATH` or `fs:PATH`), or object storage
+    /// (`s3:https://HOST[:PORT]/BUCKET[/PREFIX]`, `oss:URL`, `obs:URL`, `cos:URL`).
     #[arg(
         short = 'r',
         long = "repo",
@@ -47,6 +49,10 @@ pub struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// How to reach the repository's storage.
+    #[command(flatten)]
+    pub storage: store_args::StoreArgs,
 
     /// The command to run.
     #[command(subcommand)]

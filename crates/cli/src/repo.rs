@@ -1,58 +1,69 @@
 //! Resolving the repository location and opening it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Context, Result, bail};
-use zaibei_repo::{IndexedRepository, Repository};
-use zaibei_store::{FsStore, Store};
+use zaibei_repo::{Cache, IndexedRepository, Repository};
+use zaibei_store::{Location, OpenedStore, StoreCounters, StoreStats};
 
 use zaibei_archive::tree_walk::normalize;
 
 use crate::{Cli, exit};
 
-/// The store named by `-r` / `ZAIBEI_REPOSITORY`.
-pub fn store(cli: &Cli) -> Result<Arc<dyn Store>> {
-    let Some(location) = cli.repo.as_deref() else {
-        bail!(crate::exit::WithCode(
-            crate::exit::USAGE,
+/// Traffic counters of the store opened by this process.
+static TRAFFIC: OnceLock<Arc<StoreCounters>> = OnceLock::new();
+
+/// Requests and bytes that reached the store so far (zero before one is opened).
+pub fn traffic() -> StoreStats {
+    TRAFFIC.get().map(|c| c.snapshot()).unwrap_or_default()
+}
+
+/// The store named by `-r` / `ZAIBEI_REPOSITORY`, with retries, limits and counters.
+pub fn store(cli: &Cli) -> Result<OpenedStore> {
+    let Some(text) = cli.repo.as_deref() else {
+        bail!(exit::WithCode(
+            exit::USAGE,
             "no repository given: use -r PATH or set ZAIBEI_REPOSITORY".into()
         ));
     };
-    let path = location.strip_prefix("fs:").unwrap_or(location);
-    if path.is_empty() {
-        bail!(crate::exit::WithCode(
-            crate::exit::USAGE,
-            "empty repository location".into()
-        ));
+    let location = Location::parse(text).map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
+    let opened = zaibei_store::open(&location, &cli.storage.open_options()?)
+        .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
+    let _ = TRAFFIC.set(Arc::clone(&opened.counters));
+    Ok(opened)
+}
+
+/// Attaches the metadata cache the options ask for (object storage only by default).
+pub fn attach_cache(cli: &Cli, repo: &mut Repository, remote: bool) {
+    let Some(base) = cli.storage.cache_base(remote) else {
+        return;
+    };
+    match Cache::open(&base, &repo.config().id, repo.suite()) {
+        Ok(cache) => repo.set_cache(cache),
+        Err(e) => tracing::warn!(
+            "metadata cache in {} unusable ({e}); reading metadata from the repository",
+            base.display()
+        ),
     }
-    if let Some((scheme, _)) = path.split_once(':')
-        && !scheme.contains('/')
-        && scheme.len() > 1
-    {
-        bail!(crate::exit::WithCode(
-            crate::exit::USAGE,
-            format!(
-                "unsupported repository location {location:?}: this build stores repositories in local directories (PATH or fs:PATH)"
-            )
-        ));
-    }
-    Ok(Arc::new(FsStore::new(path)))
 }
 
 /// Opens the repository, asking for the password as configured.
 pub async fn open(cli: &Cli) -> Result<Repository> {
-    let store = store(cli)?;
+    let opened = store(cli)?;
+    let store = opened.store;
     let password = crate::password::get(
         cli.password_file.as_deref(),
         "enter password for repository: ",
     )?;
     let location = store.location().to_owned();
-    Repository::open(store, &password)
+    let mut repo = Repository::open(store, &password)
         .await
-        .with_context(|| format!("opening repository {location}"))
+        .with_context(|| format!("opening repository {location}"))?;
+    attach_cache(cli, &mut repo, opened.remote);
+    Ok(repo)
 }
 
 /// Opens the repository and loads its index.

@@ -207,6 +207,12 @@ impl Repository {
     /// needs them says which).
     pub async fn read_index(&self) -> Result<(MasterIndex, Vec<IndexProblem>)> {
         let listed = self.store.list(names::INDEX).await?;
+        if let Some(cache) = &self.cache {
+            cache.retain(
+                names::INDEX,
+                &listed.iter().map(|o| o.name.clone()).collect(),
+            );
+        }
         let mut index = MasterIndex::default();
         let mut problems = Vec::new();
         let mut results = futures::stream::iter(listed.into_iter().map(|info| async move {

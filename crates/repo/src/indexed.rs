@@ -7,7 +7,7 @@ use zaibei_format::refs::TreeRefs;
 use zaibei_format::{Id, PackKind, Tree, blob};
 
 use crate::index::{BlobRef, IdMap, IndexProblem, MasterIndex};
-use crate::{RepoError, Repository, Result, names};
+use crate::{Cache, RepoError, Repository, Result, names};
 
 /// Most trees kept decoded in memory.
 const TREE_CACHE_ENTRIES: usize = 4096;
@@ -34,6 +34,16 @@ impl Repository {
         let (index, problems) = self.read_index().await?;
         for p in &problems {
             tracing::warn!("index object {} unusable: {}", p.name, p.error);
+        }
+        if let Some(cache) = &self.cache {
+            // Keep cached packs of trees and references the index still lists.
+            let keep = index
+                .packs()
+                .iter()
+                .filter(|p| p.kind != PackKind::Data)
+                .map(|p| names::pack(&p.id))
+                .collect();
+            cache.retain(names::DATA, &keep);
         }
         Ok(IndexedRepository {
             repo: self,
@@ -71,12 +81,54 @@ impl IndexedRepository {
     /// checked against their id (the keyed hash of the plaintext).
     pub async fn read_blob(&self, kind: PackKind, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id)?;
+        if kind != PackKind::Data
+            && let Some(cache) = self.repo.cache.clone()
+        {
+            let stored = self.read_cached(&cache, &loc).await?;
+            return self.open_stored_blob(kind, id, &loc, &stored);
+        }
         let name = names::pack(&loc.pack.id);
         let stored = self
             .store
             .get_range(&name, loc.offset..loc.offset + loc.length)
             .await?;
         self.open_stored_blob(kind, id, &loc, &stored)
+    }
+
+    /// Reads a blob's stored bytes through the metadata cache, fetching (and verifying) its
+    /// whole pack when the cache does not hold it.
+    async fn read_cached(&self, cache: &Arc<Cache>, loc: &BlobRef<'_>) -> Result<Vec<u8>> {
+        let pack = loc.pack.id;
+        let (offset, length) = (loc.offset, loc.length);
+        let c = Arc::clone(cache);
+        let hit = tokio::task::spawn_blocking(move || c.read_pack_range(&pack, offset, length))
+            .await
+            .map_err(|e| RepoError::Internal(format!("cache task: {e}")))?;
+        if let Some(stored) = hit {
+            return Ok(stored);
+        }
+        let name = names::pack(&pack);
+        let bytes = self.get_verified(&name).await?;
+        let end = usize::try_from(offset + length).unwrap_or(usize::MAX);
+        let stored = bytes
+            .get(usize::try_from(offset).unwrap_or(usize::MAX)..end)
+            .ok_or_else(|| {
+                RepoError::format(
+                    &name,
+                    zaibei_format::FormatError::invalid(
+                        "pack",
+                        format!(
+                            "the index places a blob at {offset}+{length}, past the pack's end"
+                        ),
+                    ),
+                )
+            })?
+            .to_vec();
+        let c = Arc::clone(cache);
+        tokio::task::spawn_blocking(move || c.put_pack(&pack, &bytes))
+            .await
+            .map_err(|e| RepoError::Internal(format!("cache task: {e}")))?;
+        Ok(stored)
     }
 
     /// Opens a blob's stored bytes (already read from its pack at `loc`).

@@ -24,6 +24,7 @@
 //! Deleting data (forget, prune) is a two-phase process built on generation-numbered state
 //! objects; `docs/FORMAT.md` describes it and the full table.
 
+mod cache;
 mod check;
 mod error;
 mod index;
@@ -35,6 +36,7 @@ mod repository;
 mod saver;
 mod snapshots;
 
+pub use cache::Cache;
 pub use check::{CheckOptions, CheckProblem, CheckProgress, CheckReport, Severity, check};
 pub use error::{RepoError, Result};
 pub use index::{BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};

@@ -8,7 +8,7 @@ use zaibei_format::config::DEFAULT_PACK_SIZE;
 use zaibei_format::{ChunkerParams, Id, KeyFile, KeyScope, RepoConfig, RepoKeys};
 use zaibei_store::{Store, StoreErrorKind};
 
-use crate::{RepoError, Result, names};
+use crate::{Cache, RepoError, Result, names};
 
 /// Settings of a new repository.
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ pub struct Repository {
     pub(crate) scope: KeyScope,
     pub(crate) key_id: Id,
     pub(crate) chunker_seed: Option<[u8; 32]>,
+    /// Local cache of metadata objects, when one is in use.
+    pub(crate) cache: Option<Arc<Cache>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -132,6 +134,7 @@ impl Repository {
             scope: KeyScope::Full,
             key_id,
             chunker_seed: Some(seed),
+            cache: None,
         })
     }
 
@@ -219,7 +222,18 @@ impl Repository {
             scope,
             key_id,
             chunker_seed,
+            cache: None,
         })
+    }
+
+    /// Uses a local cache of index objects, snapshots and tree packs (see [`Cache`]).
+    pub fn set_cache(&mut self, cache: Cache) {
+        self.cache = Some(Arc::new(cache));
+    }
+
+    /// The metadata cache in use, if any.
+    pub fn metadata_cache(&self) -> Option<&Cache> {
+        self.cache.as_deref()
     }
 
     /// The store.
@@ -260,14 +274,23 @@ impl Repository {
     /// Stores a content-addressed object under `dir/<hash of bytes>` and returns the id.
     pub(crate) async fn put_hashed(&self, dir: &str, bytes: Vec<u8>) -> Result<Id> {
         let id = Id(self.suite().hash(&bytes));
-        self.store
-            .put(&format!("{dir}/{id}"), Bytes::from(bytes))
-            .await?;
+        let name = format!("{dir}/{id}");
+        let bytes = Bytes::from(bytes);
+        self.store.put(&name, bytes.clone()).await?;
+        if let Some(cache) = &self.cache
+            && Cache::keeps(&name)
+        {
+            cache.put(&name, &bytes);
+        }
         Ok(id)
     }
 
     /// Reads an object and checks that its bytes hash to the id in its name.
     pub(crate) async fn get_verified(&self, name: &str) -> Result<Bytes> {
+        let cache = self.cache.as_deref().filter(|_| Cache::keeps(name));
+        if let Some(bytes) = cache.and_then(|c| c.get(name)) {
+            return Ok(bytes);
+        }
         let bytes = self.store.get(name).await?;
         if let Some(id) = names::id_of(name) {
             let actual = Id(self.suite().hash(&bytes));
@@ -281,6 +304,9 @@ impl Repository {
                         ),
                     ),
                 ));
+            }
+            if let Some(c) = cache {
+                c.put(name, &bytes);
             }
         }
         Ok(bytes)

@@ -260,8 +260,15 @@ async fn upload_all(
             msg = rx.recv(), if open && inflight.len() < connections => match msg {
                 Some(pack) => {
                     let store = Arc::clone(repo.store());
+                    let cache = repo.cache.clone().filter(|_| pack.index.kind != PackKind::Data);
                     inflight.spawn(async move {
-                        store.put(&names::pack(&pack.id), pack.bytes).await.map(|()| pack.index)
+                        store.put(&names::pack(&pack.id), pack.bytes.clone()).await?;
+                        if let Some(cache) = cache {
+                            tokio::task::spawn_blocking(move || cache.put_pack(&pack.id, &pack.bytes))
+                                .await
+                                .map_err(|e| RepoError::Internal(format!("cache task: {e}")))?;
+                        }
+                        Ok::<_, RepoError>(pack.index)
                     });
                 }
                 None => open = false,

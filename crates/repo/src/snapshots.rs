@@ -38,10 +38,14 @@ impl Repository {
 
     /// Ids of all snapshot objects.
     pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .store
-            .list(names::SNAPSHOTS)
-            .await?
+        let listed = self.store.list(names::SNAPSHOTS).await?;
+        if let Some(cache) = &self.cache {
+            cache.retain(
+                names::SNAPSHOTS,
+                &listed.iter().map(|o| o.name.clone()).collect(),
+            );
+        }
+        Ok(listed
             .iter()
             .filter_map(|o| names::id_of(&o.name))
             .collect())

@@ -14,7 +14,12 @@
 pub mod conformance;
 mod error;
 mod fs;
+mod location;
 mod memory;
+mod object;
+mod retry;
+mod stats;
+mod throttle;
 
 use std::ops::Range;
 use std::time::SystemTime;
@@ -24,7 +29,12 @@ use bytes::Bytes;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use fs::FsStore;
+pub use location::{BucketLocation, Location, LocationError, Service};
 pub use memory::MemoryStore;
+pub use object::{BucketOptions, MULTIPART_PART_SIZE, ObjectStore};
+pub use retry::{RetryPolicy, RetryStore};
+pub use stats::{StatsStore, StoreCounters, StoreStats};
+pub use throttle::{RateLimit, ThrottleStore};
 
 /// What a listing says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,4 +91,75 @@ pub fn check_name(name: &str) -> bool {
                         || b == b'.'
                 })
         })
+}
+
+/// How to reach a repository: the options of [`open`].
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Credentials and addressing for object storage.
+    pub bucket: BucketOptions,
+    /// Requests in flight at most.
+    pub connections: usize,
+    /// Average upload limit in KiB/s.
+    pub limit_upload: Option<u64>,
+    /// Average download limit in KiB/s.
+    pub limit_download: Option<u64>,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            bucket: BucketOptions {
+                io_timeout: std::time::Duration::from_secs(60),
+                ..BucketOptions::default()
+            },
+            connections: 8,
+            limit_upload: None,
+            limit_download: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A store ready for use, with the counters of its traffic.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    /// The store: retries over limits over counting over the backend.
+    pub store: std::sync::Arc<dyn Store>,
+    /// Requests and bytes that reached the backend.
+    pub counters: std::sync::Arc<StoreCounters>,
+    /// Retries made.
+    pub retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// True for stores on the network (object storage), where a local metadata cache pays.
+    pub remote: bool,
+}
+
+/// Opens the store at `location` with the standard wrappers: retries of transient failures
+/// on top of concurrency and bandwidth limits on top of traffic counters on top of the
+/// backend.
+pub fn open(location: &Location, opts: &OpenOptions) -> Result<OpenedStore, StoreError> {
+    use std::sync::Arc;
+    let (backend, remote): (Arc<dyn Store>, bool) = match location {
+        Location::Fs(path) => (Arc::new(FsStore::new(path)), false),
+        Location::Memory(_) => (Arc::new(MemoryStore::new()), false),
+        Location::Bucket(b) => (Arc::new(ObjectStore::new(b, &opts.bucket)?), true),
+    };
+    let counters = Arc::new(StoreCounters::default());
+    let counted = Arc::new(StatsStore::new(backend, Arc::clone(&counters)));
+    let limited = Arc::new(ThrottleStore::new(
+        counted,
+        opts.connections,
+        opts.limit_upload,
+        opts.limit_download,
+    ));
+    let retry = RetryStore::new(limited, opts.retry);
+    let retries = retry.retries();
+    Ok(OpenedStore {
+        store: Arc::new(retry),
+        counters,
+        retries,
+        remote,
+    })
 }

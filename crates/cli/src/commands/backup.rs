@@ -57,9 +57,6 @@ pub struct BackupArgs {
     /// File reading threads (default: number of CPUs).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
-    /// Concurrent uploads.
-    #[arg(long, default_value_t = 4)]
-    pub connections: usize,
 }
 
 #[derive(Serialize)]
@@ -81,6 +78,8 @@ struct Summary {
     skipped: u64,
     skipped_paths: Vec<(String, String)>,
     total_duration: f64,
+    /// Traffic to the repository's storage during this command.
+    storage: zaibei_store::StoreStats,
 }
 
 pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
@@ -115,7 +114,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         parent,
         force: a.force,
         workers: a.workers,
-        connections: a.connections,
+        connections: cli.storage.connections,
         time: None,
     };
     let counters = Arc::new(Counters::default());
@@ -176,6 +175,7 @@ fn report(cli: &Cli, o: &BackupOutcome) -> Result<()> {
                 .map(|(p, e)| (output::path(p), e.clone()))
                 .collect(),
             total_duration: duration,
+            storage: crate::repo::traffic(),
         })?;
         return Ok(());
     }
@@ -206,6 +206,13 @@ fn report(cli: &Cli, o: &BackupOutcome) -> Result<()> {
         output::bytes(s.total_bytes),
         duration,
         output::bytes(s.bytes_read)
+    )?;
+    let t = crate::repo::traffic();
+    crate::say!(
+        "storage: {} requests, {} uploaded, {} downloaded",
+        t.requests,
+        output::bytes(t.bytes_up),
+        output::bytes(t.bytes_down)
     )?;
     if s.skipped_count > 0 {
         crate::say!(

@@ -36,7 +36,7 @@ struct Initialized<'a> {
 }
 
 pub async fn run(cli: &Cli, a: &InitArgs) -> Result<u8> {
-    let store = crate::repo::store(cli)?;
+    let store = crate::repo::store(cli)?.store;
     let password = password::get_new(
         cli.password_file.as_deref(),
         "enter password for new repository: ",

@@ -30,7 +30,8 @@ pub struct RestoreArgs {
     /// Read every restored file back and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
-    /// Writer threads (default: number of CPUs).
+    /// Writer threads (default: the number of CPUs or --connections, whichever is larger:
+    /// each thread waits for one blob at a time).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
 }
@@ -59,7 +60,13 @@ pub async fn run(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
         verify: a.verify,
-        workers: a.workers,
+        workers: if a.workers == 0 {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .max(cli.storage.connections)
+        } else {
+            a.workers
+        },
     };
     let start = std::time::SystemTime::now();
     let counters = Arc::new(Counters::default());

@@ -1,0 +1,434 @@
+//! Object storage (S3 and the native APIs of Alibaba OSS, Huawei OBS and Tencent COS) through
+//! Apache OpenDAL.
+//!
+//! The store does one request per operation and never retries: retries, rate limits and
+//! request concurrency are wrappers ([`crate::RetryStore`], [`crate::ThrottleStore`]) so that
+//! every store behaves the same. Network stalls are cut short by timeouts on the HTTP client,
+//! so a stalled request becomes a retryable error instead of a hang.
+
+use std::ops::Range;
+use std::sync::Once;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use opendal::{ErrorKind, HttpTransporter, Operator};
+use opendal_http_transport_reqwest::ReqwestTransport;
+
+use crate::location::{BucketLocation, Service};
+use crate::{ObjectInfo, Store, StoreError, StoreErrorKind, check_name};
+
+/// Objects larger than this are uploaded in parts of this size (S3 multipart upload); smaller
+/// ones in one PUT. Packs (16 MiB by default) therefore take one request.
+pub const MULTIPART_PART_SIZE: usize = 32 << 20;
+
+/// Credentials and addressing options for object storage. Anything left `None` is taken
+/// from the service's usual environment variables and profile files.
+#[derive(Clone, Default)]
+pub struct BucketOptions {
+    /// Signing region (S3; e.g. `us-east-1`, `garage`, `cn-north-1`).
+    pub region: Option<String>,
+    /// Virtual-hosted-style addressing (`BUCKET.HOST`) instead of path style (`HOST/BUCKET`).
+    pub virtual_host: bool,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// Profile in `~/.aws/config` and `~/.aws/credentials` (S3).
+    pub profile: Option<String>,
+    /// Time without progress after which a request is abandoned (connect, or waiting for
+    /// response bytes) and retried.
+    pub io_timeout: Duration,
+}
+
+impl std::fmt::Debug for BucketOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketOptions")
+            .field("region", &self.region)
+            .field("virtual_host", &self.virtual_host)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "…"),
+            )
+            .field("profile", &self.profile)
+            .field("io_timeout", &self.io_timeout)
+            .finish()
+    }
+}
+
+/// A repository in a bucket on object storage.
+pub struct ObjectStore {
+    op: Operator,
+    location: String,
+    io_timeout: Duration,
+}
+
+impl std::fmt::Debug for ObjectStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider was installed first, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl ObjectStore {
+    /// Connects (lazily: no request is made here) to the bucket at `loc`.
+    pub fn new(loc: &BucketLocation, opts: &BucketOptions) -> Result<ObjectStore, StoreError> {
+        install_crypto_provider();
+        let location = crate::Location::Bucket(loc.clone()).to_string();
+        let config_err = |e: opendal::Error| {
+            StoreError::new(StoreErrorKind::InvalidInput, "connect", "", &location)
+                .with_detail(e.to_string())
+        };
+        let root = format!("/{}", loc.prefix);
+        let op = match loc.service {
+            Service::S3 => {
+                let mut b = opendal::services::S3::default()
+                    .endpoint(&loc.endpoint)
+                    .bucket(&loc.bucket)
+                    .root(&root)
+                    .region(opts.region.as_deref().unwrap_or("us-east-1"))
+                    .disable_ec2_metadata();
+                if opts.virtual_host {
+                    b = b.enable_virtual_host_style();
+                }
+                if let Some(v) = &opts.access_key_id {
+                    b = b.access_key_id(v);
+                }
+                if let Some(v) = &opts.secret_access_key {
+                    b = b.secret_access_key(v);
+                }
+                if let Some(v) = &opts.session_token {
+                    b = b.session_token(v);
+                }
+                if let Some(v) = &opts.profile {
+                    b = b.profile(v);
+                }
+                Operator::new(b).map_err(config_err)?
+            }
+            Service::Oss => {
+                let mut b = opendal::services::Oss::default()
+                    .endpoint(&loc.endpoint)
+                    .bucket(&loc.bucket)
+                    .root(&root);
+                if opts.virtual_host {
+                    b = b.addressing_style("virtual");
+                }
+                if let Some(v) = &opts.access_key_id {
+                    b = b.access_key_id(v);
+                }
+                if let Some(v) = &opts.secret_access_key {
+                    b = b.access_key_secret(v);
+                }
+                if let Some(v) = &opts.session_token {
+                    b = b.security_token(v);
+                }
+                Operator::new(b).map_err(config_err)?
+            }
+            Service::Obs => {
+                let mut b = opendal::services::Obs::default()
+                    .endpoint(&loc.endpoint)
+                    .bucket(&loc.bucket)
+                    .root(&root);
+                if let Some(v) = &opts.access_key_id {
+                    b = b.access_key_id(v);
+                }
+                if let Some(v) = &opts.secret_access_key {
+                    b = b.secret_access_key(v);
+                }
+                Operator::new(b).map_err(config_err)?
+            }
+            Service::Cos => {
+                let mut b = opendal::services::Cos::default()
+                    .endpoint(&loc.endpoint)
+                    .bucket(&loc.bucket)
+                    .root(&root);
+                if let Some(v) = &opts.access_key_id {
+                    b = b.secret_id(v);
+                }
+                if let Some(v) = &opts.secret_access_key {
+                    b = b.secret_key(v);
+                }
+                if let Some(v) = &opts.session_token {
+                    b = b.security_token(v);
+                }
+                Operator::new(b).map_err(config_err)?
+            }
+        };
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .connect_timeout(opts.io_timeout)
+            .read_timeout(opts.io_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| {
+                StoreError::new(StoreErrorKind::Other, "connect", "", &location)
+                    .with_detail(format!("HTTP client: {e}"))
+            })?;
+        let transport = HttpTransporter::new(ReqwestTransport::new(client));
+        let ctx = op.base_context().with_http_transport(transport);
+        Ok(ObjectStore {
+            op: op.with_context(ctx),
+            location,
+            io_timeout: opts.io_timeout,
+        })
+    }
+
+    fn err(&self, e: opendal::Error, op: &'static str, name: &str) -> StoreError {
+        let kind = match e.kind() {
+            ErrorKind::NotFound => StoreErrorKind::NotFound,
+            ErrorKind::AlreadyExists | ErrorKind::ConditionNotMatch => {
+                StoreErrorKind::AlreadyExists
+            }
+            ErrorKind::PermissionDenied => StoreErrorKind::PermissionDenied,
+            ErrorKind::RateLimited => StoreErrorKind::Unavailable,
+            ErrorKind::RangeNotSatisfied | ErrorKind::ConfigInvalid => StoreErrorKind::InvalidInput,
+            _ if e.is_temporary() => StoreErrorKind::Unavailable,
+            _ => StoreErrorKind::Other,
+        };
+        let mut err = StoreError::new(kind, op, name, &self.location).with_detail(e.to_string());
+        // OpenDAL marks network failures (resets, truncated bodies, 5xx) as temporary.
+        err.retryable = kind == StoreErrorKind::Unavailable || e.is_temporary();
+        err
+    }
+
+    fn check(&self, op: &'static str, name: &str) -> Result<(), StoreError> {
+        if check_name(name) {
+            Ok(())
+        } else {
+            Err(
+                StoreError::new(StoreErrorKind::InvalidInput, op, name, &self.location)
+                    .with_detail("invalid object name"),
+            )
+        }
+    }
+
+    /// Bounds a whole request by the I/O timeout plus the time `bytes` take at 32 KiB/s, so
+    /// that a request stalled where the HTTP client's own timeouts cannot see it (a server
+    /// that stops reading an upload) still ends.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        name: &str,
+        bytes: u64,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.io_timeout * 2 + Duration::from_secs(bytes / (32 << 10));
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(
+                StoreError::new(StoreErrorKind::Unavailable, op, name, &self.location)
+                    .with_detail(format!("no answer within {} s", limit.as_secs())),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for ObjectStore {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn put(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
+        self.check("put", name)?;
+        let len = data.len() as u64;
+        self.bounded("put", name, len, async {
+            self.op
+                .write_with(name, data)
+                .chunk(MULTIPART_PART_SIZE)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err(e, "put", name))
+        })
+        .await
+    }
+
+    async fn put_new(&self, name: &str, data: Bytes) -> Result<(), StoreError> {
+        self.check("put", name)?;
+        match self.stat(name).await {
+            Ok(_) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::AlreadyExists,
+                    "put",
+                    name,
+                    &self.location,
+                ));
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let len = data.len() as u64;
+        self.bounded("put", name, len, async {
+            match self
+                .op
+                .write_with(name, data.clone())
+                .if_not_exists(true)
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Services without conditional writes: the stat above is the check.
+                Err(e) if e.kind() == ErrorKind::Unsupported => self
+                    .op
+                    .write(name, data)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.err(e, "put", name)),
+                Err(e) => Err(self.err(e, "put", name)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, name: &str) -> Result<Bytes, StoreError> {
+        self.check("get", name)?;
+        // The size is unknown here; allow for a large pack at a slow link. Stalls are caught
+        // earlier by the client's read timeout.
+        self.bounded("get", name, 2 * MULTIPART_PART_SIZE as u64, async {
+            let buf = self
+                .op
+                .read(name)
+                .await
+                .map_err(|e| self.err(e, "get", name))?;
+            Ok(buf.to_bytes())
+        })
+        .await
+    }
+
+    async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.check("get", name)?;
+        if range.start > range.end {
+            return Err(
+                StoreError::new(StoreErrorKind::InvalidInput, "get", name, &self.location)
+                    .with_detail("inverted range"),
+            );
+        }
+        let want = range.end - range.start;
+        self.bounded("get", name, want, async {
+            if want == 0 {
+                self.stat(name).await?;
+                return Ok(Bytes::new());
+            }
+            let buf = self
+                .op
+                .read_with(name)
+                .range(range.clone())
+                .await
+                .map_err(|e| self.err(e, "get", name))?;
+            if buf.len() as u64 != want {
+                // A complete answer that is shorter: the range runs past the object's end.
+                return Err(StoreError::new(
+                    StoreErrorKind::InvalidInput,
+                    "get",
+                    name,
+                    &self.location,
+                )
+                .with_detail(format!(
+                    "bytes {}..{} asked, {} returned: the range runs past the end of the object",
+                    range.start,
+                    range.end,
+                    buf.len()
+                )));
+            }
+            Ok(buf.to_bytes())
+        })
+        .await
+    }
+
+    async fn stat(&self, name: &str) -> Result<ObjectInfo, StoreError> {
+        self.check("stat", name)?;
+        self.bounded("stat", name, 0, async {
+            let meta = self
+                .op
+                .stat(name)
+                .await
+                .map_err(|e| self.err(e, "stat", name))?;
+            if !meta.is_file() {
+                return Err(StoreError::new(
+                    StoreErrorKind::NotFound,
+                    "stat",
+                    name,
+                    &self.location,
+                ));
+            }
+            Ok(ObjectInfo {
+                name: name.to_owned(),
+                size: meta.content_length(),
+                modified: meta.last_modified().map(Into::into),
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.check("list", prefix)?;
+        let dir = format!("{prefix}/");
+        let mut lister = self
+            .op
+            .lister_with(&dir)
+            .recursive(true)
+            .await
+            .map_err(|e| self.err(e, "list", prefix))?;
+        let mut out = Vec::new();
+        loop {
+            let next = tokio::time::timeout(self.io_timeout * 2, lister.try_next()).await;
+            let entry = match next {
+                Ok(Ok(Some(entry))) => entry,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(self.err(e, "list", prefix)),
+                Err(_) => {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Unavailable,
+                        "list",
+                        prefix,
+                        &self.location,
+                    )
+                    .with_detail("listing stalled"));
+                }
+            };
+            let meta = entry.metadata();
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.path().trim_start_matches('/');
+            if !name.starts_with(&dir) || !check_name(name) {
+                continue;
+            }
+            out.push(ObjectInfo {
+                name: name.to_owned(),
+                size: meta.content_length(),
+                modified: meta.last_modified().map(Into::into),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.check("delete", name)?;
+        // S3 answers a delete of a missing key with success; the contract says NotFound.
+        self.stat(name).await.map_err(|mut e| {
+            e.op = "delete";
+            e
+        })?;
+        self.bounded("delete", name, 0, async {
+            self.op
+                .delete(name)
+                .await
+                .map_err(|e| self.err(e, "delete", name))
+        })
+        .await
+    }
+}
