@@ -37,7 +37,9 @@ mod http;
 mod plan;
 mod proxy;
 mod s3;
+mod target;
 
 pub use plan::{FaultCounts, FaultPlan};
 pub use proxy::FaultProxy;
 pub use s3::S3Credentials;
+pub use target::S3Target;

@@ -42,6 +42,9 @@ pub struct FaultPlan {
     /// Assumes path-style addressing (`/bucket/key`). Two concurrent writes of the same new
     /// key may both pass.
     pub deny_overwrite: bool,
+    /// The first this-many requests after the plan is set pass untouched (e.g. to let a
+    /// multipart upload start before cutting it off).
+    pub spare_first: u64,
 }
 
 /// How many requests went through a [`FaultProxy`](crate::FaultProxy) and how many faults fired.

@@ -53,6 +53,8 @@ struct Shared {
 struct PlanState {
     plan: FaultPlan,
     rng: SplitMix64,
+    /// Requests seen since the plan was set.
+    seen: u64,
 }
 
 /// What one request is in for.
@@ -68,9 +70,14 @@ impl Shared {
     /// Draws the fate of the next request from the current plan.
     fn next_request(&self) -> RequestPlan {
         let mut state = self.plan.lock().unwrap_or_else(PoisonError::into_inner);
-        let PlanState { plan, rng } = &mut *state;
+        let PlanState { plan, rng, seen } = &mut *state;
+        *seen += 1;
+        let mut draw = plan.draw(rng);
+        if *seen <= plan.spare_first {
+            draw.fault = None;
+        }
         RequestPlan {
-            draw: plan.draw(rng),
+            draw,
             stall_for: plan.stall_for,
             deny_delete: plan.deny_delete,
             deny_overwrite: plan.deny_overwrite,
@@ -103,6 +110,7 @@ impl FaultProxy {
             plan: Mutex::new(PlanState {
                 rng: SplitMix64::new(plan.seed),
                 plan,
+                seen: 0,
             }),
             counters: Counters::default(),
         });
@@ -131,6 +139,7 @@ impl FaultProxy {
             .unwrap_or_else(PoisonError::into_inner);
         state.rng = SplitMix64::new(plan.seed);
         state.plan = plan;
+        state.seen = 0;
     }
 
     /// How many requests arrived and how many faults fired so far.

@@ -1,15 +1,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The proxy in front of a real Garage, driven with `curl --aws-sigv4`.
 //!
-//! Runs only when `scripts/s3-test-server start` has been eval'ed into the environment
-//! (`ZAIBEI_TEST_S3_ENDPOINT` etc.) and curl is installed; otherwise it passes without doing
-//! anything.
+//! Needs the S3 server that `scripts/test` starts (or one described by `ZAIBEI_TEST_S3_*`)
+//! and curl; fails, never skips, without them.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::process::Command;
-use zaibei_testkit::{FaultPlan, FaultProxy, S3Credentials};
+use zaibei_testkit::{FaultPlan, FaultProxy, S3Credentials, S3Target};
 
 /// Runs curl against the proxy; returns (curl exit code, HTTP status, body).
 async fn curl(
@@ -45,23 +44,16 @@ async fn curl(
 
 #[tokio::test]
 async fn policies_and_faults_against_garage() {
-    let (Ok(endpoint), Ok(bucket), Some(credentials)) = (
-        std::env::var("ZAIBEI_TEST_S3_ENDPOINT"),
-        std::env::var("ZAIBEI_TEST_S3_BUCKET"),
-        S3Credentials::from_env(),
-    ) else {
-        eprintln!("ZAIBEI_TEST_S3_* not set: skipping");
-        return;
-    };
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("curl not installed: skipping");
-        return;
-    }
-    let upstream: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let target = S3Target::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let (bucket, credentials) = (target.bucket.clone(), target.credentials.clone());
+    assert!(
+        std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "curl is needed (scripts/test installs it)"
+    );
+    let upstream: SocketAddr = target.addr().unwrap();
     let plan = FaultPlan {
         deny_delete: true,
         deny_overwrite: true,
