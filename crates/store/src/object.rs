@@ -100,6 +100,9 @@ impl ObjectStore {
                     .bucket(&loc.bucket)
                     .root(&root)
                     .region(opts.region.as_deref().unwrap_or("us-east-1"))
+                    // A checksum on every upload: the server rejects a body damaged on the
+                    // way, and buckets with Object Lock require one.
+                    .checksum_algorithm("crc32c")
                     .disable_ec2_metadata();
                 if opts.virtual_host {
                     b = b.enable_virtual_host_style();
@@ -430,5 +433,75 @@ impl Store for ObjectStore {
                 .map_err(|e| self.err(e, "delete", name))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Location;
+
+    fn bucket(text: &str) -> BucketLocation {
+        match Location::parse(text) {
+            Ok(Location::Bucket(b)) => b,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_service_builds_from_its_location_without_touching_the_network() {
+        let opts = BucketOptions {
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("secret".into()),
+            io_timeout: Duration::from_secs(5),
+            ..BucketOptions::default()
+        };
+        for text in [
+            "s3:https://s3.cn-north-1.amazonaws.com.cn/zb/site-a",
+            "s3:http://127.0.0.1:9000/zb",
+            "oss:https://oss-cn-hangzhou.aliyuncs.com/zb/site-a",
+            "obs:https://obs.cn-north-4.myhuaweicloud.com/zb",
+            "cos:https://cos.ap-beijing.myqcloud.com/zb-1250000000/x",
+        ] {
+            let store = ObjectStore::new(&bucket(text), &opts)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(store.location(), text);
+        }
+        let virtual_host = BucketOptions {
+            virtual_host: true,
+            ..opts
+        };
+        ObjectStore::new(&bucket("s3:https://s3.example.com/zb"), &virtual_host).unwrap();
+    }
+
+    #[tokio::test]
+    async fn invalid_names_are_refused_before_any_request() {
+        let store = ObjectStore::new(
+            &bucket("s3:http://127.0.0.1:9/zb"),
+            &BucketOptions {
+                io_timeout: Duration::from_secs(1),
+                ..BucketOptions::default()
+            },
+        )
+        .unwrap();
+        let e = store.get("../config").await.unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_retryable_error_naming_the_object() {
+        let store = ObjectStore::new(
+            &bucket("s3:http://127.0.0.1:9/zb"),
+            &BucketOptions {
+                access_key_id: Some("id".into()),
+                secret_access_key: Some("secret".into()),
+                io_timeout: Duration::from_secs(1),
+                ..BucketOptions::default()
+            },
+        )
+        .unwrap();
+        let e = store.get("keys/abc").await.unwrap_err();
+        assert!(e.retryable, "{e}");
+        assert!(e.to_string().contains("keys/abc"), "{e}");
     }
 }
