@@ -52,6 +52,12 @@ pub fn attach_cache(cli: &Cli, repo: &mut Repository, remote: bool) {
 
 /// Opens the repository, asking for the password as configured.
 pub async fn open(cli: &Cli) -> Result<Repository> {
+    open_with(cli, true).await
+}
+
+/// Opens the repository; with `cache`, attaches the metadata cache the options ask for.
+/// Commands that must judge the store itself (check) open without it.
+pub async fn open_with(cli: &Cli, cache: bool) -> Result<Repository> {
     let opened = store(cli)?;
     let store = opened.store;
     let password = crate::password::get(
@@ -62,13 +68,20 @@ pub async fn open(cli: &Cli) -> Result<Repository> {
     let mut repo = Repository::open(store, &password)
         .await
         .with_context(|| format!("opening repository {location}"))?;
-    attach_cache(cli, &mut repo, opened.remote);
+    if cache {
+        attach_cache(cli, &mut repo, opened.remote);
+    }
     Ok(repo)
 }
 
 /// Opens the repository and loads its index.
 pub async fn open_indexed(cli: &Cli) -> Result<Arc<IndexedRepository>> {
-    let repo = open(cli).await?;
+    open_indexed_with(cli, true).await
+}
+
+/// Opens the repository (with or without the metadata cache) and loads its index.
+pub async fn open_indexed_with(cli: &Cli, cache: bool) -> Result<Arc<IndexedRepository>> {
+    let repo = open_with(cli, cache).await?;
     let indexed = repo.load_index().await.context("loading the index")?;
     for p in indexed.index_problems() {
         tracing::warn!("index object {} is unusable: {}", p.name, p.error);

@@ -39,7 +39,8 @@ struct Summary {
 }
 
 pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
-    let repo = crate::repo::open_indexed(cli).await?;
+    // Never through the cache: check judges what the store holds.
+    let repo = crate::repo::open_indexed_with(cli, false).await?;
     let show = !cli.quiet && !cli.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = move |phase: &str, done: u64, total: u64| {
         if show && done.is_multiple_of(64) {
