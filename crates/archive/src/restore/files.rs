@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crossbeam_channel::Receiver;
 use zaibei_format::{Node, PackKind};
 
-use super::{Shared, meta};
+use super::{Shared, meta, prefetch};
 use crate::progress::Counters;
 
 /// A file to write.
@@ -22,26 +22,51 @@ pub(crate) struct FileJob {
 }
 
 pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>) {
-    for job in jobs {
-        match restore_file(shared, &job) {
-            Ok(written) => {
-                let mut o = shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
-                if written {
-                    o.files_written += 1;
-                    o.bytes_written += job.node.size;
-                } else {
-                    o.files_unchanged += 1;
+    while let Ok(first) = jobs.recv() {
+        // Take whatever else is queued, up to a batch, so that the blobs of small files are
+        // fetched together.
+        let mut bytes = first.node.size;
+        let mut batch = vec![first];
+        while batch.len() < prefetch::BATCH_FILES && bytes < prefetch::BATCH_BYTES {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    bytes += job.node.size;
+                    batch.push(job);
                 }
-                if shared.opts.verify {
-                    o.files_verified += 1;
-                }
-                Counters::add(&shared.counters.files, 1);
-                Counters::add(&shared.counters.bytes_seen, job.node.size);
+                Err(_) => break,
             }
-            Err(e) => {
-                Counters::add(&shared.counters.errors, 1);
-                shared.failures.record(&job.path, e);
+        }
+        let blobs = if batch.len() > 1 && bytes <= 2 * prefetch::BATCH_BYTES {
+            prefetch::fetch(shared.repo, &shared.runtime, &batch)
+        } else {
+            prefetch::Blobs::new()
+        };
+        for job in &batch {
+            finish(shared, job, restore_file(shared, job, &blobs));
+        }
+    }
+}
+
+/// Records the outcome of one file.
+fn finish(shared: &Shared<'_>, job: &FileJob, result: Result<bool, String>) {
+    match result {
+        Ok(written) => {
+            let mut o = shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
+            if written {
+                o.files_written += 1;
+                o.bytes_written += job.node.size;
+            } else {
+                o.files_unchanged += 1;
             }
+            if shared.opts.verify {
+                o.files_verified += 1;
+            }
+            Counters::add(&shared.counters.files, 1);
+            Counters::add(&shared.counters.bytes_seen, job.node.size);
+        }
+        Err(e) => {
+            Counters::add(&shared.counters.errors, 1);
+            shared.failures.record(&job.path, e);
         }
     }
 }
@@ -65,7 +90,11 @@ fn place(extents: &[(u64, u64)], stream_start: u64, len: u64) -> Vec<(u64, u64, 
 }
 
 /// Returns true when the file was written, false when it was already right.
-fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
+fn restore_file(
+    shared: &Shared<'_>,
+    job: &FileJob,
+    blobs: &prefetch::Blobs,
+) -> Result<bool, String> {
     let node = &job.node;
     let fd = job.fd.as_fd();
     let dense = [(0, node.size)];
@@ -85,10 +114,17 @@ fn restore_file(shared: &Shared<'_>, job: &FileJob) -> Result<bool, String> {
             rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
             let mut stream = 0u64;
             for (id, &len) in node.content.iter().zip(&lens) {
-                let data = shared
-                    .runtime
-                    .block_on(shared.repo.read_blob(PackKind::Data, id))
-                    .map_err(|e| e.to_string())?;
+                let fetched;
+                let data = match blobs.get(id) {
+                    Some(d) => d,
+                    None => {
+                        fetched = shared
+                            .runtime
+                            .block_on(shared.repo.read_blob(PackKind::Data, id))
+                            .map_err(|e| e.to_string())?;
+                        &fetched
+                    }
+                };
                 for (file_off, s_off, n) in place(extents, stream, len) {
                     let start = (s_off - stream) as usize;
                     write_all_at(fd, &data[start..start + n as usize], file_off)?;

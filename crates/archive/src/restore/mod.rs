@@ -13,6 +13,7 @@
 
 mod files;
 mod meta;
+mod prefetch;
 mod walker;
 
 use std::path::PathBuf;

@@ -1,0 +1,248 @@
+//! Fetching the blobs of several small files together.
+//!
+//! On object storage every request costs a round trip (tens of milliseconds on a real
+//! network), so one request per blob makes restoring many small files slow. A worker
+//! therefore takes a batch of files, gathers the blobs they need, and reads each run of blobs
+//! lying close together in one pack with a single ranged read. Only the blobs needed are
+//! fetched, plus the gaps between them where a gap is small ([`MAX_GAP`]); a batch holds at
+//! most [`BATCH_BYTES`] of file data, so memory stays bounded.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use zaibei_format::{Id, PackKind};
+use zaibei_repo::{IndexedRepository, names};
+
+use super::files::FileJob;
+
+/// Most file data gathered in one batch.
+pub(crate) const BATCH_BYTES: u64 = 8 << 20;
+/// Most files in one batch.
+pub(crate) const BATCH_FILES: usize = 256;
+/// Blobs of a pack closer than this are read together, gap included.
+const MAX_GAP: u64 = 64 << 10;
+/// Longest single read.
+const MAX_READ: u64 = 16 << 20;
+/// Reads of one batch in flight at once.
+const READS_IN_FLIGHT: usize = 4;
+
+/// Plaintexts of the blobs a batch needs, by id.
+pub(crate) type Blobs = HashMap<Id, Vec<u8>>;
+
+/// One ranged read: a pack, a byte range, and the blobs inside it.
+struct Read {
+    pack: Id,
+    start: u64,
+    end: u64,
+    /// `(blob id, offset in the pack, stored length)`.
+    blobs: Vec<(Id, u64, u64)>,
+}
+
+/// Plans the reads for the blobs of `jobs` (files to be written; files that exist already
+/// are checked first and are left to fetch their own blobs if they turn out to differ).
+fn plan(repo: &IndexedRepository, jobs: &[FileJob]) -> Vec<Read> {
+    let mut by_pack: HashMap<Id, Vec<(u64, u64, Id)>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for job in jobs.iter().filter(|j| !j.existing) {
+        for id in &job.node.content {
+            if !seen.insert(*id) {
+                continue;
+            }
+            // A blob the index does not know is reported when the file is written.
+            if let Ok(loc) = repo.locate(PackKind::Data, id) {
+                by_pack
+                    .entry(loc.pack.id)
+                    .or_default()
+                    .push((loc.offset, loc.length, *id));
+            }
+        }
+    }
+    let mut reads = Vec::new();
+    for (pack, mut blobs) in by_pack {
+        blobs.sort_unstable_by_key(|b| b.0);
+        let mut current: Option<Read> = None;
+        for (offset, length, id) in blobs {
+            let end = offset + length;
+            match &mut current {
+                Some(r) if offset <= r.end + MAX_GAP && end - r.start <= MAX_READ => {
+                    r.end = r.end.max(end);
+                    r.blobs.push((id, offset, length));
+                }
+                _ => {
+                    if let Some(r) = current.take() {
+                        reads.push(r);
+                    }
+                    current = Some(Read {
+                        pack,
+                        start: offset,
+                        end,
+                        blobs: vec![(id, offset, length)],
+                    });
+                }
+            }
+        }
+        reads.extend(current);
+    }
+    reads
+}
+
+/// Fetches, authenticates and decompresses the blobs `jobs` need. Blobs that cannot be
+/// fetched are left out: writing the file then fetches them alone and reports the error
+/// with the file's name.
+pub(crate) fn fetch(
+    repo: &IndexedRepository,
+    runtime: &tokio::runtime::Handle,
+    jobs: &[FileJob],
+) -> Blobs {
+    let reads = plan(repo, jobs);
+    // Nothing to gain for a single blob: the file's own read does the same.
+    if reads.iter().map(|r| r.blobs.len()).sum::<usize>() < 2 {
+        return Blobs::new();
+    }
+    runtime.block_on(async {
+        let mut out = Blobs::new();
+        let mut results = futures::stream::iter(reads.into_iter().map(|r| async move {
+            let stored = repo
+                .store()
+                .get_range(&names::pack(&r.pack), r.start..r.end)
+                .await;
+            (r, stored)
+        }))
+        .buffer_unordered(READS_IN_FLIGHT);
+        while let Some((read, stored)) = results.next().await {
+            let Ok(stored) = stored else {
+                continue;
+            };
+            for (id, offset, length) in read.blobs {
+                let (Ok(from), Ok(to)) = (
+                    usize::try_from(offset - read.start),
+                    usize::try_from(offset - read.start + length),
+                ) else {
+                    continue;
+                };
+                let (Some(bytes), Ok(loc)) =
+                    (stored.get(from..to), repo.locate(PackKind::Data, &id))
+                else {
+                    continue;
+                };
+                if let Ok(plain) = repo.open_stored_blob(PackKind::Data, &id, &loc, bytes) {
+                    out.insert(id, plain);
+                }
+            }
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use zaibei_crypto::{PasswordKdf, Suite};
+    use zaibei_format::{Node, NodeKind};
+    use zaibei_repo::{BlobSaver, InitOptions, Repository};
+    use zaibei_store::{MemoryStore, Store};
+
+    use super::*;
+
+    fn job(content: Vec<Id>, existing: bool) -> FileJob {
+        let mut node = Node::new(b"f".to_vec(), NodeKind::File);
+        node.content = content;
+        FileJob {
+            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            node,
+            path: b"/f".to_vec(),
+            existing,
+        }
+    }
+
+    #[test]
+    fn neighbouring_blobs_are_read_together_and_only_the_needed_ones() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let repo = rt.block_on(async {
+            Repository::init(
+                Arc::clone(&store),
+                b"pw",
+                InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm)),
+            )
+            .await
+            .unwrap();
+            Arc::new(
+                Repository::open(Arc::clone(&store), b"pw")
+                    .await
+                    .unwrap()
+                    .load_index()
+                    .await
+                    .unwrap(),
+            )
+        });
+        // Ten small blobs, then one of 200 KiB, then ten more: one pack.
+        let payloads: Vec<Vec<u8>> = (0..21u32)
+            .map(|i| {
+                let len = if i == 10 {
+                    200 << 10
+                } else {
+                    1000 + i as usize
+                };
+                // Incompressible, so the large blob really is a wide gap in the pack.
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(i);
+                (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let _guard = rt.enter();
+        let saver = BlobSaver::start(Arc::clone(&repo), 1).unwrap();
+        let ids: Vec<Id> = payloads
+            .iter()
+            .map(|p| {
+                let id = saver.blob_id(p).unwrap();
+                saver.save_blob(PackKind::Data, id, p).unwrap();
+                id
+            })
+            .collect();
+        rt.block_on(saver.finish()).unwrap();
+        let repo = rt.block_on(async {
+            Repository::open(Arc::clone(&store), b"pw")
+                .await
+                .unwrap()
+                .load_index()
+                .await
+                .unwrap()
+        });
+
+        // Files needing blobs 0-4 and 15-20 (not the large one in between, whose 200 KiB
+        // gap is too wide to read across), a duplicate, and an existing file that is left to
+        // fetch its own.
+        let jobs = vec![
+            job(ids[0..5].to_vec(), false),
+            job(ids[15..21].to_vec(), false),
+            job(vec![ids[0]], false),
+            job(vec![ids[10]], true),
+        ];
+        drop(_guard);
+        let reads = plan(&repo, &jobs);
+        assert_eq!(
+            reads.len(),
+            2,
+            "two runs of neighbours, not one read per blob"
+        );
+        let planned: usize = reads.iter().map(|r| r.blobs.len()).sum();
+        assert_eq!(planned, 11);
+        assert!(reads.iter().all(|r| r.end - r.start < 100 << 10));
+
+        let blobs = fetch(&repo, rt.handle(), &jobs);
+        assert_eq!(blobs.len(), 11);
+        for i in (0..5).chain(15..21) {
+            assert_eq!(blobs[&ids[i]], payloads[i]);
+        }
+        assert!(!blobs.contains_key(&ids[10]));
+    }
+}
