@@ -463,8 +463,8 @@ mod tests {
             "obs:https://obs.cn-north-4.myhuaweicloud.com/zb",
             "cos:https://cos.ap-beijing.myqcloud.com/zb-1250000000/x",
         ] {
-            let store = ObjectStore::new(&bucket(text), &opts)
-                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let store =
+                ObjectStore::new(&bucket(text), &opts).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(store.location(), text);
         }
         let virtual_host = BucketOptions {
