@@ -138,6 +138,12 @@ pub struct Env {
     pub password: String,
     /// The binary under test.
     pub bin: PathBuf,
+    /// Environment of every run beyond the password: `(name, Some(value))` sets a variable,
+    /// `(name, None)` removes an inherited one. Empty for [`Env::init`]; [`Env::init_at`]
+    /// uses it for object storage credentials and the metadata cache.
+    pub extra_env: Vec<(String, Option<String>)>,
+    /// Global options given right after `-r REPO` in every run (e.g. `--retries 12`).
+    pub extra_args: Vec<String>,
 }
 
 impl Env {
@@ -154,6 +160,30 @@ impl Env {
             dir,
             password: PASSWORD.to_owned(),
             bin: PathBuf::from(env!("CARGO_BIN_EXE_zaibei")),
+            extra_env: Vec::new(),
+            extra_args: Vec::new(),
+        };
+        env.ok(&[&"init", &"--insecure-test-kdf"]);
+        env
+    }
+
+    /// A new repository (cheap KDF) at `location`, any location `-r` takes (e.g.
+    /// `s3:http://HOST:PORT/BUCKET/PREFIX`), run with `extra_env` (see [`Env::extra_env`])
+    /// and the global options `extra_args`; a fresh scratch directory for everything else.
+    /// [`Env::objects`] only works for local repositories.
+    pub fn init_at(
+        location: &str,
+        extra_env: Vec<(String, Option<String>)>,
+        extra_args: Vec<String>,
+    ) -> Env {
+        require_tools();
+        let env = Env {
+            repo: PathBuf::from(location),
+            dir: scratch(),
+            password: PASSWORD.to_owned(),
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_zaibei")),
+            extra_env,
+            extra_args,
         };
         env.ok(&[&"init", &"--insecure-test-kdf"]);
         env
@@ -174,7 +204,14 @@ impl Env {
             .env("ZAIBEI_PASSWORD", &self.password)
             .arg("-r")
             .arg(&self.repo)
+            .args(&self.extra_args)
             .stdin(Stdio::null());
+        for (name, value) in &self.extra_env {
+            match value {
+                Some(v) => c.env(name, v),
+                None => c.env_remove(name),
+            };
+        }
         c
     }
 
