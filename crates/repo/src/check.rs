@@ -173,9 +173,13 @@ async fn check_snapshots_and_trees(
     report: &mut CheckReport,
     progress: CheckProgress<'_>,
 ) -> Result<()> {
-    let list = repo.list_snapshots().await?;
-    for (name, e) in &list.damaged {
-        report.error(name.clone(), e.to_string());
+    let mut list = repo.list_snapshots().await?;
+    for (name, e) in std::mem::take(&mut list.damaged) {
+        // Unreadable is not damaged: stop rather than report damage that may not exist.
+        if e.is_store_unreachable() {
+            return Err(e);
+        }
+        report.error(name, e.to_string());
     }
     report.snapshots = list.snapshots.len();
     let full = repo.keys().has_content();
@@ -212,6 +216,7 @@ async fn check_snapshots_and_trees(
                         }
                     }
                 }
+                Err(e) if e.is_store_unreachable() => return Err(e),
                 Err(e) => report.error(format!("tree {tree} ({path})"), e.to_string()),
             }
         }
@@ -275,6 +280,7 @@ async fn check_tree(repo: &IndexedRepository, id: &Id, path: &str) -> Result<Tre
             format!("refs blob {id}"),
             format!("does not match its tree ({path})"),
         )),
+        Err(e) if e.is_store_unreachable() => return Err(e),
         Err(e) => problems.push((format!("refs blob {id}"), format!("{e} ({path})"))),
     }
     Ok((problems, subtrees))
@@ -356,6 +362,7 @@ async fn read_all_packs(
                     report.error(object, msg);
                 }
             }
+            Err(e) if e.is_store_unreachable() => return Err(e),
             Err(e) => report.error(names::pack(&p.id), e.to_string()),
         }
     }

@@ -97,6 +97,13 @@ impl RepoError {
             _ => false,
         }
     }
+
+    /// True when the store could not be asked (network failure after every retry, refused
+    /// credentials, I/O error): the error says nothing about the repository's contents, so
+    /// commands stop instead of recording the object as damaged or unusable.
+    pub fn is_store_unreachable(&self) -> bool {
+        matches!(self, RepoError::Store(e) if !e.is_not_found())
+    }
 }
 
 /// Result of repository operations.

@@ -242,6 +242,10 @@ impl Repository {
                         problems.push(IndexProblem { name, error });
                     }
                 }
+                // A store that cannot be reached says nothing about the object: going on
+                // with part of the index would store known data again and, worse, let a
+                // later prune think used packs unused.
+                (_, Err(error)) if error.is_store_unreachable() => return Err(error),
                 (_, Err(error)) => problems.push(IndexProblem { name, error }),
                 (None, Ok(_)) => {}
             }

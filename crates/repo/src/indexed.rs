@@ -32,9 +32,6 @@ impl Repository {
     /// Loads the index, moving to the indexed state.
     pub async fn load_index(self) -> Result<IndexedRepository> {
         let (index, problems) = self.read_index().await?;
-        for p in &problems {
-            tracing::warn!("index object {} unusable: {}", p.name, p.error);
-        }
         if let Some(cache) = &self.cache {
             // Keep cached packs of trees and references the index still lists.
             let keep = index

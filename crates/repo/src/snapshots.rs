@@ -63,6 +63,8 @@ impl Repository {
         while let Some((id, res)) = loads.next().await {
             match res {
                 Ok(s) => list.snapshots.push((id, s)),
+                // Unreadable (network, credentials) is not damaged.
+                Err(e) if e.is_store_unreachable() => return Err(e),
                 Err(e) => list.damaged.push((names::snapshot(&id), e)),
             }
         }

@@ -238,3 +238,101 @@ async fn open_reports_missing_and_newer_repositories() {
     let err = Repository::open(Arc::clone(&s), b"pw").await.unwrap_err();
     assert!(err.is_unsupported_version(), "{err}");
 }
+
+/// A store whose reads of some objects fail as an unreachable network would, after retries.
+#[derive(Debug)]
+struct Unreachable {
+    inner: MemoryStore,
+    /// Reads of names starting with this fail (empty: none).
+    failing: std::sync::Mutex<String>,
+}
+
+impl Unreachable {
+    fn fail(&self, op: &'static str, name: &str) -> Result<(), zaibei_store::StoreError> {
+        let prefix = self.failing.lock().unwrap();
+        if !prefix.is_empty() && name.starts_with(prefix.as_str()) {
+            return Err(zaibei_store::StoreError::new(
+                zaibei_store::StoreErrorKind::Unavailable,
+                op,
+                name,
+                "unreachable",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Unreachable {
+    fn location(&self) -> &str {
+        "unreachable"
+    }
+    async fn put(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
+        self.inner.put(n, d).await
+    }
+    async fn put_new(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
+        self.inner.put_new(n, d).await
+    }
+    async fn get(&self, n: &str) -> Result<bytes::Bytes, zaibei_store::StoreError> {
+        self.fail("get", n)?;
+        self.inner.get(n).await
+    }
+    async fn get_range(
+        &self,
+        n: &str,
+        r: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, zaibei_store::StoreError> {
+        self.fail("get", n)?;
+        self.inner.get_range(n, r).await
+    }
+    async fn stat(&self, n: &str) -> Result<zaibei_store::ObjectInfo, zaibei_store::StoreError> {
+        self.inner.stat(n).await
+    }
+    async fn list(
+        &self,
+        p: &str,
+    ) -> Result<Vec<zaibei_store::ObjectInfo>, zaibei_store::StoreError> {
+        self.inner.list(p).await
+    }
+    async fn delete(&self, n: &str) -> Result<(), zaibei_store::StoreError> {
+        self.inner.delete(n).await
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_never_reported_as_damage() {
+    let failing = Arc::new(Unreachable {
+        inner: MemoryStore::new(),
+        failing: std::sync::Mutex::new(String::new()),
+    });
+    let store: Arc<dyn Store> = failing.clone();
+    let repo = Repository::init(Arc::clone(&store), b"pw", opts(Suite::Gm))
+        .await
+        .unwrap();
+    write_snapshot(repo, &[("a", data(1, 50_000))]).await;
+
+    // Index objects that cannot be fetched stop the command; they are not skipped.
+    *failing.failing.lock().unwrap() = "index/".into();
+    let repo = Repository::open(Arc::clone(&store), b"pw").await.unwrap();
+    let Err(e) = repo.load_index().await else {
+        panic!("loading an index that cannot be fetched succeeded");
+    };
+    assert!(e.is_store_unreachable() && !e.is_integrity(), "{e}");
+
+    // Packs and snapshots that cannot be fetched make check fail, not report damage.
+    for prefix in ["data/", "snapshots/"] {
+        failing.failing.lock().unwrap().clear();
+        let repo = Repository::open(Arc::clone(&store), b"pw")
+            .await
+            .unwrap()
+            .load_index()
+            .await
+            .unwrap();
+        *failing.failing.lock().unwrap() = prefix.into();
+        let e = check(&repo, CheckOptions { read_data: true }, &|_, _, _| {})
+            .await
+            .map(|r| r.problems)
+            .unwrap_err();
+        assert!(e.is_store_unreachable(), "{prefix}: {e}");
+    }
+}
