@@ -592,3 +592,50 @@ fn s3_append_only_storage_allows_backups_and_refuses_deletes() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     rt.block_on(proxy.shutdown());
 }
+
+/// Credentials from an AWS profile file (`--s3-profile`), with none in the environment; a
+/// wrong secret is refused with a clear message.
+#[test]
+fn s3_credentials_from_a_profile_file() {
+    let target = s3_target();
+    let mut env = s3_env(&target, "e2e-profile", None, &[]);
+    let home = scratch();
+    let aws = home.path().join(".aws");
+    fs::create_dir_all(&aws).unwrap();
+    let c = &target.credentials;
+    fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n\
+             [zaibei-dr]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            c.access_key_id, c.secret_access_key
+        ),
+    )
+    .unwrap();
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        set_var(&mut env, name, None);
+    }
+    set_var(
+        &mut env,
+        "HOME",
+        Some(home.path().to_str().unwrap().to_owned()),
+    );
+    set_var(&mut env, "AWS_SHARED_CREDENTIALS_FILE", None);
+    set_var(&mut env, "AWS_CONFIG_FILE", None);
+
+    let src = env.path("src");
+    side_tree(&src, 5);
+    let out = env.run(&[&"--s3-profile", &"zaibei-dr", &"--json", &"backup", &src]);
+    assert_eq!(out.status.code(), Some(code::OK), "{}", describe(&out));
+
+    // The default profile's key is refused: a clear error, not damage, not a hang.
+    let out = env.run(&[&"snapshots"]);
+    assert_eq!(out.status.code(), Some(code::ERROR), "{}", describe(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains("permission denied")
+            || text.contains("PermissionDenied")
+            || text.contains("403"),
+        "{text}"
+    );
+}
