@@ -59,6 +59,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Raises the soft limit of open files to the hard limit: restore keeps a file open from the
+/// moment it is created until its contents arrive, and with many connections to object
+/// storage that can exceed the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
@@ -76,6 +90,7 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .init();
 
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,15 +13,19 @@ use zaibei_store::{BucketOptions, OpenOptions, RetryPolicy};
 #[command(next_help_heading = "Storage")]
 pub struct StoreArgs {
     /// Requests to the repository in flight at most (uploads, downloads, listings).
-    #[arg(long, env = "ZAIBEI_CONNECTIONS", default_value_t = 8, global = true)]
-    pub connections: usize,
+    #[arg(long, env = "ZAIBEI_CONNECTIONS", default_value_t = 8, global = true,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub connections: u16,
 
-    /// Limit uploads to this many KiB/s on average.
-    #[arg(long, value_name = "KIB_PER_SEC", global = true)]
+    /// Limit uploads to this many KiB/s, averaged over transfers (each pack still goes out
+    /// at link speed; the pauses fall between packs).
+    #[arg(long, value_name = "KIB_PER_SEC", global = true,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub limit_upload: Option<u64>,
 
-    /// Limit downloads to this many KiB/s on average.
-    #[arg(long, value_name = "KIB_PER_SEC", global = true)]
+    /// Limit downloads to this many KiB/s, averaged over transfers.
+    #[arg(long, value_name = "KIB_PER_SEC", global = true,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub limit_download: Option<u64>,
 
     /// Seconds without progress (connecting, or waiting for an answer) after which a request
@@ -80,6 +84,12 @@ pub struct StoreArgs {
 impl StoreArgs {
     /// The options of [`zaibei_store::open`].
     pub fn open_options(&self) -> Result<OpenOptions> {
+        if self.access_key_id.is_some() != self.secret_access_key_file.is_some() {
+            anyhow::bail!(crate::exit::WithCode(
+                crate::exit::USAGE,
+                "--access-key-id and --secret-access-key-file go together".into()
+            ));
+        }
         let secret_access_key = match &self.secret_access_key_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -103,7 +113,7 @@ impl StoreArgs {
                 profile: self.s3_profile.clone(),
                 io_timeout: Duration::from_secs(self.io_timeout.max(1)),
             },
-            connections: self.connections.max(1),
+            connections: usize::from(self.connections),
             limit_upload: self.limit_upload,
             limit_download: self.limit_download,
             retry: RetryPolicy {

@@ -116,6 +116,10 @@ impl Cache {
                 .insert(*id);
         }
         let file = File::open(&path).ok()?;
+        // The index is authenticated, but a length beyond any pack is still refused.
+        if length > 1 << 30 {
+            return None;
+        }
         let mut buf = vec![0u8; usize::try_from(length).ok()?];
         match file.read_exact_at(&mut buf, offset) {
             Ok(()) => Some(buf),
@@ -133,6 +137,16 @@ impl Cache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(*id);
+    }
+
+    /// Drops a cached pack whose contents turned out not to open (e.g. damaged on disk after
+    /// it was verified), so the next read goes to the store.
+    pub fn forget_pack(&self, id: &Id) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let _ = fs::remove_file(self.path(&names::pack(id)));
     }
 
     /// Removes cached objects under `dir` (`index`, `snapshots`, `data`) that are not in

@@ -98,11 +98,14 @@ impl RepoError {
         }
     }
 
-    /// True when the store could not be asked (network failure after every retry, refused
-    /// credentials, I/O error): the error says nothing about the repository's contents, so
-    /// commands stop instead of recording the object as damaged or unusable.
+    /// True when the store could not be asked (a transient failure that outlasted every
+    /// retry, or refused credentials): the error says nothing about the repository's
+    /// contents, so commands stop instead of recording the object as damaged or unusable.
+    /// A missing object, or an answer that contradicts the index (a range past the end of a
+    /// pack), is damage, not this.
     pub fn is_store_unreachable(&self) -> bool {
-        matches!(self, RepoError::Store(e) if !e.is_not_found())
+        matches!(self, RepoError::Store(e)
+            if e.retryable || e.kind == zaibei_store::StoreErrorKind::PermissionDenied)
     }
 }
 

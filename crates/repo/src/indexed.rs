@@ -82,7 +82,17 @@ impl IndexedRepository {
             && let Some(cache) = self.repo.cache.clone()
         {
             let stored = self.read_cached(&cache, &loc).await?;
-            return self.open_stored_blob(kind, id, &loc, &stored);
+            match self.open_stored_blob(kind, id, &loc, &stored) {
+                Ok(plain) => return Ok(plain),
+                // Cached bytes that do not open: drop them and ask the store.
+                Err(e) => {
+                    tracing::warn!(
+                        "cache: {e}; reading pack {} from the repository",
+                        loc.pack.id
+                    );
+                    cache.forget_pack(&loc.pack.id);
+                }
+            }
         }
         let name = names::pack(&loc.pack.id);
         let stored = self
@@ -106,7 +116,10 @@ impl IndexedRepository {
         }
         let name = names::pack(&pack);
         let bytes = self.get_verified(&name).await?;
-        let end = usize::try_from(offset + length).unwrap_or(usize::MAX);
+        let end = offset
+            .checked_add(length)
+            .and_then(|e| usize::try_from(e).ok())
+            .unwrap_or(usize::MAX);
         let stored = bytes
             .get(usize::try_from(offset).unwrap_or(usize::MAX)..end)
             .ok_or_else(|| {

@@ -1,6 +1,5 @@
 //! Listing, finding and saving snapshots.
 
-use bytes::Bytes;
 use futures::StreamExt;
 use zaibei_format::{Id, Snapshot};
 
@@ -22,11 +21,7 @@ impl Repository {
         let bytes = snapshot
             .seal(self.keys.maintenance())
             .map_err(|e| RepoError::format("new snapshot", e))?;
-        let id = Id(self.suite().hash(&bytes));
-        self.store
-            .put(&names::snapshot(&id), Bytes::from(bytes))
-            .await?;
-        Ok(id)
+        self.put_hashed(names::SNAPSHOTS, bytes).await
     }
 
     /// Reads one snapshot.

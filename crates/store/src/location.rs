@@ -122,6 +122,15 @@ fn parse_bucket(service: Service, url: &str) -> Result<BucketLocation, String> {
     if host.is_empty() {
         return Err("no endpoint host".into());
     }
+    if host.contains('@') {
+        return Err(
+            "credentials do not belong in the location (they would show in every message); use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or --access-key-id with --secret-access-key-file"
+                .into(),
+        );
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err("query strings and fragments are not part of a location".into());
+    }
     let path = path.trim_matches('/');
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
     if bucket.is_empty() {
@@ -216,6 +225,8 @@ mod tests {
             "s3:ftp://host/bucket",
             "s3:https://host/bucket/a/../b",
             "s3:https://host/bucket/a//b",
+            "s3:https://AKID:SECRET@host/bucket",
+            "s3:https://host/bucket?versionId=1",
         ] {
             assert!(Location::parse(bad).is_err(), "{bad}");
         }

@@ -3,8 +3,10 @@
 //!
 //! The store does one request per operation and never retries: retries, rate limits and
 //! request concurrency are wrappers ([`crate::RetryStore`], [`crate::ThrottleStore`]) so that
-//! every store behaves the same. Network stalls are cut short by timeouts on the HTTP client,
-//! so a stalled request becomes a retryable error instead of a hang.
+//! every store behaves the same. Stalls become retryable errors instead of hangs: connecting
+//! and every wait for more bytes of a download are bounded by the I/O timeout; an upload (whose
+//! progress the HTTP client does not report) is bounded by a deadline that allows for
+//! [`MIN_UPLOAD_RATE`].
 
 use std::ops::Range;
 use std::sync::Once;
@@ -23,6 +25,10 @@ use crate::{ObjectInfo, Store, StoreError, StoreErrorKind, check_name};
 /// ones in one PUT. Packs (16 MiB by default) therefore take one request.
 pub const MULTIPART_PART_SIZE: usize = 32 << 20;
 
+/// Slowest average upload rate (bytes/s) tolerated before an upload counts as stalled: a
+/// 16 MiB pack may take 34 minutes (plus the I/O timeout) on one connection.
+pub const MIN_UPLOAD_RATE: u64 = 8 << 10;
+
 /// Credentials and addressing options for object storage. Anything left `None` is taken
 /// from the service's usual environment variables and profile files.
 #[derive(Clone, Default)]
@@ -39,8 +45,8 @@ pub struct BucketOptions {
     pub session_token: Option<String>,
     /// Profile in `~/.aws/config` and `~/.aws/credentials` (S3).
     pub profile: Option<String>,
-    /// Time without progress after which a request is abandoned (connect, or waiting for
-    /// response bytes) and retried.
+    /// Time without progress after which a request is abandoned and retried: connecting, the
+    /// answer to a request, and every wait for more bytes of a download.
     pub io_timeout: Duration,
 }
 
@@ -173,7 +179,6 @@ impl ObjectStore {
         let client = reqwest::Client::builder()
             .http1_only()
             .connect_timeout(opts.io_timeout)
-            .read_timeout(opts.io_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()
@@ -199,12 +204,14 @@ impl ObjectStore {
             ErrorKind::PermissionDenied => StoreErrorKind::PermissionDenied,
             ErrorKind::RateLimited => StoreErrorKind::Unavailable,
             ErrorKind::RangeNotSatisfied | ErrorKind::ConfigInvalid => StoreErrorKind::InvalidInput,
-            _ if e.is_temporary() => StoreErrorKind::Unavailable,
+            _ if e.is_temporary() || transient_answer(&e.to_string()) => {
+                StoreErrorKind::Unavailable
+            }
             _ => StoreErrorKind::Other,
         };
         let mut err = StoreError::new(kind, op, name, &self.location).with_detail(e.to_string());
         // OpenDAL marks network failures (resets, truncated bodies, 5xx) as temporary.
-        err.retryable = kind == StoreErrorKind::Unavailable || e.is_temporary();
+        err.retryable = kind == StoreErrorKind::Unavailable;
         err
     }
 
@@ -219,9 +226,8 @@ impl ObjectStore {
         }
     }
 
-    /// Bounds a whole request by the I/O timeout plus the time `bytes` take at 32 KiB/s, so
-    /// that a request stalled where the HTTP client's own timeouts cannot see it (a server
-    /// that stops reading an upload) still ends.
+    /// Bounds a request that sends `bytes` (whose progress cannot be watched) by twice the
+    /// I/O timeout plus the time they take at [`MIN_UPLOAD_RATE`].
     async fn bounded<T>(
         &self,
         op: &'static str,
@@ -229,7 +235,10 @@ impl ObjectStore {
         bytes: u64,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let limit = self.io_timeout * 2 + Duration::from_secs(bytes / (32 << 10));
+        let limit = self
+            .io_timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(bytes / MIN_UPLOAD_RATE));
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => Err(
@@ -238,6 +247,64 @@ impl ObjectStore {
             ),
         }
     }
+
+    /// A stall error.
+    fn stalled(&self, name: &str) -> StoreError {
+        StoreError::new(StoreErrorKind::Unavailable, "get", name, &self.location).with_detail(
+            format!(
+                "no data for {} s: the transfer stalled",
+                self.io_timeout.as_secs()
+            ),
+        )
+    }
+
+    /// Downloads the whole object or `range` of it, giving up when no bytes arrive for the
+    /// I/O timeout (however long the whole transfer takes while bytes keep coming).
+    async fn download(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes, StoreError> {
+        let io = self.io_timeout;
+        let reader = tokio::time::timeout(io, self.op.reader(name))
+            .await
+            .map_err(|_| self.stalled(name))?
+            .map_err(|e| self.err(e, "get", name))?;
+        let stream = match range {
+            Some(r) => tokio::time::timeout(io, reader.into_stream(r)).await,
+            None => tokio::time::timeout(io, reader.into_stream(..)).await,
+        };
+        let mut stream = stream
+            .map_err(|_| self.stalled(name))?
+            .map_err(|e| self.err(e, "get", name))?;
+        let mut out = bytes::BytesMut::new();
+        loop {
+            match tokio::time::timeout(io, stream.try_next()).await {
+                Ok(Ok(Some(buf))) => {
+                    for chunk in buf {
+                        out.extend_from_slice(&chunk);
+                    }
+                }
+                Ok(Ok(None)) => return Ok(out.freeze()),
+                Ok(Err(e)) => return Err(self.err(e, "get", name)),
+                Err(_) => return Err(self.stalled(name)),
+            }
+        }
+    }
+}
+
+/// Answers that some services (or OpenDAL's mapping of them) do not mark as temporary but that
+/// are: a request timeout (408), throttling (429, `SlowDown`), and a body damaged on the way
+/// (the checksum or digest the server computed differs from the one sent).
+fn transient_answer(text: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "status: 408",
+        "status: 429",
+        "RequestTimeout",
+        "SlowDown",
+        "TooManyRequests",
+        "BadDigest",
+        "XAmzContentChecksumMismatch",
+        "InvalidDigest",
+        "IncompleteBody",
+    ];
+    MARKERS.iter().any(|m| text.contains(m))
 }
 
 #[async_trait]
@@ -298,17 +365,7 @@ impl Store for ObjectStore {
 
     async fn get(&self, name: &str) -> Result<Bytes, StoreError> {
         self.check("get", name)?;
-        // The size is unknown here; allow for a large pack at a slow link. Stalls are caught
-        // earlier by the client's read timeout.
-        self.bounded("get", name, 2 * MULTIPART_PART_SIZE as u64, async {
-            let buf = self
-                .op
-                .read(name)
-                .await
-                .map_err(|e| self.err(e, "get", name))?;
-            Ok(buf.to_bytes())
-        })
-        .await
+        self.download(name, None).await
     }
 
     async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
@@ -320,17 +377,12 @@ impl Store for ObjectStore {
             );
         }
         let want = range.end - range.start;
-        self.bounded("get", name, want, async {
+        {
             if want == 0 {
                 self.stat(name).await?;
                 return Ok(Bytes::new());
             }
-            let buf = self
-                .op
-                .read_with(name)
-                .range(range.clone())
-                .await
-                .map_err(|e| self.err(e, "get", name))?;
+            let buf = self.download(name, Some(range.clone())).await?;
             if buf.len() as u64 != want {
                 // A complete answer that is shorter: the range runs past the object's end.
                 return Err(StoreError::new(
@@ -346,9 +398,8 @@ impl Store for ObjectStore {
                     buf.len()
                 )));
             }
-            Ok(buf.to_bytes())
-        })
-        .await
+            Ok(buf)
+        }
     }
 
     async fn stat(&self, name: &str) -> Result<ObjectInfo, StoreError> {
@@ -387,7 +438,8 @@ impl Store for ObjectStore {
             .map_err(|e| self.err(e, "list", prefix))?;
         let mut out = Vec::new();
         loop {
-            let next = tokio::time::timeout(self.io_timeout * 2, lister.try_next()).await;
+            let next =
+                tokio::time::timeout(self.io_timeout.saturating_mul(2), lister.try_next()).await;
             let entry = match next {
                 Ok(Ok(Some(entry))) => entry,
                 Ok(Ok(None)) => break,
@@ -446,6 +498,18 @@ mod tests {
             Ok(Location::Bucket(b)) => b,
             other => panic!("{text}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn answers_that_are_worth_retrying() {
+        assert!(transient_answer(
+            "Unexpected ... response: Parts { status: 408, ..."
+        ));
+        assert!(transient_answer("<Code>BadDigest</Code>"));
+        assert!(transient_answer("<Code>XAmzContentChecksumMismatch</Code>"));
+        assert!(transient_answer("status: 429 Too Many Requests"));
+        assert!(!transient_answer("<Code>AccessDenied</Code> status: 403"));
+        assert!(!transient_answer("<Code>NoSuchBucket</Code>"));
     }
 
     #[test]

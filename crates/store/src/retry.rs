@@ -22,12 +22,14 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Ten attempts, 0.25 s doubling up to 30 s: about three minutes of patience at worst.
+    /// Fifteen attempts, the delay cap doubling from 0.5 s to 60 s: up to about eight
+    /// minutes of patience (four on average, with jitter), enough to ride out a router
+    /// restart or a failover of the storage without losing a long backup.
     fn default() -> Self {
         RetryPolicy {
-            attempts: 10,
-            base: Duration::from_millis(250),
-            max: Duration::from_secs(30),
+            attempts: 15,
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(60),
         }
     }
 }

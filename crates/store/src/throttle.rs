@@ -26,7 +26,7 @@ impl RateLimit {
     /// A limit of `kib_per_sec` KiB/s (at least 1).
     pub fn new(kib_per_sec: u64) -> RateLimit {
         RateLimit {
-            bytes_per_sec: (kib_per_sec.max(1) * 1024) as f64,
+            bytes_per_sec: kib_per_sec.clamp(1, u64::MAX / 1024).saturating_mul(1024) as f64,
             next_free: Mutex::new(Instant::now()),
         }
     }
@@ -37,7 +37,9 @@ impl RateLimit {
         let mut next = self.next_free.lock().unwrap_or_else(|p| p.into_inner());
         // Up to one second of unused capacity may be spent as a burst.
         let start = (*next).max(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
-        *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
+        let cost = Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_sec)
+            .unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
+        *next = start.checked_add(cost).unwrap_or(start);
         start
     }
 

@@ -39,10 +39,19 @@ pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>) {
         let blobs = if batch.len() > 1 && bytes <= 2 * prefetch::BATCH_BYTES {
             prefetch::fetch(shared.repo, &shared.runtime, &batch)
         } else {
-            prefetch::Blobs::new()
+            Ok(prefetch::Blobs::new())
         };
-        for job in &batch {
-            finish(shared, job, restore_file(shared, job, &blobs));
+        match blobs {
+            Ok(blobs) => {
+                for job in &batch {
+                    finish(shared, job, restore_file(shared, job, &blobs));
+                }
+            }
+            Err(e) => {
+                for job in &batch {
+                    finish(shared, job, Err(e.clone()));
+                }
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use super::files::FileJob;
 /// Most file data gathered in one batch.
 pub(crate) const BATCH_BYTES: u64 = 8 << 20;
 /// Most files in one batch.
-pub(crate) const BATCH_FILES: usize = 256;
+pub(crate) const BATCH_FILES: usize = 64;
 /// Blobs of a pack closer than this are read together, gap included.
 const MAX_GAP: u64 = 64 << 10;
 /// Longest single read.
@@ -62,7 +62,7 @@ fn plan(repo: &IndexedRepository, jobs: &[FileJob]) -> Vec<Read> {
         blobs.sort_unstable_by_key(|b| b.0);
         let mut current: Option<Read> = None;
         for (offset, length, id) in blobs {
-            let end = offset + length;
+            let end = offset.saturating_add(length);
             match &mut current {
                 Some(r) if offset <= r.end + MAX_GAP && end - r.start <= MAX_READ => {
                     r.end = r.end.max(end);
@@ -86,18 +86,19 @@ fn plan(repo: &IndexedRepository, jobs: &[FileJob]) -> Vec<Read> {
     reads
 }
 
-/// Fetches, authenticates and decompresses the blobs `jobs` need. Blobs that cannot be
-/// fetched are left out: writing the file then fetches them alone and reports the error
-/// with the file's name.
+/// Fetches, authenticates and decompresses the blobs `jobs` need. Blobs that fail to
+/// decode are left out: writing the file then fetches them alone and reports the error with
+/// the file's name. A store that cannot be reached (after every retry) fails the whole
+/// batch: retrying blob by blob would only multiply the wait.
 pub(crate) fn fetch(
     repo: &IndexedRepository,
     runtime: &tokio::runtime::Handle,
     jobs: &[FileJob],
-) -> Blobs {
+) -> Result<Blobs, String> {
     let reads = plan(repo, jobs);
     // Nothing to gain for a single blob: the file's own read does the same.
     if reads.iter().map(|r| r.blobs.len()).sum::<usize>() < 2 {
-        return Blobs::new();
+        return Ok(Blobs::new());
     }
     runtime.block_on(async {
         let mut out = Blobs::new();
@@ -110,8 +111,15 @@ pub(crate) fn fetch(
         }))
         .buffer_unordered(READS_IN_FLIGHT);
         while let Some((read, stored)) = results.next().await {
-            let Ok(stored) = stored else {
-                continue;
+            let stored = match stored {
+                Ok(s) => s,
+                Err(e)
+                    if e.retryable || e.kind == zaibei_store::StoreErrorKind::PermissionDenied =>
+                {
+                    return Err(format!("{e} (the repository cannot be reached)"));
+                }
+                // Anything else is reported with the file that needs the blob.
+                Err(_) => continue,
             };
             for (id, offset, length) in read.blobs {
                 let (Ok(from), Ok(to)) = (
@@ -130,7 +138,7 @@ pub(crate) fn fetch(
                 }
             }
         }
-        out
+        Ok(out)
     })
 }
 
@@ -238,7 +246,7 @@ mod tests {
         assert_eq!(planned, 11);
         assert!(reads.iter().all(|r| r.end - r.start < 100 << 10));
 
-        let blobs = fetch(&repo, rt.handle(), &jobs);
+        let blobs = fetch(&repo, rt.handle(), &jobs).unwrap();
         assert_eq!(blobs.len(), 11);
         for i in (0..5).chain(15..21) {
             assert_eq!(blobs[&ids[i]], payloads[i]);

@@ -114,7 +114,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         parent,
         force: a.force,
         workers: a.workers,
-        connections: cli.storage.connections,
+        connections: usize::from(cli.storage.connections),
         time: None,
     };
     let counters = Arc::new(Counters::default());

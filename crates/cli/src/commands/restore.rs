@@ -63,7 +63,7 @@ pub async fn run(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
         workers: if a.workers == 0 {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .max(cli.storage.connections)
+                .max(usize::from(cli.storage.connections))
         } else {
             a.workers
         },
