@@ -590,6 +590,25 @@ fn s3_append_only_storage_allows_backups_and_refuses_deletes() {
     env.password = "second password".into();
     let ids = env.snapshot_ids();
     assert_eq!(ids.len(), 2, "{ids:?}");
+
+    // forget deletes snapshot objects: refused by the storage, said so, nothing lost.
+    for args in [
+        vec!["forget", ids[0].as_str()],
+        vec!["forget", "--keep-last", "1"],
+    ] {
+        let argv: Vec<&dyn AsRef<OsStr>> = args.iter().map(|a| a as &dyn AsRef<OsStr>).collect();
+        let out = env.run(&argv);
+        let text = all_output(&out).to_lowercase();
+        assert!(
+            !out.status.success()
+                && !text.contains("panicked")
+                && text.contains("permission denied"),
+            "forget should fail clearly on append-only storage\n{}",
+            describe(&out)
+        );
+    }
+    assert_eq!(env.snapshot_ids().len(), 2, "forget removed a snapshot");
+    // (prune, once it exists, belongs here too.)
     rt.block_on(proxy.shutdown());
 }
 

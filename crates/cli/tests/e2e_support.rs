@@ -224,6 +224,16 @@ impl Env {
         c.output().expect("starting zaibei")
     }
 
+    /// Runs `zaibei -r REPO ARGS...` with the time zone `TZ`.
+    pub fn run_with_tz(&self, tz: &str, args: &[&dyn AsRef<OsStr>]) -> Output {
+        let mut c = self.command();
+        c.env("TZ", tz);
+        for a in args {
+            c.arg(a.as_ref());
+        }
+        c.output().expect("starting zaibei")
+    }
+
     /// Runs and asserts the exit code.
     pub fn expect(&self, code: i32, args: &[&dyn AsRef<OsStr>]) -> Output {
         let out = self.run(args);

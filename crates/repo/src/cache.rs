@@ -139,6 +139,11 @@ impl Cache {
             .insert(*id);
     }
 
+    /// Drops the cached copy of `name` (an object the repository no longer has).
+    pub fn forget(&self, name: &str) {
+        let _ = fs::remove_file(self.path(name));
+    }
+
     /// Drops a cached pack whose contents turned out not to open (e.g. damaged on disk after
     /// it was verified), so the next read goes to the store.
     pub fn forget_pack(&self, id: &Id) {

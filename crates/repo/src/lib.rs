@@ -20,6 +20,7 @@
 //! | `restore`, `ls`, `find`, `dump`, `diff`, `cat`, `stats`, `check` | — | — | everything |
 //! | `key add` / `key passwd` | key | its own old key (`passwd`) | everything |
 //! | `key remove` | — | one key (never the one in use, never the last full key) | everything |
+//! | `forget` | — | snapshot objects | everything (snapshots are independent objects) |
 //!
 //! Deleting data (forget, prune) is a two-phase process built on generation-numbered state
 //! objects; `docs/FORMAT.md` describes it and the full table.
@@ -33,6 +34,7 @@ mod keys;
 pub mod names;
 mod pack_writer;
 mod repository;
+pub mod retention;
 mod saver;
 mod snapshots;
 

@@ -24,6 +24,17 @@ impl Repository {
         self.put_hashed(names::SNAPSHOTS, bytes).await
     }
 
+    /// Deletes a snapshot object (`forget`): the snapshot is gone; the data it referenced stays
+    /// until prune finds it unreferenced.
+    pub async fn forget_snapshot(&self, id: &Id) -> Result<()> {
+        let name = names::snapshot(id);
+        self.store.delete(&name).await?;
+        if let Some(cache) = &self.cache {
+            cache.forget(&name);
+        }
+        Ok(())
+    }
+
     /// Reads one snapshot.
     pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let name = names::snapshot(id);

@@ -37,6 +37,10 @@ pub struct BackupArgs {
     /// Host name to record (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
+    /// Time to record for the snapshot instead of now: RFC 3339 (2026-11-23T02:00:00+08:00)
+    /// or "YYYY-MM-DD HH:MM:SS" in the local time zone (e.g. when importing old backups).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub time: Option<zaibei_format::Timestamp>,
     /// Snapshot to compare against (default: the newest of the same host and paths).
     #[arg(long)]
     pub parent: Option<String>,
@@ -82,6 +86,29 @@ struct Summary {
     storage: zaibei_store::StoreStats,
 }
 
+/// Parses `--time`.
+fn parse_time(text: &str) -> Result<zaibei_format::Timestamp, String> {
+    let ts = match text.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        Err(_) => text
+            .parse::<jiff::civil::DateTime>()
+            .map_err(|e| format!("{text:?}: {e}"))?
+            .to_zoned(jiff::tz::TimeZone::system())
+            .map_err(|e| format!("{text:?}: {e}"))?
+            .timestamp(),
+    };
+    // jiff counts the fraction towards zero; ours is always forward from the second.
+    let (mut secs, mut nanos) = (ts.as_second(), ts.subsec_nanosecond());
+    if nanos < 0 {
+        secs -= 1;
+        nanos += 1_000_000_000;
+    }
+    Ok(zaibei_format::Timestamp {
+        secs,
+        nanos: nanos.unsigned_abs(),
+    })
+}
+
 pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     if a.paths.is_empty() && !a.stdin {
         let what = if a.stdin_from_command {
@@ -115,7 +142,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         force: a.force,
         workers: a.workers,
         connections: usize::from(cli.storage.connections),
-        time: None,
+        time: a.time,
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start("backup", Arc::clone(&counters), cli.json, cli.quiet);

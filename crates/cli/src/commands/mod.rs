@@ -6,6 +6,7 @@ mod check;
 mod diff;
 mod dump;
 mod find;
+mod forget;
 mod init;
 mod key;
 mod ls;
@@ -27,6 +28,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
+    /// Remove snapshots by id or by retention policy (--keep-last, --keep-daily, ...).
+    Forget(forget::ForgetArgs),
     /// Restore a snapshot (or part of one) into a directory.
     Restore(restore::RestoreArgs),
     /// Check the repository's structure, and with --read-data every blob.
@@ -54,6 +57,7 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Init(a) => init::run(cli, a).await,
         Command::Backup(a) => backup::run(cli, a).await,
         Command::Snapshots(a) => snapshots::run(cli, a).await,
+        Command::Forget(a) => forget::run(cli, a).await,
         Command::Restore(a) => restore::run(cli, a).await,
         Command::Check(a) => check::run(cli, a).await,
         Command::Key(k) => key::run(cli, k).await,
