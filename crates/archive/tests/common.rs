@@ -43,7 +43,10 @@ pub async fn assert_checks(store: &Arc<dyn Store>) {
     let repo = reopen(store).await;
     let report = zaibei_repo::check(
         &repo,
-        zaibei_repo::CheckOptions { read_data: true },
+        zaibei_repo::CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
         &|_, _, _| {},
     )
     .await

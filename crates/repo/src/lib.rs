@@ -39,7 +39,9 @@ mod saver;
 mod snapshots;
 
 pub use cache::Cache;
-pub use check::{CheckOptions, CheckProblem, CheckProgress, CheckReport, Severity, check};
+pub use check::{
+    CheckOptions, CheckProblem, CheckProgress, CheckReport, DataSubset, Severity, check,
+};
 pub use error::{RepoError, Result};
 pub use index::{BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};
 pub use indexed::IndexedRepository;

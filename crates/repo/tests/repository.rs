@@ -113,9 +113,16 @@ async fn round_trip(store: Arc<dyn Store>, suite: Suite) {
     // Deduplication: "a" and "a-again" share their blobs.
     assert_eq!(repo.index().blob_count(PackKind::Data), 20 + 5);
 
-    let report = check(&repo, CheckOptions { read_data: true }, &|_, _, _| {})
-        .await
-        .unwrap();
+    let report = check(
+        &repo,
+        CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.errors(), 0, "{:?}", report.problems);
     assert!(report.blobs_read >= 27);
 
@@ -145,9 +152,16 @@ async fn round_trip(store: Arc<dyn Store>, suite: Suite) {
     assert!(m.load_tree(&snap.tree).await.is_err());
     let refs = m.load_refs(&snap.tree).await.unwrap();
     assert_eq!(refs.data.len(), 25);
-    let report = check(&m, CheckOptions { read_data: true }, &|_, _, _| {})
-        .await
-        .unwrap();
+    let report = check(
+        &m,
+        CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.errors(), 0, "{:?}", report.problems);
     assert!(report.content_unverified);
     assert!(
@@ -212,9 +226,16 @@ async fn check_finds_damaged_and_missing_packs() {
         "{:?}",
         structural.problems
     );
-    let full = check(&repo, CheckOptions { read_data: true }, &|_, _, _| {})
-        .await
-        .unwrap();
+    let full = check(
+        &repo,
+        CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
     assert!(
         full.problems.iter().any(|p| p.object == *victim),
         "{:?}",
@@ -329,10 +350,17 @@ async fn an_unreachable_store_is_never_reported_as_damage() {
             .await
             .unwrap();
         *failing.failing.lock().unwrap() = prefix.into();
-        let e = check(&repo, CheckOptions { read_data: true }, &|_, _, _| {})
-            .await
-            .map(|r| r.problems)
-            .unwrap_err();
+        let e = check(
+            &repo,
+            CheckOptions {
+                read_data: true,
+                ..Default::default()
+            },
+            &|_, _, _| {},
+        )
+        .await
+        .map(|r| r.problems)
+        .unwrap_err();
         assert!(e.is_store_unreachable(), "{prefix}: {e}");
     }
 }

@@ -13,6 +13,10 @@ pub struct CheckArgs {
     /// Also read every pack and authenticate every blob.
     #[arg(long)]
     pub read_data: bool,
+    /// Read only part of the packs: `n/m` (part n of m, e.g. one part a night: every pack
+    /// once in m nights) or `P%` (a random share). Implies --read-data.
+    #[arg(long, value_name = "n/m|P%", value_parser = zaibei_repo::DataSubset::parse)]
+    pub read_data_subset: Option<zaibei_repo::DataSubset>,
 }
 
 #[derive(Serialize)]
@@ -32,6 +36,7 @@ struct Summary {
     trees: usize,
     packs: usize,
     packs_read: usize,
+    packs_total: usize,
     blobs_read: u64,
     bytes_read: u64,
     content_unverified: bool,
@@ -54,7 +59,8 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
     let report = check(
         &repo,
         CheckOptions {
-            read_data: a.read_data,
+            read_data: a.read_data || a.read_data_subset.is_some(),
+            subset: a.read_data_subset.unwrap_or_default(),
         },
         &progress,
     )
@@ -73,6 +79,7 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
             trees: report.trees,
             packs: report.packs,
             packs_read: report.packs_read,
+            packs_total: report.packs_total,
             blobs_read: report.blobs_read,
             bytes_read: report.bytes_read,
             content_unverified: report.content_unverified,
@@ -105,10 +112,11 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
                 report.snapshots,
                 report.trees,
                 report.packs,
-                if a.read_data {
+                if a.read_data || a.read_data_subset.is_some() {
                     format!(
-                        "; read {} packs ({}), authenticated {} blobs",
+                        "; read {} of {} packs ({}), authenticated {} blobs",
                         report.packs_read,
+                        report.packs_total,
                         output::bytes(report.bytes_read),
                         report.blobs_read
                     )

@@ -1,5 +1,6 @@
-//! End-to-end tests of `forget`: retention policies with explained dry runs, removal by id,
-//! usage errors; the data stays readable for every kept snapshot.
+//! End-to-end tests of the repository lifecycle: `forget` (retention policies with explained
+//! dry runs, removal by id, usage errors; the data stays readable for every kept snapshot)
+//! and `check --read-data-subset`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -143,4 +144,29 @@ fn forget_by_policy_explains_and_keeps_what_the_rules_say() {
     );
     let out = env.run(&[&"forget", &"ffffffffffff"]);
     assert_ne!(out.status.code(), Some(code::OK), "{}", describe(&out));
+}
+
+/// `check --read-data-subset`: the parts of a partition together read every pack once.
+#[test]
+fn check_reads_data_in_parts() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..6u64 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(3 << 20, i)).unwrap();
+    }
+    env.backup(&[&src]);
+    let packs_read = |spec: &str| -> (u64, u64) {
+        let out = env.ok(&[&"--json", &"check", &"--read-data-subset", &spec]);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}\n{}", describe(&out)));
+        (num(&v, "packs_read"), num(&v, "packs_total"))
+    };
+    let (all, total) = packs_read("100%");
+    assert_eq!(all, total);
+    assert!(total >= 2, "{total} packs: the test needs several");
+    let parts: u64 = (1..=3).map(|n| packs_read(&format!("{n}/3")).0).sum();
+    assert_eq!(parts, total);
+    assert_eq!(packs_read("1%").0, 1);
+    env.expect(code::USAGE, &[&"check", &"--read-data-subset", &"0/3"]);
 }
