@@ -49,23 +49,13 @@ fn real_system_tree_round_trips() {
     round_trip(&Env::init(), "fs");
     // The same on object storage: the S3 server scripts/test started (Garage).
     let target = zaibei_testkit::S3Target::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let c = &target.credentials;
     let location = target.location(&zaibei_testkit::S3Target::unique_prefix("real-tree"), None);
     let scratch_cache = scratch();
-    let vars = vec![
-        ("AWS_ACCESS_KEY_ID".into(), Some(c.access_key_id.clone())),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            Some(c.secret_access_key.clone()),
-        ),
-        ("AWS_SESSION_TOKEN".into(), None),
-        ("AWS_PROFILE".into(), None),
-        ("AWS_REGION".into(), Some(c.region.clone())),
-        (
-            "ZAIBEI_CACHE_DIR".into(),
-            Some(scratch_cache.path().to_str().unwrap().to_owned()),
-        ),
-    ];
+    let mut vars = s3_vars(&target);
+    vars.push((
+        "ZAIBEI_CACHE_DIR".into(),
+        Some(scratch_cache.path().to_str().unwrap().to_owned()),
+    ));
     round_trip(&Env::init_at(&location, vars, Vec::new()), "s3");
 }
 

@@ -28,26 +28,6 @@ fn s3_target() -> S3Target {
     S3Target::from_env().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The environment of a `zaibei` run against `target`: credentials and signing region from
-/// the target (nothing else inherited that could change them).
-fn s3_vars(target: &S3Target) -> Vec<(String, Option<String>)> {
-    let c = &target.credentials;
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), Some(c.access_key_id.clone())),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            Some(c.secret_access_key.clone()),
-        ),
-        ("AWS_SESSION_TOKEN".into(), None),
-        ("AWS_PROFILE".into(), None),
-        ("AWS_REGION".into(), Some(c.region.clone())),
-        ("AWS_DEFAULT_REGION".into(), None),
-        ("ZAIBEI_IO_TIMEOUT".into(), None),
-        ("ZAIBEI_RETRIES".into(), None),
-        ("ZAIBEI_CONNECTIONS".into(), None),
-    ]
-}
-
 /// Sets (`Some`) or removes (`None`) a variable in the environment of `env`'s runs.
 fn set_var(env: &mut Env, name: &str, value: Option<String>) {
     env.extra_env.retain(|(n, _)| n != name);

@@ -869,3 +869,23 @@ pub fn assert_sparse(root: &Path) {
 pub fn read(root: &Path, rel: &Path) -> Vec<u8> {
     fs::read(root.join(rel)).unwrap_or_else(|e| panic!("reading {}: {e}", root.join(rel).display()))
 }
+
+/// The environment of a `zaibei` run against `target`: credentials and signing region from
+/// the target (nothing else inherited that could change them).
+pub fn s3_vars(target: &zaibei_testkit::S3Target) -> Vec<(String, Option<String>)> {
+    let c = &target.credentials;
+    vec![
+        ("AWS_ACCESS_KEY_ID".into(), Some(c.access_key_id.clone())),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            Some(c.secret_access_key.clone()),
+        ),
+        ("AWS_SESSION_TOKEN".into(), None),
+        ("AWS_PROFILE".into(), None),
+        ("AWS_REGION".into(), Some(c.region.clone())),
+        ("AWS_DEFAULT_REGION".into(), None),
+        ("ZAIBEI_IO_TIMEOUT".into(), None),
+        ("ZAIBEI_RETRIES".into(), None),
+        ("ZAIBEI_CONNECTIONS".into(), None),
+    ]
+}

@@ -104,8 +104,7 @@ impl RepoError {
     /// A missing object, or an answer that contradicts the index (a range past the end of a
     /// pack), is damage, not this.
     pub fn is_store_unreachable(&self) -> bool {
-        matches!(self, RepoError::Store(e)
-            if e.retryable || e.kind == zaibei_store::StoreErrorKind::PermissionDenied)
+        matches!(self, RepoError::Store(e) if e.is_unreachable())
     }
 }
 

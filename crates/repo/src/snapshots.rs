@@ -79,6 +79,18 @@ impl Repository {
         Ok(list)
     }
 
+    /// Finds each of `specs` (as [`Repository::find_snapshot`]), in order, each snapshot once.
+    pub async fn find_snapshots(&self, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> {
+        let mut found: Vec<(Id, Snapshot)> = Vec::new();
+        for spec in specs {
+            let (id, snap) = self.find_snapshot(spec).await?;
+            if !found.iter().any(|(f, _)| *f == id) {
+                found.push((id, snap));
+            }
+        }
+        Ok(found)
+    }
+
     /// Finds a snapshot by full id, unique id prefix, or `latest`.
     pub async fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
         if spec == "latest" {

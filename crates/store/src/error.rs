@@ -90,6 +90,12 @@ impl StoreError {
         StoreError::new(kind, op, name, location).with_detail(e.to_string())
     }
 
+    /// True when the store could not be asked: a transient failure (that outlasted any
+    /// retries) or refused credentials. Such an error says nothing about the object.
+    pub fn is_unreachable(&self) -> bool {
+        self.retryable || self.kind == StoreErrorKind::PermissionDenied
+    }
+
     /// True for [`StoreErrorKind::NotFound`].
     pub fn is_not_found(&self) -> bool {
         self.kind == StoreErrorKind::NotFound

@@ -130,8 +130,6 @@ pub struct OpenedStore {
     pub store: std::sync::Arc<dyn Store>,
     /// Requests and bytes that reached the backend.
     pub counters: std::sync::Arc<StoreCounters>,
-    /// Retries made.
-    pub retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// True for stores on the network (object storage), where a local metadata cache pays.
     pub remote: bool,
 }
@@ -154,12 +152,9 @@ pub fn open(location: &Location, opts: &OpenOptions) -> Result<OpenedStore, Stor
         opts.limit_upload,
         opts.limit_download,
     ));
-    let retry = RetryStore::new(limited, opts.retry);
-    let retries = retry.retries();
     Ok(OpenedStore {
-        store: Arc::new(retry),
+        store: Arc::new(RetryStore::new(limited, opts.retry)),
         counters,
-        retries,
         remote,
     })
 }

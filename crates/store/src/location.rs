@@ -168,16 +168,18 @@ impl fmt::Display for Location {
     }
 }
 
+/// The bucket of a location that must name one (tests).
+#[cfg(test)]
+pub(crate) fn bucket(text: &str) -> BucketLocation {
+    match Location::parse(text) {
+        Ok(Location::Bucket(b)) => b,
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bucket(text: &str) -> BucketLocation {
-        match Location::parse(text) {
-            Ok(Location::Bucket(b)) => b,
-            other => panic!("{text}: {other:?}"),
-        }
-    }
 
     #[test]
     fn paths() {

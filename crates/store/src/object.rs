@@ -491,14 +491,7 @@ impl Store for ObjectStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Location;
-
-    fn bucket(text: &str) -> BucketLocation {
-        match Location::parse(text) {
-            Ok(Location::Bucket(b)) => b,
-            other => panic!("{text}: {other:?}"),
-        }
-    }
+    use crate::location::bucket;
 
     #[test]
     fn answers_that_are_worth_retrying() {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use zaibei_format::{Id, PackKind};
-use zaibei_repo::{IndexedRepository, names};
+use zaibei_repo::{BlobRef, IndexedRepository, names};
 
 use super::files::FileJob;
 
@@ -30,18 +30,18 @@ const READS_IN_FLIGHT: usize = 4;
 pub(crate) type Blobs = HashMap<Id, Vec<u8>>;
 
 /// One ranged read: a pack, a byte range, and the blobs inside it.
-struct Read {
+struct Read<'a> {
     pack: Id,
     start: u64,
     end: u64,
-    /// `(blob id, offset in the pack, stored length)`.
-    blobs: Vec<(Id, u64, u64)>,
+    /// The blobs and where the index places them.
+    blobs: Vec<(Id, BlobRef<'a>)>,
 }
 
 /// Plans the reads for the blobs of `jobs` (files to be written; files that exist already
 /// are checked first and are left to fetch their own blobs if they turn out to differ).
-fn plan(repo: &IndexedRepository, jobs: &[FileJob]) -> Vec<Read> {
-    let mut by_pack: HashMap<Id, Vec<(u64, u64, Id)>> = HashMap::new();
+fn plan<'a>(repo: &'a IndexedRepository, jobs: &[FileJob]) -> Vec<Read<'a>> {
+    let mut by_pack: HashMap<Id, Vec<(Id, BlobRef<'a>)>> = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for job in jobs.iter().filter(|j| !j.existing) {
         for id in &job.node.content {
@@ -50,23 +50,20 @@ fn plan(repo: &IndexedRepository, jobs: &[FileJob]) -> Vec<Read> {
             }
             // A blob the index does not know is reported when the file is written.
             if let Ok(loc) = repo.locate(PackKind::Data, id) {
-                by_pack
-                    .entry(loc.pack.id)
-                    .or_default()
-                    .push((loc.offset, loc.length, *id));
+                by_pack.entry(loc.pack.id).or_default().push((*id, loc));
             }
         }
     }
     let mut reads = Vec::new();
     for (pack, mut blobs) in by_pack {
-        blobs.sort_unstable_by_key(|b| b.0);
+        blobs.sort_unstable_by_key(|b| b.1.offset);
         let mut current: Option<Read> = None;
-        for (offset, length, id) in blobs {
-            let end = offset.saturating_add(length);
+        for (id, loc) in blobs {
+            let (offset, end) = (loc.offset, loc.offset.saturating_add(loc.length));
             match &mut current {
-                Some(r) if offset <= r.end + MAX_GAP && end - r.start <= MAX_READ => {
+                Some(r) if offset <= r.end.saturating_add(MAX_GAP) && end - r.start <= MAX_READ => {
                     r.end = r.end.max(end);
-                    r.blobs.push((id, offset, length));
+                    r.blobs.push((id, loc));
                 }
                 _ => {
                     if let Some(r) = current.take() {
@@ -76,7 +73,7 @@ fn plan(repo: &IndexedRepository, jobs: &[FileJob]) -> Vec<Read> {
                         pack,
                         start: offset,
                         end,
-                        blobs: vec![(id, offset, length)],
+                        blobs: vec![(id, loc)],
                     });
                 }
             }
@@ -113,24 +110,20 @@ pub(crate) fn fetch(
         while let Some((read, stored)) = results.next().await {
             let stored = match stored {
                 Ok(s) => s,
-                Err(e)
-                    if e.retryable || e.kind == zaibei_store::StoreErrorKind::PermissionDenied =>
-                {
+                Err(e) if e.is_unreachable() => {
                     return Err(format!("{e} (the repository cannot be reached)"));
                 }
                 // Anything else is reported with the file that needs the blob.
                 Err(_) => continue,
             };
-            for (id, offset, length) in read.blobs {
-                let (Ok(from), Ok(to)) = (
-                    usize::try_from(offset - read.start),
-                    usize::try_from(offset - read.start + length),
-                ) else {
+            for (id, loc) in read.blobs {
+                // Sorted by offset, so no blob starts before its read.
+                let from = loc.offset - read.start;
+                let (Ok(from), Ok(len)) = (usize::try_from(from), usize::try_from(loc.length))
+                else {
                     continue;
                 };
-                let (Some(bytes), Ok(loc)) =
-                    (stored.get(from..to), repo.locate(PackKind::Data, &id))
-                else {
+                let Some(bytes) = stored.get(from..from.saturating_add(len)) else {
                     continue;
                 };
                 if let Ok(plain) = repo.open_stored_blob(PackKind::Data, &id, &loc, bytes) {

@@ -77,14 +77,7 @@ pub async fn run(cli: &Cli, a: &FindArgs) -> Result<u8> {
         }
         list.snapshots
     } else {
-        let mut v: Vec<(Id, Snapshot)> = Vec::new();
-        for spec in &a.snapshots {
-            let found = repo.find_snapshot(spec).await?;
-            if !v.iter().any(|(id, _)| *id == found.0) {
-                v.push(found);
-            }
-        }
-        v
+        repo.find_snapshots(&a.snapshots).await?
     };
     let mut out = Out::new();
     let mut matches = 0u64;

@@ -181,15 +181,9 @@ pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
             keep: Vec::new(),
             remove: Vec::new(),
         };
-        for spec in &a.snapshots {
-            let (id, snap) = repo
-                .find_snapshot(spec)
-                .await
-                .with_context(|| format!("finding snapshot {spec}"))?;
-            if !doomed.iter().any(|(d, _)| *d == id) {
-                doomed.push((id, output::time(snap.time)));
-                group.remove.push(item(&id, &snap, Vec::new()));
-            }
+        for (id, snap) in repo.find_snapshots(&a.snapshots).await? {
+            doomed.push((id, output::time(snap.time)));
+            group.remove.push(item(&id, &snap, Vec::new()));
         }
         groups.push(group);
     }

@@ -213,14 +213,7 @@ pub async fn run(cli: &Cli, a: &StatsArgs) -> Result<u8> {
     let chosen: Vec<(Id, Snapshot)> = if a.snapshots.is_empty() {
         list.snapshots
     } else {
-        let mut v: Vec<(Id, Snapshot)> = Vec::new();
-        for spec in &a.snapshots {
-            let found = repo.find_snapshot(spec).await?;
-            if !v.iter().any(|(id, _)| *id == found.0) {
-                v.push(found);
-            }
-        }
-        v
+        repo.find_snapshots(&a.snapshots).await?
     };
     let from_summaries = !repo.keys().has_content();
     let mut restore = Totals::default();
