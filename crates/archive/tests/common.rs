@@ -95,7 +95,7 @@ pub async fn restore_to(
 /// Stores `tree` (which the caller may have made hostile) and returns its id. Uses the saver
 /// directly, which does not validate names: exactly what an attacker with the key could do.
 pub async fn store_tree(repo: &Arc<IndexedRepository>, trees: Vec<Tree>) -> Vec<Id> {
-    let saver = BlobSaver::start(Arc::clone(repo), 1).unwrap();
+    let saver = BlobSaver::start(Arc::clone(repo), 1).await.unwrap();
     let s2 = saver.clone();
     let ids = tokio::task::spawn_blocking(move || {
         trees
@@ -111,7 +111,7 @@ pub async fn store_tree(repo: &Arc<IndexedRepository>, trees: Vec<Tree>) -> Vec<
 
 /// Stores one data blob.
 pub async fn store_data(repo: &Arc<IndexedRepository>, data: Vec<u8>) -> Id {
-    let saver = BlobSaver::start(Arc::clone(repo), 1).unwrap();
+    let saver = BlobSaver::start(Arc::clone(repo), 1).await.unwrap();
     let s2 = saver.clone();
     let id = tokio::task::spawn_blocking(move || {
         let id = s2.blob_id(&data).unwrap();

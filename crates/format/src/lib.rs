@@ -17,6 +17,7 @@
 
 pub mod blob;
 pub mod cbor;
+pub mod condemned;
 pub mod config;
 mod error;
 pub mod fields;
@@ -33,6 +34,7 @@ pub mod state;
 mod time;
 pub mod tree;
 
+pub use condemned::{Condemned, CondemnedPack};
 pub use config::{ChunkerParams, RepoConfig};
 pub use error::FormatError;
 pub use id::{Id, ParseIdError};

@@ -47,6 +47,8 @@ pub const TREE_VERSION: u64 = 1;
 pub const REFS_VERSION: u64 = 1;
 /// Version of the CBOR body of state objects.
 pub const STATE_VERSION: u64 = 1;
+/// Version of the body of the `condemned` state.
+pub const CONDEMNED_VERSION: u64 = 1;
 
 /// Compression codec byte: payload stored as is.
 pub const CODEC_NONE: u8 = 0;

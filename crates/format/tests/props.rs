@@ -291,12 +291,32 @@ proptest! {
     /// bytes rarely get past the CBOR layer): none of them panics.
     #[test]
     fn arbitrary_cbor_bodies_never_panic(v in prop_oneof![arb_value(), arb_schema_value()]) {
+        let _ = zaibei_format::Condemned::from_value(v.clone());
         let bytes = cbor::encode(&v);
         let _ = Tree::decode(&bytes);
         let _ = TreeRefs::decode(&bytes);
         let _ = Snapshot::decode_body(&bytes);
         let _ = IndexFile::decode_body(&bytes);
         let _ = StateObject::decode_body(&bytes);
+    }
+
+    #[test]
+    fn condemned_round_trip(margin in any::<u64>(), packs in proptest::collection::btree_map(arb_id(), (1u8..=3, any::<u64>(), any::<u64>()), 0..20)) {
+        let c = zaibei_format::Condemned {
+            margin,
+            packs: packs
+                .into_iter()
+                .map(|(id, (k, size, since))| zaibei_format::CondemnedPack {
+                    id,
+                    kind: PackKind::from_byte(k).unwrap(),
+                    size,
+                    since,
+                })
+                .collect(),
+        };
+        let bytes = cbor::encode(&c.to_value());
+        let back = zaibei_format::Condemned::from_value(cbor::decode(&bytes).unwrap()).unwrap();
+        prop_assert_eq!(back, c);
     }
 
     #[test]

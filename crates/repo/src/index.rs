@@ -75,6 +75,21 @@ pub struct MasterIndex {
     blobs: [IdMap<Location>; 3],
     index_ids: Vec<Id>,
     duplicates: u64,
+    /// Further locations of blobs stored more than once (normally few): prune needs them all.
+    extra: Vec<(PackKind, Id, Location)>,
+}
+
+/// One location of a blob, for whole-index passes (prune).
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLocation<'a> {
+    /// The blob's id.
+    pub id: &'a Id,
+    /// Position of its pack in [`MasterIndex::packs`].
+    pub pack: usize,
+    /// Stored length of its record.
+    pub length: u64,
+    /// True when the blob has other locations too.
+    pub duplicated: bool,
 }
 
 fn slot(kind: PackKind) -> usize {
@@ -126,7 +141,10 @@ impl MasterIndex {
         let map = &mut self.blobs[slot(p.kind)];
         for (id, loc) in locations {
             match map.entry(id) {
-                std::collections::hash_map::Entry::Occupied(_) => self.duplicates += 1,
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.duplicates += 1;
+                    self.extra.push((p.kind, id, loc));
+                }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(loc);
                 }
@@ -179,6 +197,40 @@ impl MasterIndex {
                 },
             )
         })
+    }
+
+    /// Every location of every blob of a kind, duplicates included.
+    pub fn all_locations(&self, kind: PackKind) -> impl Iterator<Item = BlobLocation<'_>> {
+        let dup: IdSet = self
+            .extra
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, id, _)| *id)
+            .collect();
+        let first = self.blobs[slot(kind)]
+            .iter()
+            .map(move |(id, loc)| BlobLocation {
+                id,
+                pack: loc.pack as usize,
+                length: u64::from(loc.length),
+                duplicated: dup.contains(id),
+            });
+        let extra = self
+            .extra
+            .iter()
+            .filter(move |(k, _, _)| *k == kind)
+            .map(|(_, id, loc)| BlobLocation {
+                id,
+                pack: loc.pack as usize,
+                length: u64::from(loc.length),
+                duplicated: true,
+            });
+        first.chain(extra)
+    }
+
+    /// Position of a pack in [`MasterIndex::packs`].
+    pub fn pack_position(&self, id: &Id) -> Option<usize> {
+        self.pack_numbers.get(id).map(|&n| n as usize)
     }
 
     /// Index objects loaded.

@@ -33,20 +33,25 @@ mod indexed;
 mod keys;
 pub mod names;
 mod pack_writer;
+mod prune;
+pub mod repack;
 mod repository;
 pub mod retention;
 mod saver;
 mod snapshots;
+mod state;
 
 pub use cache::Cache;
 pub use check::{
     CheckOptions, CheckProblem, CheckProgress, CheckReport, DataSubset, Severity, check,
 };
 pub use error::{RepoError, Result};
-pub use index::{BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};
+pub use index::{BlobLocation, BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use pack_writer::{FinishedPack, PackWriter};
+pub use prune::{MaxUnused, PruneOptions, PruneProgress, PruneReport, prune};
 pub use repository::{InitOptions, Repository, read_config};
 pub use saver::{BlobSaver, PACKS_PER_INDEX, SaverStats};
 pub use snapshots::SnapshotList;
+pub use state::{CONDEMNED, CondemnedState, DEFAULT_MARGIN, StateHead};

@@ -8,11 +8,21 @@
 //! flight and writes an index object for every [`PACKS_PER_INDEX`] packs stored. Nothing refers
 //! to a pack before it is stored, and nothing refers to a blob before its index object is:
 //! a backup interrupted at any point leaves a valid repository.
+//!
+//! **Prune running beside.** The saver reads the `condemned` state when it starts and treats
+//! blobs that live in condemned packs as absent. It remembers every pack it relied on (for
+//! deduplication) and every pack it wrote; at intervals shorter than the safety margin, and once
+//! more in [`BlobSaver::finish`] after everything is indexed, it re-reads the `condemned` state
+//! and stores again every blob of a newly condemned pack it relied on or wrote (those packs are
+//! still readable: deletion waits for the margin). A pack it relied on that is already gone
+//! fails the backup instead of publishing a snapshot with missing data (docs/FORMAT.md §14).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zaibei_format::refs::TreeRefs;
 use zaibei_format::{Id, IndexFile, IndexPack, PackKind, Tree};
@@ -20,6 +30,9 @@ use zaibei_format::{Id, IndexFile, IndexPack, PackKind, Tree};
 use crate::index::IdSet;
 use crate::pack_writer::{FinishedPack, PackWriter};
 use crate::{IndexedRepository, RepoError, Result, names};
+
+/// Shortest and longest interval between two re-reads of the `condemned` state.
+const RECHECK_BOUNDS: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(900));
 
 /// Packs listed per index object written during a backup.
 pub const PACKS_PER_INDEX: usize = 64;
@@ -39,6 +52,27 @@ pub struct SaverStats {
     pub packs: u64,
     /// Index objects written.
     pub index_objects: u64,
+    /// Blobs stored again because a prune condemned the pack holding them while this saver ran.
+    pub blobs_rescued: u64,
+}
+
+/// What the uploader task is asked to do.
+enum UploadMsg {
+    /// Store a pack.
+    Pack(FinishedPack),
+    /// Wait for every upload so far and index it, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// What the saver knows of prune's marks.
+#[derive(Default)]
+struct PruneWatch {
+    /// Generation of the `condemned` state last read.
+    generation: u64,
+    /// Packs condemned as of that generation: blobs in them count as absent.
+    excluded: IdSet,
+    /// Interval between re-reads (a quarter of the margin, within [`RECHECK_BOUNDS`]).
+    interval: Duration,
 }
 
 struct Shared {
@@ -47,8 +81,16 @@ struct Shared {
     pack_size: usize,
     seen: [Mutex<IdSet>; 3],
     pools: [Mutex<Vec<PackWriter>>; 3],
-    tx: Mutex<Option<mpsc::Sender<FinishedPack>>>,
+    tx: Mutex<Option<mpsc::Sender<UploadMsg>>>,
     failure: Mutex<Option<String>>,
+    watch: std::sync::RwLock<PruneWatch>,
+    /// Packs of the loaded index this saver deduplicated against.
+    relied: Mutex<IdSet>,
+    /// Packs this saver stored.
+    own: Mutex<IdSet>,
+    /// Blobs stored again after their pack was condemned.
+    rescued: Mutex<IdSet>,
+    recheck_lock: tokio::sync::Mutex<()>,
     data_blobs: AtomicU64,
     tree_blobs: AtomicU64,
     bytes_raw: AtomicU64,
@@ -60,6 +102,7 @@ struct Shared {
 pub struct BlobSaver {
     shared: Arc<Shared>,
     uploader: Arc<Mutex<Option<UploaderHandle>>>,
+    watcher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// The uploader task; it returns the number of packs and index objects written.
@@ -75,11 +118,17 @@ fn slot(kind: PackKind) -> usize {
 
 impl BlobSaver {
     /// Starts a saver with at most `connections` uploads at a time. Must be called inside a
-    /// tokio runtime.
-    pub fn start(repo: Arc<IndexedRepository>, connections: usize) -> Result<Self> {
+    /// tokio runtime. Reads the `condemned` state first (see the module docs).
+    pub async fn start(repo: Arc<IndexedRepository>, connections: usize) -> Result<Self> {
         repo.keys()
             .content("backup")
             .map_err(|e| RepoError::format("key", e))?;
+        let state = repo.condemned_state().await?;
+        let watch = PruneWatch {
+            generation: state.generation,
+            excluded: state.condemned.packs.iter().map(|p| p.id).collect(),
+            interval: recheck_interval(state.condemned.margin),
+        };
         let connections = connections.max(1);
         let (tx, rx) = mpsc::channel(connections);
         let shared = Arc::new(Shared {
@@ -90,16 +139,25 @@ impl BlobSaver {
             pools: Default::default(),
             tx: Mutex::new(Some(tx)),
             failure: Mutex::new(None),
+            watch: std::sync::RwLock::new(watch),
+            relied: Mutex::new(IdSet::default()),
+            own: Mutex::new(IdSet::default()),
+            rescued: Mutex::new(IdSet::default()),
+            recheck_lock: tokio::sync::Mutex::new(()),
             data_blobs: AtomicU64::new(0),
             tree_blobs: AtomicU64::new(0),
             bytes_raw: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
         });
         let handle = tokio::spawn(upload_loop(Arc::clone(&shared), rx, connections));
-        Ok(BlobSaver {
+        let saver = BlobSaver {
             shared,
             uploader: Arc::new(Mutex::new(Some(handle))),
-        })
+            watcher: Arc::new(Mutex::new(None)),
+        };
+        let watcher = tokio::spawn(watch_loop(saver.clone()));
+        *lock(&saver.watcher) = Some(watcher);
+        Ok(saver)
     }
 
     /// The id a blob with this plaintext would have.
@@ -113,19 +171,40 @@ impl BlobSaver {
         Ok(content.blob_id(plaintext))
     }
 
-    /// True when the repository already has the blob or this saver stored it.
+    /// True when the repository already has the blob (outside condemned packs) or this saver
+    /// stored it.
     pub fn has_blob(&self, kind: PackKind, id: &Id) -> bool {
-        self.shared.repo.index().contains(kind, id)
-            || lock(&self.shared.seen[slot(kind)]).contains(id)
+        self.indexed(kind, id) || lock(&self.shared.seen[slot(kind)]).contains(id)
+    }
+
+    /// True when the loaded index has the blob in a pack not condemned; records the reliance.
+    fn indexed(&self, kind: PackKind, id: &Id) -> bool {
+        let s = &self.shared;
+        let Some(loc) = s.repo.index().lookup(kind, id) else {
+            return false;
+        };
+        let pack = loc.pack.id;
+        if read(&s.watch).excluded.contains(&pack) {
+            return false;
+        }
+        lock(&s.relied).insert(pack);
+        true
     }
 
     /// Stores a blob unless it is already known; returns true when it was new. Blocks while
     /// uploads are behind. Call from a blocking thread, never from an async task.
     pub fn save_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<bool> {
         let s = &self.shared;
-        if s.repo.index().contains(kind, &id) || !lock(&s.seen[slot(kind)]).insert(id) {
+        if self.indexed(kind, &id) || !lock(&s.seen[slot(kind)]).insert(id) {
             return Ok(false);
         }
+        self.store_blob(kind, id, payload)?;
+        Ok(true)
+    }
+
+    /// Adds a blob to an open pack of its kind, unconditionally.
+    fn store_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<()> {
+        let s = &self.shared;
         self.check_failure()?;
         let pooled = lock(&s.pools[slot(kind)]).pop();
         let mut writer = match pooled {
@@ -149,7 +228,7 @@ impl BlobSaver {
         } else {
             lock(&s.pools[slot(kind)]).push(writer);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Stores a tree and its reference blob; returns the tree's id. Call from a blocking thread.
@@ -172,7 +251,7 @@ impl BlobSaver {
         let Some(tx) = tx else {
             return Err(RepoError::Internal("blob saver already finished".into()));
         };
-        if tx.blocking_send(pack).is_err() {
+        if tx.blocking_send(UploadMsg::Pack(pack)).is_err() {
             self.check_failure()?;
             return Err(RepoError::Internal("pack uploader stopped".into()));
         }
@@ -196,12 +275,12 @@ impl BlobSaver {
             bytes_stored: s.bytes_stored.load(Ordering::Relaxed),
             packs: 0,
             index_objects: 0,
+            blobs_rescued: lock(&s.rescued).len() as u64,
         }
     }
 
-    /// Closes every open pack, waits for all uploads and writes the last index object. After
-    /// this returns `Ok`, every blob saved is stored and indexed.
-    pub async fn finish(&self) -> Result<SaverStats> {
+    /// Sends every open pack to the uploader.
+    async fn flush_pools(&self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let this = self.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -215,7 +294,33 @@ impl BlobSaver {
             Ok(())
         })
         .await
-        .map_err(|e| RepoError::Internal(e.to_string()))??;
+        .map_err(|e| RepoError::Internal(e.to_string()))?
+    }
+
+    /// Closes every open pack, waits until every pack is stored and indexed, and makes sure
+    /// none of the blobs saved or relied on lives only in a pack a prune has condemned (storing
+    /// such blobs again). After this returns `Ok`, every blob saved is stored and indexed, and a
+    /// snapshot referring to them may be published at once.
+    pub async fn finish(&self) -> Result<SaverStats> {
+        if let Some(w) = lock(&self.watcher).take() {
+            w.abort();
+        }
+        loop {
+            self.flush_pools().await?;
+            let tx = lock(&self.shared.tx).clone();
+            let Some(tx) = tx else {
+                return Err(RepoError::Internal("blob saver finished twice".into()));
+            };
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send(UploadMsg::Flush(done_tx)).await.is_err() || done_rx.await.is_err() {
+                self.check_failure()?;
+                return Err(RepoError::Internal("pack uploader stopped".into()));
+            }
+            self.check_failure()?;
+            if self.recheck().await? == 0 {
+                break;
+            }
+        }
         lock(&self.shared.tx).take();
         let handle = lock(&self.uploader).take();
         let (packs, index_objects) = match handle {
@@ -230,11 +335,152 @@ impl BlobSaver {
             ..self.stats()
         })
     }
+
+    /// Re-reads the `condemned` state; when a prune condemned packs since the last read, stores
+    /// again every blob of those packs that this saver relied on or wrote and that no other pack
+    /// holds. Returns the number of blobs stored again.
+    pub async fn recheck(&self) -> Result<u64> {
+        let s = &self.shared;
+        let _one_at_a_time = s.recheck_lock.lock().await;
+        let state = s.repo.condemned_state().await?;
+        if state.generation == read(&s.watch).generation {
+            return Ok(0);
+        }
+        let condemned: IdSet = state.condemned.packs.iter().map(|p| p.id).collect();
+        let mine: IdSet = {
+            let mut m = lock(&s.relied).clone();
+            m.extend(lock(&s.own).iter().copied());
+            m
+        };
+        // A pack relied on that is neither condemned nor stored any more was deleted while this
+        // saver was not looking (it ran past the margin without a re-read): the data is gone.
+        let present: IdSet = s
+            .repo
+            .store()
+            .list(names::DATA)
+            .await?
+            .iter()
+            .filter_map(|o| names::id_of(&o.name))
+            .collect();
+        if let Some(gone) = mine.iter().find(|p| !present.contains(p)) {
+            return Err(RepoError::Refused(format!(
+                "pack {gone}, which this backup relies on, was deleted by a prune while the \
+                 backup ran (it was not re-checked within the safety margin); no snapshot is \
+                 written: run the backup again"
+            )));
+        }
+        let excluded_before = read(&s.watch).excluded.clone();
+        let doomed: Vec<Id> = condemned
+            .iter()
+            .filter(|p| mine.contains(p) && !excluded_before.contains(p))
+            .copied()
+            .collect();
+        let mut rescued = 0u64;
+        for pack in &doomed {
+            rescued += self.rescue_pack(pack, &condemned).await?;
+        }
+        {
+            let mut w = write(&s.watch);
+            w.generation = state.generation;
+            w.excluded = condemned;
+            w.interval = recheck_interval(state.condemned.margin);
+        }
+        // Every blob of those packs is stored again: they no longer matter to this saver.
+        for pack in &doomed {
+            lock(&s.relied).remove(pack);
+            lock(&s.own).remove(pack);
+        }
+        if rescued > 0 {
+            tracing::info!(
+                "a prune condemned packs this backup uses: {rescued} blobs stored again"
+            );
+        }
+        Ok(rescued)
+    }
+
+    /// Stores again the blobs of a condemned pack that no live pack of the loaded index holds.
+    async fn rescue_pack(&self, pack: &Id, condemned: &IdSet) -> Result<u64> {
+        let s = &self.shared;
+        let name = names::pack(pack);
+        let bytes = s.repo.get_verified(&name).await?;
+        let (kind, salt, header) =
+            crate::repack::parse_pack(s.repo.keys().maintenance(), &name, &bytes)?;
+        let meta = crate::PackMeta {
+            id: *pack,
+            kind,
+            salt,
+            size: bytes.len() as u64,
+        };
+        let mut payloads = Vec::new();
+        for b in &header {
+            let live_elsewhere = s
+                .repo
+                .index()
+                .lookup(kind, &b.id)
+                .is_some_and(|l| !condemned.contains(&l.pack.id));
+            if live_elsewhere || !lock(&s.rescued).insert(b.id) {
+                continue;
+            }
+            let loc = crate::BlobRef {
+                pack: &meta,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+            };
+            let stored = usize::try_from(b.offset)
+                .ok()
+                .zip(usize::try_from(b.offset + b.length).ok())
+                .and_then(|(a, z)| bytes.get(a..z))
+                .ok_or_else(|| RepoError::Refused(format!("{name}: blob {} out of range", b.id)))?;
+            payloads.push((b.id, s.repo.open_stored_blob(kind, &b.id, &loc, stored)?));
+        }
+        let n = payloads.len() as u64;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for (id, payload) in payloads {
+                lock(&this.shared.seen[slot(kind)]).insert(id);
+                this.store_blob(kind, id, &payload)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| RepoError::Internal(e.to_string()))??;
+        Ok(n)
+    }
+}
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A quarter of the margin, within [`RECHECK_BOUNDS`].
+fn recheck_interval(margin_secs: u64) -> Duration {
+    (Duration::from_secs(margin_secs) / 4).clamp(RECHECK_BOUNDS.0, RECHECK_BOUNDS.1)
+}
+
+/// Re-reads the `condemned` state at intervals while the saver runs.
+async fn watch_loop(saver: BlobSaver) {
+    loop {
+        let interval = read(&saver.shared.watch).interval;
+        tokio::time::sleep(interval).await;
+        // Only this task and the uploader still hold the saver: it was dropped unfinished.
+        if Arc::strong_count(&saver.shared) <= 2 {
+            return;
+        }
+        if let Err(e) = saver.recheck().await {
+            *lock(&saver.shared.failure) = Some(e.to_string());
+            return;
+        }
+    }
 }
 
 async fn upload_loop(
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<FinishedPack>,
+    mut rx: mpsc::Receiver<UploadMsg>,
     connections: usize,
 ) -> Result<(u64, u64)> {
     let result = upload_all(&shared, &mut rx, connections).await;
@@ -247,7 +493,7 @@ async fn upload_loop(
 
 async fn upload_all(
     shared: &Shared,
-    rx: &mut mpsc::Receiver<FinishedPack>,
+    rx: &mut mpsc::Receiver<UploadMsg>,
     connections: usize,
 ) -> Result<(u64, u64)> {
     let repo = &shared.repo;
@@ -255,10 +501,11 @@ async fn upload_all(
     let mut pending: Vec<IndexPack> = Vec::new();
     let (mut packs, mut index_objects) = (0u64, 0u64);
     let mut open = true;
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     while open || !inflight.is_empty() {
         tokio::select! {
-            msg = rx.recv(), if open && inflight.len() < connections => match msg {
-                Some(pack) => {
+            msg = rx.recv(), if open && inflight.len() < connections && flushes.is_empty() => match msg {
+                Some(UploadMsg::Pack(pack)) => {
                     let store = Arc::clone(repo.store());
                     let cache = repo.cache.clone().filter(|_| pack.index.kind != PackKind::Data);
                     inflight.spawn(async move {
@@ -271,16 +518,27 @@ async fn upload_all(
                         Ok::<_, RepoError>(pack.index)
                     });
                 }
+                Some(UploadMsg::Flush(reply)) => flushes.push(reply),
                 None => open = false,
             },
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                 let index = done.map_err(|e| RepoError::Internal(format!("upload task: {e}")))??;
+                lock(&shared.own).insert(index.id);
                 packs += 1;
                 pending.push(index);
                 if pending.len() >= PACKS_PER_INDEX {
                     write_index(repo, std::mem::take(&mut pending)).await?;
                     index_objects += 1;
                 }
+            }
+        }
+        if !flushes.is_empty() && inflight.is_empty() {
+            if !pending.is_empty() {
+                write_index(repo, std::mem::take(&mut pending)).await?;
+                index_objects += 1;
+            }
+            for reply in flushes.drain(..) {
+                let _ = reply.send(());
             }
         }
     }

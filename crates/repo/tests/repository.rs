@@ -20,7 +20,7 @@ fn opts(suite: Suite) -> InitOptions {
 /// Writes a snapshot of one directory holding `files`; returns its id.
 async fn write_snapshot(repo: Repository, files: &[(&str, Vec<u8>)]) -> Id {
     let repo = Arc::new(repo.load_index().await.unwrap());
-    let saver = BlobSaver::start(Arc::clone(&repo), 2).unwrap();
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
     let files: Vec<(String, Vec<u8>)> = files
         .iter()
         .map(|(n, d)| (n.to_string(), d.clone()))

@@ -131,7 +131,7 @@ pub async fn backup(
     let excludes = Excludes::new(&opts.excludes, &opts.exclude_files)?;
     let (parent_id, parent_tree) = find_parent(&repo, &opts, &path_bytes).await?;
     let chunker = Chunker::new(repo.suite(), &repo.chunker_seed()?, repo.config().chunker);
-    let saver = BlobSaver::start(Arc::clone(&repo), opts.connections.max(1))?;
+    let saver = BlobSaver::start(Arc::clone(&repo), opts.connections.max(1)).await?;
     let skipped = Skipped::default();
     let runtime = tokio::runtime::Handle::current();
     let trie = sources::build_trie(&paths);

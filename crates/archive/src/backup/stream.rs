@@ -37,7 +37,7 @@ pub async fn backup_stream(
         .map_err(|e| ArchiveError::Usage(format!("--stdin-filename: {e}")))?;
     let start = Timestamp::now();
     let chunker = Chunker::new(repo.suite(), &repo.chunker_seed()?, repo.config().chunker);
-    let saver = BlobSaver::start(Arc::clone(&repo), opts.base.connections.max(1))?;
+    let saver = BlobSaver::start(Arc::clone(&repo), opts.base.connections.max(1)).await?;
     let s2 = saver.clone();
     let c2 = Arc::clone(&counters);
     // The producer is a tokio child with kill_on_drop: if the backup is abandoned (Ctrl-C drops

@@ -200,7 +200,7 @@ mod tests {
             })
             .collect();
         let _guard = rt.enter();
-        let saver = BlobSaver::start(Arc::clone(&repo), 1).unwrap();
+        let saver = rt.block_on(BlobSaver::start(Arc::clone(&repo), 1)).unwrap();
         let ids: Vec<Id> = payloads
             .iter()
             .map(|p| {

@@ -1,0 +1,97 @@
+//! Reading whole packs and shrinking them: the pack-level work of prune and of writers that
+//! rescue blobs from condemned packs.
+//!
+//! A shrunken pack keeps its source's kind and salt and copies the kept blob records byte for
+//! byte (they stay encrypted under the key derived from that salt), then closes with a fresh
+//! sealed header. No blob is decrypted, so the maintenance key alone suffices; the new pack
+//! gets its own id, the hash of its bytes.
+
+use bytes::Bytes;
+use zaibei_crypto::Suite;
+use zaibei_format::pack::{
+    PACK_PREFIX_LEN, PACK_TRAILER_LEN, PackBlob, decode_pack_header, decode_pack_prefix,
+    decode_pack_trailer, encode_pack_footer,
+};
+use zaibei_format::{Id, IndexPack, MaintenanceKeys, PackKind};
+
+use crate::{RepoError, Result};
+
+/// Decodes a whole pack's prefix and authenticated header: kind, salt and blob records.
+pub fn parse_pack(
+    keys: &MaintenanceKeys,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(PackKind, [u8; 32], Vec<PackBlob>)> {
+    let fmt = |e| RepoError::format(name, e);
+    let len = bytes.len() as u64;
+    let (kind, salt) = decode_pack_prefix(bytes).map_err(fmt)?;
+    let range = decode_pack_trailer(&bytes[bytes.len().saturating_sub(PACK_TRAILER_LEN)..], len)
+        .map_err(fmt)?;
+    let header = bytes
+        .get(
+            usize::try_from(range.start).unwrap_or(usize::MAX)
+                ..usize::try_from(range.end).unwrap_or(usize::MAX),
+        )
+        .ok_or_else(|| RepoError::Refused(format!("{name}: header out of range")))?;
+    let blobs = decode_pack_header(keys, bytes, header, len).map_err(fmt)?;
+    Ok((kind, salt, blobs))
+}
+
+/// A pack built by [`shrink_pack`].
+#[derive(Debug)]
+pub struct ShrunkPack {
+    /// Its id.
+    pub id: Id,
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// Its index entry.
+    pub index: IndexPack,
+}
+
+/// Builds a new pack holding only the blobs of `source` (a whole pack named `name`) whose ids
+/// `keep` accepts, in their original order.
+pub fn shrink_pack(
+    keys: &MaintenanceKeys,
+    suite: Suite,
+    name: &str,
+    source: &[u8],
+    mut keep: impl FnMut(&Id) -> bool,
+) -> Result<ShrunkPack> {
+    let (kind, salt, blobs) = parse_pack(keys, name, source)?;
+    let prefix: &[u8; PACK_PREFIX_LEN] = source
+        .get(..PACK_PREFIX_LEN)
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| RepoError::Refused(format!("{name}: shorter than a pack prefix")))?;
+    let mut out = Vec::with_capacity(source.len());
+    out.extend_from_slice(prefix);
+    let mut kept = Vec::new();
+    for b in blobs.into_iter().filter(|b| keep(&b.id)) {
+        // decode_pack_header checked that every record lies inside the blob area.
+        let record = usize::try_from(b.offset)
+            .ok()
+            .zip(usize::try_from(b.offset + b.length).ok())
+            .and_then(|(a, z)| source.get(a..z))
+            .ok_or_else(|| RepoError::Refused(format!("{name}: blob {} out of range", b.id)))?;
+        kept.push(PackBlob {
+            offset: out.len() as u64,
+            ..b
+        });
+        out.extend_from_slice(record);
+    }
+    let footer = encode_pack_footer(keys, prefix, &kept)
+        .map_err(|e| RepoError::format(format!("pack shrunk from {name}"), e))?;
+    out.extend_from_slice(&footer);
+    let id = Id(suite.hash(&out));
+    let size = out.len() as u64;
+    Ok(ShrunkPack {
+        id,
+        bytes: Bytes::from(out),
+        index: IndexPack {
+            id,
+            kind,
+            salt,
+            size,
+            blobs: kept,
+        },
+    })
+}
