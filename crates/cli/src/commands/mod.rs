@@ -10,6 +10,7 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
 mod stats;
@@ -30,6 +31,8 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// Remove snapshots by id or by retention policy (--keep-last, --keep-daily, ...).
     Forget(forget::ForgetArgs),
+    /// Delete data no snapshot needs (two phases, safe beside running backups).
+    Prune(prune::PruneArgs),
     /// Restore a snapshot (or part of one) into a directory.
     Restore(restore::RestoreArgs),
     /// Check the repository's structure, and with --read-data every blob.
@@ -58,6 +61,7 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Backup(a) => backup::run(cli, a).await,
         Command::Snapshots(a) => snapshots::run(cli, a).await,
         Command::Forget(a) => forget::run(cli, a).await,
+        Command::Prune(a) => prune::run(cli, a).await,
         Command::Restore(a) => restore::run(cli, a).await,
         Command::Check(a) => check::run(cli, a).await,
         Command::Key(k) => key::run(cli, k).await,
