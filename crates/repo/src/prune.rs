@@ -584,8 +584,8 @@ pub async fn prune(
         }
     }
     if report.generation > 1 {
-        repo.delete_old_states(CONDEMNED, report.generation - 1)
-            .await?;
+        // Readers and writers need only the newest generation.
+        repo.delete_old_states(CONDEMNED, report.generation).await?;
     }
     Ok(report)
 }
