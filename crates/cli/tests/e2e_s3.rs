@@ -231,6 +231,22 @@ fn repository_suite(env: &Env, what: &str, remote: bool) {
         &format!("{what}: check --read-data after the concurrent backups"),
         || env.ok(&[&"check", &"--read-data"]),
     );
+    // Forget one of them; prune marks, then sweeps; the other stays whole.
+    env.ok(&[&"forget", &ids[0]]);
+    let mark = summary(&env.ok(&[&"--json", &"prune"]));
+    assert_eq!(num(&mark, "deleted_packs"), 0, "{mark}");
+    assert!(num(&mark, "waiting_packs") > 0, "{mark}");
+    let sweep = timed(&format!("{what}: prune sweep"), || {
+        summary(&env.ok(&[&"--json", &"prune", &"--safety-margin", &"0s"]))
+    });
+    assert!(
+        num(&sweep, "deleted_packs") >= num(&mark, "waiting_packs"),
+        "{sweep}"
+    );
+    env.ok(&[&"check", &"--read-data"]);
+    let t = env.path("restore-after-prune");
+    env.restore(&ids[1], &t, &[]);
+    assert_same_tree(&b, &restored(&t, &b));
 }
 
 #[test]
@@ -446,8 +462,8 @@ fn s3_survives_network_faults() {
 
 /// Behind storage that refuses deletes and overwrites (as object lock or write-only
 /// credentials would), everything that only adds objects works, and removing an object
-/// fails loudly and leaves it in place. (`forget` and `prune` do not exist yet; once they
-/// do, they belong here too: they must fail the same way without losing anything.)
+/// fails loudly and leaves it in place: `forget` and `prune` fail the same way without losing
+/// anything.
 #[test]
 fn s3_append_only_storage_allows_backups_and_refuses_deletes() {
     let target = s3_target();
@@ -588,7 +604,16 @@ fn s3_append_only_storage_allows_backups_and_refuses_deletes() {
         );
     }
     assert_eq!(env.snapshot_ids().len(), 2, "forget removed a snapshot");
-    // (prune, once it exists, belongs here too.)
+    // prune deletes nothing that is in use, and where it would delete the storage refuses.
+    let out = env.run(&[&"prune", &"--safety-margin", &"0s", &"--max-unused", &"0%"]);
+    let text = all_output(&out).to_lowercase();
+    assert!(
+        !text.contains("panicked") && (out.status.success() || text.contains("permission denied")),
+        "prune on append-only storage\n{}",
+        describe(&out)
+    );
+    env.ok(&[&"check", &"--read-data"]);
+    assert_eq!(env.snapshot_ids().len(), 2, "prune removed a snapshot");
     rt.block_on(proxy.shutdown());
 }
 
