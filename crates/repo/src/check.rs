@@ -16,9 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use zaibei_format::pack::{
-    PACK_TRAILER_LEN, decode_pack_header, decode_pack_prefix, decode_pack_trailer,
-};
 use zaibei_format::refs::TreeRefs;
 use zaibei_format::{Id, NodeKind, PackKind};
 
@@ -466,23 +463,12 @@ async fn read_pack(
 ) -> Result<PackOutcome> {
     let name = names::pack(&meta.id);
     let bytes = repo.get_verified(&name).await?;
-    let fmt = |e| RepoError::format(name.clone(), e);
-    let len = bytes.len() as u64;
-    let (kind, salt) = decode_pack_prefix(&bytes).map_err(fmt)?;
+    let (kind, salt, header) = crate::repack::parse_pack(repo.keys().maintenance(), &name, &bytes)?;
     if kind != meta.kind || salt != meta.salt {
         return Err(RepoError::Refused(format!(
             "{name}: kind or salt differ from the index"
         )));
     }
-    let range = decode_pack_trailer(&bytes[bytes.len().saturating_sub(PACK_TRAILER_LEN)..], len)
-        .map_err(fmt)?;
-    let header = decode_pack_header(
-        repo.keys().maintenance(),
-        &bytes,
-        &bytes[range.start as usize..range.end as usize],
-        len,
-    )
-    .map_err(fmt)?;
     let mut problems = Vec::new();
     let in_header: BTreeMap<u64, (Id, u64)> = header
         .iter()
@@ -499,7 +485,7 @@ async fn read_pack(
     let mut blobs = 0;
     if kind == PackKind::Refs || repo.keys().has_content() {
         for b in &header {
-            let stored = &bytes[b.offset as usize..(b.offset + b.length) as usize];
+            let stored = crate::repack::blob_record(&name, &bytes, b)?;
             let loc = crate::index::BlobRef {
                 pack: meta,
                 offset: b.offset,

@@ -164,6 +164,11 @@ impl MasterIndex {
         })
     }
 
+    /// Position in [`MasterIndex::packs`] of the pack holding a blob.
+    pub fn pack_number(&self, kind: PackKind, id: &Id) -> Option<usize> {
+        self.blobs[slot(kind)].get(id).map(|loc| loc.pack as usize)
+    }
+
     /// True when the blob is indexed.
     pub fn contains(&self, kind: PackKind, id: &Id) -> bool {
         self.blobs[slot(kind)].contains_key(id)

@@ -30,7 +30,7 @@ use zaibei_format::{Condemned, CondemnedPack, Id, IndexFile, IndexPack, PackKind
 
 use crate::index::{IdMap, IdSet};
 use crate::repack::shrink_pack;
-use crate::saver::write_index;
+use crate::saver::{write_index, write_index_superseding};
 use crate::{CONDEMNED, IndexedRepository, PACKS_PER_INDEX, RepoError, Result, names};
 
 /// How much unused space prune may leave in packs that are still partly used.
@@ -446,54 +446,55 @@ pub async fn prune(
         return Ok(report);
     }
 
-    // 1. Shrunk packs, and index objects listing them.
+    // 1. Shrunk packs, and index objects listing them. The blobs each keeps (used, and the
+    // copy chosen) are gathered in one pass over the index.
     let repack: Vec<usize> = (0..npacks).filter(|&p| fates[p] == Fate::Repack).collect();
+    let mut keep_sets: std::collections::HashMap<usize, IdSet> =
+        repack.iter().map(|&p| (p, IdSet::default())).collect();
+    for kind in PackKind::ALL {
+        let slot = kind as usize - 1;
+        for loc in index.all_locations(kind) {
+            if let Some(keep) = keep_sets.get_mut(&loc.pack)
+                && used.contains(kind, loc.id)
+                && (!loc.duplicated || chosen[slot].get(loc.id) == Some(&loc.pack))
+            {
+                keep.insert(*loc.id);
+            }
+        }
+    }
     let mut written_index: Vec<Id> = Vec::new();
     let mut new_packs: Vec<IndexPack> = Vec::new();
     {
         let total = repack.len() as u64;
         let mut done = 0u64;
         let mut pending: Vec<IndexPack> = Vec::new();
-        let chosen = &chosen;
-        let used = &used;
-        let mut results = futures::stream::iter(repack.iter().map(|&p| async move {
-            let meta = &packs[p];
-            let name = names::pack(&meta.id);
-            let bytes = repo.get_verified(&name).await?;
-            let keys = repo.keys().maintenance().clone();
-            let suite = repo.suite();
-            let kind = meta.kind;
-            let slot = kind as usize - 1;
-            let keep: IdSet = {
-                // Blobs of this pack that stay: used, and this is the copy chosen.
-                let mut k = IdSet::default();
-                for loc in index.all_locations(kind).filter(|l| l.pack == p) {
-                    if used.contains(kind, loc.id)
-                        && (!loc.duplicated || chosen[slot].get(loc.id) == Some(&p))
-                    {
-                        k.insert(*loc.id);
-                    }
-                }
-                k
-            };
-            let expected = keep.len() as u64;
-            let shrunk = tokio::task::spawn_blocking(move || {
-                shrink_pack(&keys, suite, &name, &bytes, |id| keep.contains(id))
-            })
-            .await
-            .map_err(|e| RepoError::Internal(format!("repack task: {e}")))??;
-            if shrunk.index.blobs.len() as u64 != expected {
-                return Err(RepoError::Refused(format!(
-                    "pack {}: its header lists {} of the {expected} blobs the index places in \
+        let mut results = futures::stream::iter(repack.iter().map(|&p| {
+            let keep = keep_sets.remove(&p).unwrap_or_default();
+            async move {
+                let meta = &packs[p];
+                let name = names::pack(&meta.id);
+                let bytes = repo.get_verified(&name).await?;
+                let keys = repo.keys().maintenance().clone();
+                let suite = repo.suite();
+                let expected = keep.len() as u64;
+                let shrunk = tokio::task::spawn_blocking(move || {
+                    shrink_pack(&keys, suite, &name, &bytes, |id| keep.contains(id))
+                })
+                .await
+                .map_err(|e| RepoError::Internal(format!("repack task: {e}")))??;
+                if shrunk.index.blobs.len() as u64 != expected {
+                    return Err(RepoError::Refused(format!(
+                        "pack {}: its header lists {} of the {expected} blobs the index places in \
                      it; run `zaibei check`",
-                    meta.id,
-                    shrunk.index.blobs.len()
-                )));
+                        meta.id,
+                        shrunk.index.blobs.len()
+                    )));
+                }
+                repo.store()
+                    .put(&names::pack(&shrunk.id), shrunk.bytes.clone())
+                    .await?;
+                Ok::<_, RepoError>(shrunk.index)
             }
-            repo.store()
-                .put(&names::pack(&shrunk.id), shrunk.bytes.clone())
-                .await?;
-            Ok::<_, RepoError>(shrunk.index)
         }))
         .buffer_unordered(opts.connections.max(1));
         while let Some(r) = results.next().await {
@@ -688,32 +689,23 @@ async fn rewrite_index(
     for p in extra {
         keep.entry(p.id).or_insert(p);
     }
-    let packs: Vec<IndexPack> = keep.into_values().collect();
+    // Chunks of PACKS_PER_INDEX; the last (possibly empty) one supersedes the old objects.
+    let mut rest: Vec<IndexPack> = keep.into_values().collect();
     let mut written = Vec::new();
-    let chunks: Vec<Vec<IndexPack>> = packs.chunks(PACKS_PER_INDEX).map(|c| c.to_vec()).collect();
-    let last = chunks.len().saturating_sub(1);
-    if chunks.is_empty() {
-        written.push(write_index_superseding(repo, Vec::new(), old.to_vec()).await?);
-    }
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        let supersedes = if i == last { old.to_vec() } else { Vec::new() };
+    loop {
+        let tail = rest.split_off(rest.len().min(PACKS_PER_INDEX));
+        let chunk = std::mem::replace(&mut rest, tail);
+        let supersedes = if rest.is_empty() {
+            old.to_vec()
+        } else {
+            Vec::new()
+        };
         written.push(write_index_superseding(repo, chunk, supersedes).await?);
+        if rest.is_empty() {
+            break;
+        }
     }
     Ok(written)
-}
-
-async fn write_index_superseding(
-    repo: &IndexedRepository,
-    packs: Vec<IndexPack>,
-    supersedes: Vec<Id>,
-) -> Result<Id> {
-    let file = IndexFile { packs, supersedes };
-    let maint = repo.keys().maintenance().clone();
-    let bytes = tokio::task::spawn_blocking(move || file.seal(&maint))
-        .await
-        .map_err(|e| RepoError::Internal(e.to_string()))?
-        .map_err(|e| RepoError::format("new index", e))?;
-    repo.put_hashed(names::INDEX, bytes).await
 }
 
 #[cfg(test)]

@@ -37,6 +37,19 @@ pub fn parse_pack(
     Ok((kind, salt, blobs))
 }
 
+/// The stored record of blob `b` inside the whole pack `bytes` (named `name`).
+pub fn blob_record<'a>(name: &str, bytes: &'a [u8], b: &PackBlob) -> Result<&'a [u8]> {
+    usize::try_from(b.offset)
+        .ok()
+        .zip(
+            b.offset
+                .checked_add(b.length)
+                .and_then(|e| usize::try_from(e).ok()),
+        )
+        .and_then(|(start, end)| bytes.get(start..end))
+        .ok_or_else(|| RepoError::Refused(format!("{name}: blob {} lies outside the pack", b.id)))
+}
+
 /// A pack built by [`shrink_pack`].
 #[derive(Debug)]
 pub struct ShrunkPack {
@@ -66,12 +79,7 @@ pub fn shrink_pack(
     out.extend_from_slice(prefix);
     let mut kept = Vec::new();
     for b in blobs.into_iter().filter(|b| keep(&b.id)) {
-        // decode_pack_header checked that every record lies inside the blob area.
-        let record = usize::try_from(b.offset)
-            .ok()
-            .zip(usize::try_from(b.offset + b.length).ok())
-            .and_then(|(a, z)| source.get(a..z))
-            .ok_or_else(|| RepoError::Refused(format!("{name}: blob {} out of range", b.id)))?;
+        let record = blob_record(name, source, &b)?;
         kept.push(PackBlob {
             offset: out.len() as u64,
             ..b

@@ -84,8 +84,11 @@ struct Shared {
     tx: Mutex<Option<mpsc::Sender<UploadMsg>>>,
     failure: Mutex<Option<String>>,
     watch: std::sync::RwLock<PruneWatch>,
-    /// Packs of the loaded index this saver deduplicated against.
-    relied: Mutex<IdSet>,
+    /// Packs of the loaded index this saver deduplicated against, by position.
+    relied: PackBits,
+    /// Packs of the loaded index condemned as of the last read, by position (the lock-free
+    /// copy of `watch.excluded` that deduplication consults).
+    condemned_bits: PackBits,
     /// Packs this saver stored.
     own: Mutex<IdSet>,
     /// Blobs stored again after their pack was condemned.
@@ -140,7 +143,8 @@ impl BlobSaver {
             tx: Mutex::new(Some(tx)),
             failure: Mutex::new(None),
             watch: std::sync::RwLock::new(watch),
-            relied: Mutex::new(IdSet::default()),
+            relied: PackBits::new(repo.index().packs().len()),
+            condemned_bits: PackBits::new(repo.index().packs().len()),
             own: Mutex::new(IdSet::default()),
             rescued: Mutex::new(IdSet::default()),
             recheck_lock: tokio::sync::Mutex::new(()),
@@ -149,6 +153,11 @@ impl BlobSaver {
             bytes_raw: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
         });
+        for (n, p) in repo.index().packs().iter().enumerate() {
+            if read(&shared.watch).excluded.contains(&p.id) {
+                shared.condemned_bits.set(n);
+            }
+        }
         let handle = tokio::spawn(upload_loop(Arc::clone(&shared), rx, connections));
         let saver = BlobSaver {
             shared,
@@ -180,14 +189,13 @@ impl BlobSaver {
     /// True when the loaded index has the blob in a pack not condemned; records the reliance.
     fn indexed(&self, kind: PackKind, id: &Id) -> bool {
         let s = &self.shared;
-        let Some(loc) = s.repo.index().lookup(kind, id) else {
+        let Some(pack) = s.repo.index().pack_number(kind, id) else {
             return false;
         };
-        let pack = loc.pack.id;
-        if read(&s.watch).excluded.contains(&pack) {
+        if s.condemned_bits.get(pack) {
             return false;
         }
-        lock(&s.relied).insert(pack);
+        s.relied.set(pack);
         true
     }
 
@@ -348,7 +356,8 @@ impl BlobSaver {
         }
         let condemned: IdSet = state.condemned.packs.iter().map(|p| p.id).collect();
         let mine: IdSet = {
-            let mut m = lock(&s.relied).clone();
+            let packs = s.repo.index().packs();
+            let mut m: IdSet = s.relied.ones().map(|n| packs[n].id).collect();
             m.extend(lock(&s.own).iter().copied());
             m
         };
@@ -382,12 +391,19 @@ impl BlobSaver {
         {
             let mut w = write(&s.watch);
             w.generation = state.generation;
+            for (n, p) in s.repo.index().packs().iter().enumerate() {
+                if condemned.contains(&p.id) {
+                    s.condemned_bits.set(n);
+                }
+            }
             w.excluded = condemned;
             w.interval = recheck_interval(state.condemned.margin);
         }
         // Every blob of those packs is stored again: they no longer matter to this saver.
         for pack in &doomed {
-            lock(&s.relied).remove(pack);
+            if let Some(n) = s.repo.index().pack_position(pack) {
+                s.relied.clear(n);
+            }
             lock(&s.own).remove(pack);
         }
         if rescued > 0 {
@@ -427,11 +443,7 @@ impl BlobSaver {
                 length: b.length,
                 raw_length: b.raw_length,
             };
-            let stored = usize::try_from(b.offset)
-                .ok()
-                .zip(usize::try_from(b.offset + b.length).ok())
-                .and_then(|(a, z)| bytes.get(a..z))
-                .ok_or_else(|| RepoError::Refused(format!("{name}: blob {} out of range", b.id)))?;
+            let stored = crate::repack::blob_record(&name, &bytes, b)?;
             payloads.push((b.id, s.repo.open_stored_blob(kind, &b.id, &loc, stored)?));
         }
         let n = payloads.len() as u64;
@@ -455,6 +467,31 @@ fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One bit per pack of the loaded index, set and read without locks (deduplication consults
+/// it for every blob).
+struct PackBits(Vec<AtomicU64>);
+
+impl PackBits {
+    fn new(packs: usize) -> Self {
+        PackBits((0..packs.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+    fn get(&self, n: usize) -> bool {
+        self.0[n / 64].load(Ordering::Relaxed) & (1 << (n % 64)) != 0
+    }
+    fn set(&self, n: usize) {
+        // Read first: most calls find the bit set and need not write the shared line.
+        if !self.get(n) {
+            self.0[n / 64].fetch_or(1 << (n % 64), Ordering::Relaxed);
+        }
+    }
+    fn clear(&self, n: usize) {
+        self.0[n / 64].fetch_and(!(1 << (n % 64)), Ordering::Relaxed);
+    }
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.0.len() * 64).filter(|&n| self.get(n))
+    }
 }
 
 /// A quarter of the margin, within [`RECHECK_BOUNDS`].
@@ -551,10 +588,17 @@ async fn upload_all(
 
 /// Writes one index object listing `packs`; returns its id.
 pub(crate) async fn write_index(repo: &IndexedRepository, packs: Vec<IndexPack>) -> Result<Id> {
-    let file = IndexFile {
-        packs,
-        supersedes: Vec::new(),
-    };
+    write_index_superseding(repo, packs, Vec::new()).await
+}
+
+/// Writes one index object listing `packs` that makes the index objects `supersedes`
+/// redundant; returns its id.
+pub(crate) async fn write_index_superseding(
+    repo: &IndexedRepository,
+    packs: Vec<IndexPack>,
+    supersedes: Vec<Id>,
+) -> Result<Id> {
+    let file = IndexFile { packs, supersedes };
     let maint = repo.keys().maintenance().clone();
     let bytes = tokio::task::spawn_blocking(move || file.seal(&maint))
         .await
