@@ -16,7 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use zaibei_crypto::{PasswordKdf, Suite};
-use zaibei_format::{Id, Node, NodeKind, PackKind, Snapshot, SnapshotSummary, Timestamp, Tree};
+mod common;
+
+use common::{Files, data, files, read_tree, save_files, snapshot_of};
+use zaibei_format::Id;
 use zaibei_repo::{
     BlobSaver, CheckOptions, IndexedRepository, InitOptions, MaxUnused, PruneOptions, Repository,
     check, prune,
@@ -150,24 +153,6 @@ impl Store for CrashStore {
 // Repository helpers.
 // ---------------------------------------------------------------------------------------
 
-type Files = Vec<(String, Vec<u8>)>;
-
-fn data(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-fn files(seeds: Range<u32>, len: usize) -> Files {
-    seeds.map(|s| (format!("f{s:03}"), data(s, len))).collect()
-}
-
 async fn open(store: Arc<dyn Store>) -> Result<Arc<IndexedRepository>, zaibei_repo::RepoError> {
     Ok(Arc::new(
         Repository::open(store, b"pw").await?.load_index().await?,
@@ -177,26 +162,7 @@ async fn open(store: Arc<dyn Store>) -> Result<Arc<IndexedRepository>, zaibei_re
 async fn backup(store: Arc<dyn Store>, files: &Files) -> Result<Id, zaibei_repo::RepoError> {
     let repo = open(store).await?;
     let saver = BlobSaver::start(Arc::clone(&repo), 2).await?;
-    let f = files.clone();
-    let s2 = saver.clone();
-    let tree = tokio::task::spawn_blocking(move || -> Result<Id, zaibei_repo::RepoError> {
-        let mut tree = Tree::default();
-        for (name, bytes) in &f {
-            let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-            node.size = bytes.len() as u64;
-            for chunk in bytes.chunks(10_000) {
-                let id = s2.blob_id(chunk)?;
-                s2.save_blob(PackKind::Data, id, chunk)?;
-                node.content.push(id);
-            }
-            tree.nodes.push(node);
-        }
-        tree.sort_and_check().unwrap();
-        s2.save_tree(&tree)
-    })
-    .await
-    .unwrap();
-    let tree = match tree {
+    let tree = match save_files(&saver, files).await {
         Ok(t) => t,
         Err(e) => {
             let _ = saver.finish().await;
@@ -204,21 +170,7 @@ async fn backup(store: Arc<dyn Store>, files: &Files) -> Result<Id, zaibei_repo:
         }
     };
     saver.finish().await?;
-    let snap = Snapshot {
-        time: Timestamp::now(),
-        tree,
-        paths: vec![b"/x".to_vec()],
-        hostname: "h".into(),
-        username: "u".into(),
-        uid: 0,
-        gid: 0,
-        tags: vec![],
-        parent: None,
-        program: "test".into(),
-        excludes: vec![],
-        summary: SnapshotSummary::default(),
-    };
-    repo.save_snapshot(&snap).await
+    repo.save_snapshot(&snapshot_of(tree)).await
 }
 
 async fn run_prune(
@@ -239,16 +191,7 @@ async fn contents(store: &Arc<dyn Store>) -> Vec<Files> {
     let repo = open(Arc::clone(store)).await.unwrap();
     let mut all = Vec::new();
     for (_, s) in repo.list_snapshots().await.unwrap().snapshots {
-        let tree = repo.load_tree(&s.tree).await.unwrap();
-        let mut out = Vec::new();
-        for node in &tree.nodes {
-            let mut bytes = Vec::new();
-            for id in &node.content {
-                bytes.extend(repo.read_blob(PackKind::Data, id).await.unwrap());
-            }
-            out.push((String::from_utf8(node.name.clone()).unwrap(), bytes));
-        }
-        all.push(out);
+        all.push(read_tree(&repo, &s.tree).await);
     }
     all
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zaibei_crypto::{PasswordKdf, Suite};
-use zaibei_format::{Id, Node, NodeKind, PackKind, Snapshot, SnapshotSummary, Timestamp, Tree};
+mod common;
+
+use common::{Files, data, files, read_tree, save_files, snapshot_of};
+use zaibei_format::{Id, PackKind};
 use zaibei_repo::{
     BlobSaver, CheckOptions, IndexedRepository, InitOptions, MaxUnused, PackWriter, PruneOptions,
     PruneReport, RepoError, Repository, check, prune,
@@ -35,64 +38,10 @@ async fn open(store: &Arc<dyn Store>) -> Arc<IndexedRepository> {
     )
 }
 
-fn data(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-type Files = Vec<(String, Vec<u8>)>;
-
-/// Saves `files` as one directory tree with `saver`; returns the tree id.
-async fn save_files(saver: &BlobSaver, files: &Files) -> Id {
-    let files = files.clone();
-    let s2 = saver.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut tree = Tree::default();
-        for (name, bytes) in &files {
-            let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-            node.size = bytes.len() as u64;
-            for chunk in bytes.chunks(10_000) {
-                let id = s2.blob_id(chunk).unwrap();
-                s2.save_blob(PackKind::Data, id, chunk).unwrap();
-                node.content.push(id);
-            }
-            tree.nodes.push(node);
-        }
-        tree.sort_and_check().unwrap();
-        s2.save_tree(&tree).unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn snapshot_of(tree: Id) -> Snapshot {
-    Snapshot {
-        time: Timestamp::now(),
-        tree,
-        paths: vec![b"/x".to_vec()],
-        hostname: "h".into(),
-        username: "u".into(),
-        uid: 0,
-        gid: 0,
-        tags: vec![],
-        parent: None,
-        program: "test".into(),
-        excludes: vec![],
-        summary: SnapshotSummary::default(),
-    }
-}
-
 async fn backup(store: &Arc<dyn Store>, files: &Files) -> Id {
     let repo = open(store).await;
     let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
-    let tree = save_files(&saver, files).await;
+    let tree = save_files(&saver, files).await.unwrap();
     saver.finish().await.unwrap();
     repo.save_snapshot(&snapshot_of(tree)).await.unwrap()
 }
@@ -101,16 +50,7 @@ async fn backup(store: &Arc<dyn Store>, files: &Files) -> Id {
 async fn read_back(store: &Arc<dyn Store>, snap: &Id) -> Files {
     let repo = open(store).await;
     let s = repo.load_snapshot(snap).await.unwrap();
-    let tree = repo.load_tree(&s.tree).await.unwrap();
-    let mut out = Vec::new();
-    for node in &tree.nodes {
-        let mut bytes = Vec::new();
-        for id in &node.content {
-            bytes.extend(repo.read_blob(PackKind::Data, id).await.unwrap());
-        }
-        out.push((String::from_utf8(node.name.clone()).unwrap(), bytes));
-    }
-    out
+    read_tree(&repo, &s.tree).await
 }
 
 async fn run_prune(store: &Arc<dyn Store>, margin: u64, max_unused: MaxUnused) -> PruneReport {
@@ -146,10 +86,6 @@ async fn stored_bytes(store: &Arc<dyn Store>) -> u64 {
         .iter()
         .map(|o| o.size)
         .sum()
-}
-
-fn files(seeds: std::ops::Range<u32>, len: usize) -> Files {
-    seeds.map(|s| (format!("f{s:03}"), data(s, len))).collect()
 }
 
 async fn forget(store: &Arc<dyn Store>, id: &Id) {
@@ -274,7 +210,7 @@ async fn a_backup_beside_a_prune_stores_condemned_blobs_again() {
     let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
     let mut new = old.clone();
     new.push(("g-extra".into(), data(999, 5_000)));
-    let tree = save_files(&saver, &new).await;
+    let tree = save_files(&saver, &new).await.unwrap();
     // ...a prune condemns the packs no snapshot needs (this backup has none yet)...
     let mark = run_prune(&store, 3600, MaxUnused::Percent(5.0)).await;
     assert!(mark.unused_packs > 0);

@@ -1,0 +1,86 @@
+//! Helpers shared by the repository's integration tests.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use zaibei_format::{Id, Node, NodeKind, PackKind, Snapshot, SnapshotSummary, Timestamp, Tree};
+use zaibei_repo::{BlobSaver, IndexedRepository, RepoError};
+
+/// Files of one directory: names and contents.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// Deterministic pseudo-random bytes (xorshift32).
+pub fn data(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Files `fNNN` for each seed.
+pub fn files(seeds: Range<u32>, len: usize) -> Files {
+    seeds.map(|s| (format!("f{s:03}"), data(s, len))).collect()
+}
+
+/// Saves `files` as one directory tree (chunks of 10,000 bytes) with `saver`; returns the
+/// tree id. Errors of the saver are returned, not unwrapped (crash tests expect them).
+pub async fn save_files(saver: &BlobSaver, files: &Files) -> Result<Id, RepoError> {
+    let files = files.clone();
+    let s2 = saver.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut tree = Tree::default();
+        for (name, bytes) in &files {
+            let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+            node.size = bytes.len() as u64;
+            for chunk in bytes.chunks(10_000) {
+                let id = s2.blob_id(chunk)?;
+                s2.save_blob(PackKind::Data, id, chunk)?;
+                node.content.push(id);
+            }
+            tree.nodes.push(node);
+        }
+        tree.sort_and_check().unwrap();
+        s2.save_tree(&tree)
+    })
+    .await
+    .unwrap()
+}
+
+/// A snapshot of `tree` taken now.
+pub fn snapshot_of(tree: Id) -> Snapshot {
+    Snapshot {
+        time: Timestamp::now(),
+        tree,
+        paths: vec![b"/x".to_vec()],
+        hostname: "h".into(),
+        username: "u".into(),
+        uid: 0,
+        gid: 0,
+        tags: vec![],
+        parent: None,
+        program: "test".into(),
+        excludes: vec![],
+        summary: SnapshotSummary::default(),
+    }
+}
+
+/// Reads every file of the directory tree `tree` back.
+pub async fn read_tree(repo: &Arc<IndexedRepository>, tree: &Id) -> Files {
+    let tree = repo.load_tree(tree).await.unwrap();
+    let mut out = Vec::new();
+    for node in &tree.nodes {
+        let mut bytes = Vec::new();
+        for id in &node.content {
+            bytes.extend(repo.read_blob(PackKind::Data, id).await.unwrap());
+        }
+        out.push((String::from_utf8(node.name.clone()).unwrap(), bytes));
+    }
+    out
+}
