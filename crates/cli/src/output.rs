@@ -151,6 +151,16 @@ impl Out {
     }
 }
 
+/// `error` prefixed with the object `name` unless the error already names it.
+pub fn naming(name: &str, error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    if text.contains(name) {
+        text
+    } else {
+        format!("{name}: {text}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,11 @@ impl Env {
 
     /// A new repository in `dir/repo`.
     pub fn init_in(dir: TempDir) -> Env {
+        Env::init_in_with(dir, &[])
+    }
+
+    /// A new repository in `dir/repo`, made with `init --insecure-test-kdf INIT_ARGS...`.
+    pub fn init_in_with(dir: TempDir, init_args: &[&str]) -> Env {
         require_tools();
         let env = Env {
             repo: dir.path().join("repo"),
@@ -163,7 +168,11 @@ impl Env {
             extra_env: Vec::new(),
             extra_args: Vec::new(),
         };
-        env.ok(&[&"init", &"--insecure-test-kdf"]);
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"init", &"--insecure-test-kdf"];
+        for a in init_args {
+            args.push(a);
+        }
+        env.ok(&args);
         env
     }
 

@@ -86,8 +86,12 @@ pub struct BlobLocation<'a> {
     pub id: &'a Id,
     /// Position of its pack in [`MasterIndex::packs`].
     pub pack: usize,
+    /// Offset of its record in the pack.
+    pub offset: u64,
     /// Stored length of its record.
     pub length: u64,
+    /// Payload length.
+    pub raw_length: u64,
     /// True when the blob has other locations too.
     pub duplicated: bool,
 }
@@ -164,6 +168,31 @@ impl MasterIndex {
         })
     }
 
+    /// Every location of a blob: the one [`MasterIndex::lookup`] gives first, then the
+    /// copies stored elsewhere (normally none).
+    pub fn locations(&self, kind: PackKind, id: &Id) -> Vec<BlobRef<'_>> {
+        let Some(first) = self.lookup(kind, id) else {
+            return Vec::new();
+        };
+        let mut all = vec![first];
+        all.extend(
+            self.extra
+                .iter()
+                .filter(|(k, i, _)| *k == kind && i == id)
+                .map(|(_, _, loc)| self.blob_ref(loc)),
+        );
+        all
+    }
+
+    fn blob_ref(&self, loc: &Location) -> BlobRef<'_> {
+        BlobRef {
+            pack: &self.packs[loc.pack as usize],
+            offset: u64::from(loc.offset),
+            length: u64::from(loc.length),
+            raw_length: u64::from(loc.raw_length),
+        }
+    }
+
     /// Position in [`MasterIndex::packs`] of the pack holding a blob.
     pub fn pack_number(&self, kind: PackKind, id: &Id) -> Option<usize> {
         self.blobs[slot(kind)].get(id).map(|loc| loc.pack as usize)
@@ -217,7 +246,9 @@ impl MasterIndex {
             .map(move |(id, loc)| BlobLocation {
                 id,
                 pack: loc.pack as usize,
+                offset: u64::from(loc.offset),
                 length: u64::from(loc.length),
+                raw_length: u64::from(loc.raw_length),
                 duplicated: dup.contains(id),
             });
         let extra = self
@@ -227,7 +258,9 @@ impl MasterIndex {
             .map(|(_, id, loc)| BlobLocation {
                 id,
                 pack: loc.pack as usize,
+                offset: u64::from(loc.offset),
                 length: u64::from(loc.length),
+                raw_length: u64::from(loc.raw_length),
                 duplicated: true,
             });
         first.chain(extra)

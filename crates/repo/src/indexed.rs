@@ -76,8 +76,28 @@ impl IndexedRepository {
 
     /// Reads, authenticates, decrypts and decompresses one blob. Data and tree blobs are also
     /// checked against their id (the keyed hash of the plaintext).
+    ///
+    /// A blob stored more than once is read from its other copies when the first is damaged.
     pub async fn read_blob(&self, kind: PackKind, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.locate(kind, id)?;
+        let locations = self.index.locations(kind, id);
+        let mut first_error = None;
+        for loc in locations {
+            match self.read_blob_at(kind, id, loc).await {
+                Ok(plain) => return Ok(plain),
+                Err(e) if e.is_store_unreachable() => return Err(e),
+                Err(e) => {
+                    if first_error.is_some() {
+                        tracing::warn!("{e}");
+                    }
+                    first_error.get_or_insert(e);
+                    tracing::debug!("blob {id}: trying its next copy");
+                }
+            }
+        }
+        Err(first_error.unwrap_or(RepoError::BlobNotFound { kind, id: *id }))
+    }
+
+    async fn read_blob_at(&self, kind: PackKind, id: &Id, loc: BlobRef<'_>) -> Result<Vec<u8>> {
         if kind != PackKind::Data
             && let Some(cache) = self.repo.cache.clone()
         {

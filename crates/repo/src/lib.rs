@@ -43,7 +43,8 @@ mod state;
 
 pub use cache::Cache;
 pub use check::{
-    CheckOptions, CheckProblem, CheckProgress, CheckReport, DataSubset, Severity, check,
+    Affected, AffectedPath, BlobKey, CheckOptions, CheckProblem, CheckProgress, CheckReport,
+    DataSubset, MAX_PATHS_LISTED, Severity, check,
 };
 pub use error::{RepoError, Result};
 pub use index::{BlobLocation, BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};

@@ -57,24 +57,16 @@ impl Repository {
             .collect();
         listed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         for (generation, id, name) in listed {
-            let bytes = match self.get_verified(&name).await {
-                Ok(b) => b,
-                Err(e) if e.is_store_unreachable() => return Err(e),
-                Err(e) => {
-                    tracing::warn!("state object {name} unreadable, ignored: {e}");
-                    continue;
-                }
-            };
-            match StateObject::open(self.keys.maintenance(), &bytes) {
-                Ok(obj) if obj.kind == kind && obj.generation == generation => {
+            match self.read_state_object(&name, kind, generation).await {
+                Ok(obj) => {
                     return Ok(StateHead {
                         generation,
                         id: Some(id),
                         object: Some(obj),
                     });
                 }
-                Ok(_) => tracing::warn!("state object {name}: name and contents disagree; ignored"),
-                Err(e) => tracing::warn!("state object {name} cannot be opened, ignored: {e}"),
+                Err(e) if e.is_store_unreachable() => return Err(e),
+                Err(e) => tracing::warn!("state object ignored: {e}"),
             }
         }
         Ok(StateHead {
@@ -82,6 +74,32 @@ impl Repository {
             id: None,
             object: None,
         })
+    }
+
+    /// Reads, verifies and opens the state object `name`, which its name says is generation
+    /// `generation` of `kind`.
+    pub(crate) async fn read_state_object(
+        &self,
+        name: &str,
+        kind: &str,
+        generation: u64,
+    ) -> Result<StateObject> {
+        let bytes = self.get_verified(name).await?;
+        let obj = StateObject::open(self.keys.maintenance(), &bytes)
+            .map_err(|e| RepoError::format(name, e))?;
+        if obj.kind != kind || obj.generation != generation {
+            return Err(RepoError::format(
+                name,
+                zaibei_format::FormatError::invalid(
+                    "state",
+                    format!(
+                        "holds generation {} of {:?}, its name says {generation} of {kind:?}",
+                        obj.generation, obj.kind
+                    ),
+                ),
+            ));
+        }
+        Ok(obj)
     }
 
     /// Publishes the generation after `head` with `body`, then lists that generation again:

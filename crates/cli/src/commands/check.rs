@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use zaibei_repo::{CheckOptions, Severity, check};
+use zaibei_repo::{Affected, CheckOptions, Severity, check};
 
 use crate::{Cli, exit, output};
 
@@ -24,6 +24,89 @@ struct Problem {
     severity: &'static str,
     object: String,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    affected: Option<AffectedView>,
+}
+
+/// What a problem costs, for scripts.
+#[derive(Serialize)]
+struct AffectedView {
+    snapshots: Vec<String>,
+    paths: Vec<PathView>,
+    paths_total: usize,
+    paths_known: bool,
+}
+
+#[derive(Serialize)]
+struct PathView {
+    path: String,
+    snapshots: Vec<String>,
+}
+
+impl From<&Affected> for AffectedView {
+    fn from(a: &Affected) -> Self {
+        AffectedView {
+            snapshots: a.snapshots.iter().map(|s| s.to_hex()).collect(),
+            paths: a
+                .paths
+                .iter()
+                .map(|p| PathView {
+                    path: p.path.clone(),
+                    snapshots: p.snapshots.iter().map(|s| s.to_hex()).collect(),
+                })
+                .collect(),
+            paths_total: a.paths_total,
+            paths_known: a.paths_known,
+        }
+    }
+}
+
+/// Paths shown per problem on a terminal (--json lists more).
+const PATHS_SHOWN: usize = 20;
+
+/// Says for people what a problem costs.
+fn describe(a: &Affected) -> Vec<String> {
+    let shorts = |ids: &[zaibei_format::Id]| {
+        let mut s: Vec<String> = ids.iter().take(8).map(|i| i.short()).collect();
+        if ids.len() > 8 {
+            s.push(format!("and {} more", ids.len() - 8));
+        }
+        s.join(", ")
+    };
+    if a.snapshots.is_empty() {
+        return vec!["  no snapshot needs what it made unreadable".into()];
+    }
+    let mut lines = vec![format!(
+        "  affects {} snapshot{}: {}",
+        a.snapshots.len(),
+        if a.snapshots.len() == 1 { "" } else { "s" },
+        shorts(&a.snapshots)
+    )];
+    if !a.paths_known {
+        lines.push("  (paths are unknown: the key in use cannot read trees)".into());
+    } else if a.paths_total == 0 {
+        lines.push(
+            "  every file can still be restored (prune and maintenance checks need what was lost)"
+                .into(),
+        );
+    } else {
+        lines.push(format!(
+            "  cannot restore {} path{}:",
+            a.paths_total,
+            if a.paths_total == 1 { "" } else { "s" }
+        ));
+        for p in a.paths.iter().take(PATHS_SHOWN) {
+            lines.push(format!("    {}  (in {})", p.path, shorts(&p.snapshots)));
+        }
+        if a.paths_total > PATHS_SHOWN {
+            lines.push(format!(
+                "    ... and {} more (--json lists up to {})",
+                a.paths_total - PATHS_SHOWN,
+                zaibei_repo::MAX_PATHS_LISTED
+            ));
+        }
+    }
+    lines
 }
 
 #[derive(Serialize)]
@@ -40,6 +123,7 @@ struct Summary {
     blobs_read: u64,
     bytes_read: u64,
     content_unverified: bool,
+    snapshots_affected: usize,
     problems: Vec<Problem>,
 }
 
@@ -83,6 +167,7 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
             blobs_read: report.blobs_read,
             bytes_read: report.bytes_read,
             content_unverified: report.content_unverified,
+            snapshots_affected: report.snapshots_affected,
             problems: report
                 .problems
                 .iter()
@@ -94,6 +179,7 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
                     },
                     object: p.object.clone(),
                     message: p.message.clone(),
+                    affected: p.affected.as_ref().map(AffectedView::from),
                 })
                 .collect(),
         })?;
@@ -105,6 +191,9 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
                 "warning"
             };
             eprintln!("{tag}: {}: {}", p.object, p.message);
+            for line in p.affected.iter().flat_map(describe) {
+                eprintln!("{line}");
+            }
         }
         if !cli.quiet {
             crate::say!(
@@ -132,7 +221,10 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
             if errors == 0 {
                 crate::say!("no errors were found")?;
             } else {
-                crate::say!("{errors} errors were found")?;
+                crate::say!(
+                    "{errors} errors were found; {} snapshots are affected",
+                    report.snapshots_affected
+                )?;
             }
         }
     }

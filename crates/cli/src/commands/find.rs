@@ -13,7 +13,7 @@ use zaibei_format::{Id, Snapshot};
 
 use crate::node_view::{NodeJson, long_line};
 use crate::output::Out;
-use crate::{Cli, exit};
+use crate::{Cli, exit, output};
 
 /// Find entries by name (or path) in snapshots.
 #[derive(Debug, Args)]
@@ -72,7 +72,7 @@ pub async fn run(cli: &Cli, a: &FindArgs) -> Result<u8> {
     let snapshots: Vec<(Id, Snapshot)> = if a.snapshots.is_empty() {
         let list = repo.list_snapshots().await?;
         for (name, e) in &list.damaged {
-            eprintln!("error: {name}: {e}");
+            eprintln!("error: {}", output::naming(name, e));
             damaged += 1;
         }
         list.snapshots

@@ -21,8 +21,22 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compression: i32,
     /// Cheapest KDF parameters, for tests only.
+    /// Size at which packs are closed (64K to 1G). Larger packs mean fewer objects on
+    /// object storage; smaller ones waste less when prune repacks.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_pack_size)]
+    pub pack_size: u64,
     #[arg(long, hide = true)]
     pub insecure_test_kdf: bool,
+}
+
+fn parse_pack_size(text: &str) -> std::result::Result<u64, String> {
+    let size = super::parse_size(text)?;
+    if !(64 << 10..=1 << 30).contains(&size) {
+        return Err(format!(
+            "{text:?}: the pack size must be between 64 KiB and 1 GiB"
+        ));
+    }
+    Ok(size)
 }
 
 #[derive(Serialize)]
@@ -44,6 +58,7 @@ pub async fn run(cli: &Cli, a: &InitArgs) -> Result<u8> {
     let kdf = super::new_kdf(a.suite, a.kdf_time, a.insecure_test_kdf)?;
     let mut opts = InitOptions::new(a.suite, kdf);
     opts.zstd_level = a.compression;
+    opts.pack_size = a.pack_size;
     opts.hostname = super::hostname();
     opts.username = std::env::var("USER").unwrap_or_default();
     let location = store.location().to_owned();

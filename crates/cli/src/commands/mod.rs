@@ -79,6 +79,14 @@ pub fn parse_suite(s: &str) -> Result<zaibei_crypto::Suite, String> {
     s.parse()
 }
 
+/// Parses a size such as `200M`, `1.5GiB` or `4096`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    match zaibei_repo::MaxUnused::parse(text)? {
+        zaibei_repo::MaxUnused::Bytes(b) => Ok(b),
+        zaibei_repo::MaxUnused::Percent(_) => Err("give a size, not a percentage".into()),
+    }
+}
+
 /// The host name of this machine.
 pub fn hostname() -> String {
     rustix::system::uname()

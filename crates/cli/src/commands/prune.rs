@@ -23,7 +23,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "LIMIT", default_value = "5%", value_parser = MaxUnused::parse)]
     pub max_unused: MaxUnused,
     /// Repack at most this much pack data in one run (e.g. 10G).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     pub max_repack: Option<u64>,
     /// How long condemned packs stay readable before deletion, on the store's clock. 0 deletes
     /// in the same run: only when no backup or copy writes to the repository meanwhile.
@@ -32,13 +32,6 @@ pub struct PruneArgs {
     /// Report what would be done; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-}
-
-fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    match MaxUnused::parse(text)? {
-        MaxUnused::Bytes(b) => Ok(b),
-        MaxUnused::Percent(_) => Err("give a size, not a percentage".into()),
-    }
 }
 
 #[derive(Serialize)]

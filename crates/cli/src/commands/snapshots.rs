@@ -43,7 +43,7 @@ pub async fn run(cli: &Cli, a: &SnapshotsArgs) -> Result<u8> {
     let repo = crate::repo::open(cli).await?;
     let list = repo.list_snapshots().await?;
     for (name, e) in &list.damaged {
-        eprintln!("error: {name}: {e}");
+        eprintln!("error: {}", output::naming(name, e));
     }
     let entries: Vec<Entry> = list
         .snapshots

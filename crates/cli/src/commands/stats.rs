@@ -206,7 +206,7 @@ pub async fn run(cli: &Cli, a: &StatsArgs) -> Result<u8> {
     let list = repo.list_snapshots().await?;
     let mut code = exit::OK;
     for (name, e) in &list.damaged {
-        eprintln!("error: {name}: {e}");
+        eprintln!("error: {}", output::naming(name, e));
         code = exit::DAMAGED;
     }
     let all = list.snapshots.len() + list.damaged.len();

@@ -1,0 +1,210 @@
+//! `check`'s impact reports: which snapshots and files a damaged object costs, copies of a blob
+//! stored twice, and what a maintenance-only key can tell.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{files, read_tree, save_files, snapshot_of};
+use zaibei_crypto::{PasswordKdf, Suite};
+use zaibei_format::{Id, IndexFile, KeyScope, PackKind};
+use zaibei_repo::{
+    BlobSaver, CheckOptions, CheckReport, IndexedRepository, InitOptions, Repository, Severity,
+    check, names, repack,
+};
+use zaibei_store::{MemoryStore, Store};
+
+async fn open(store: &Arc<dyn Store>, password: &[u8]) -> Arc<IndexedRepository> {
+    Arc::new(
+        Repository::open(Arc::clone(store), password)
+            .await
+            .unwrap()
+            .load_index()
+            .await
+            .unwrap(),
+    )
+}
+
+async fn backup(store: &Arc<dyn Store>, files: &common::Files) -> Id {
+    let repo = open(store, b"pw").await;
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
+    let tree = save_files(&saver, files).await.unwrap();
+    saver.finish().await.unwrap();
+    repo.save_snapshot(&snapshot_of(tree)).await.unwrap()
+}
+
+async fn full_check(repo: &IndexedRepository) -> CheckReport {
+    check(
+        repo,
+        CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap()
+}
+
+/// Two snapshots sharing `f001`; returns the store, both ids and the first blob of `f001`.
+async fn two_snapshots() -> (Arc<dyn Store>, Id, Id, Id) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
+    o.pack_size = 1 << 16;
+    Repository::init(Arc::clone(&store), b"pw", o)
+        .await
+        .unwrap();
+    let s1 = backup(&store, &files(0..3, 30_000)).await;
+    let s2 = backup(&store, &files(1..5, 30_000)).await;
+    let repo = open(&store, b"pw").await;
+    let tree = repo
+        .load_tree(&repo.load_snapshot(&s1).await.unwrap().tree)
+        .await
+        .unwrap();
+    let f001 = tree.nodes.iter().find(|n| n.name == b"f001").unwrap();
+    (store, s1, s2, f001.content[0])
+}
+
+/// Flips a byte inside the record of `blob`; returns the pack's name.
+async fn damage_blob(store: &Arc<dyn Store>, blob: &Id) -> String {
+    let repo = open(store, b"pw").await;
+    let loc = repo.locate(PackKind::Data, blob).unwrap();
+    let name = names::pack(&loc.pack.id);
+    let mut bytes = store.get(&name).await.unwrap().to_vec();
+    bytes[(loc.offset + loc.length / 2) as usize] ^= 0x40;
+    store.put(&name, bytes.into()).await.unwrap();
+    name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_blob_names_every_snapshot_and_file_that_needs_it() {
+    let (store, s1, s2, blob) = two_snapshots().await;
+    let pack = damage_blob(&store, &blob).await;
+    let repo = open(&store, b"pw").await;
+    let report = full_check(&repo).await;
+    let object = format!("data blob {blob}");
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == object)
+        .unwrap_or_else(|| panic!("{:?}", report.problems));
+    assert_eq!(p.severity, Severity::Error);
+    let a = p.affected.as_ref().unwrap();
+    let mut both = vec![s1, s2];
+    both.sort();
+    assert_eq!(a.snapshots, both);
+    assert!(a.paths_known);
+    assert_eq!(a.paths_total, 1);
+    assert_eq!(a.paths[0].path, "/f001");
+    assert_eq!(a.paths[0].snapshots, both);
+    // The pack's hash problem costs nothing beyond the blob.
+    let hash = report.problems.iter().find(|p| p.object == pack).unwrap();
+    assert!(hash.affected.is_none(), "{hash:?}");
+    assert_eq!(report.snapshots_affected, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_copy_keeps_the_blob_readable_and_the_damage_harmless() {
+    let (store, s1, _, blob) = two_snapshots().await;
+    // Copy the pack holding the blob into a new pack (a duplicate, as concurrent backups make)
+    // and index it.
+    let repo = open(&store, b"pw").await;
+    let loc = repo.locate(PackKind::Data, &blob).unwrap();
+    let name = names::pack(&loc.pack.id);
+    let source = store.get(&name).await.unwrap();
+    let copy = repack::shrink_pack(
+        repo.keys().maintenance(),
+        repo.suite(),
+        &name,
+        &source,
+        |id| *id == blob,
+    )
+    .unwrap();
+    store
+        .put(&names::pack(&copy.id), copy.bytes.clone())
+        .await
+        .unwrap();
+    let index = IndexFile {
+        packs: vec![copy.index],
+        supersedes: vec![],
+    }
+    .seal(repo.keys().maintenance())
+    .unwrap();
+    let index_id = Id(repo.suite().hash(&index));
+    store
+        .put(&names::index(&index_id), index.into())
+        .await
+        .unwrap();
+    // Damage the copy the index gives first (damage_blob locates it).
+    damage_blob(&store, &blob).await;
+    let repo = open(&store, b"pw").await;
+    let report = full_check(&repo).await;
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == format!("data blob {blob}"))
+        .unwrap();
+    assert!(p.affected.as_ref().unwrap().snapshots.is_empty(), "{p:?}");
+    assert_eq!(report.snapshots_affected, 0);
+    // Reading falls back to the good copy.
+    let back = read_tree(&repo, &repo.load_snapshot(&s1).await.unwrap().tree).await;
+    assert_eq!(back, files(0..3, 30_000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_maintenance_key_names_snapshots_but_not_paths() {
+    let (store, s1, s2, blob) = two_snapshots().await;
+    let repo = open(&store, b"pw").await;
+    repo.add_key(
+        b"maint",
+        KeyScope::Maintenance,
+        PasswordKdf::insecure_for_tests(Suite::Gm),
+        "h".into(),
+        "u".into(),
+    )
+    .await
+    .unwrap();
+    let pack = damage_blob(&store, &blob).await;
+    let repo = open(&store, b"maint").await;
+    let report = full_check(&repo).await;
+    assert!(report.content_unverified);
+    // Data cannot be authenticated without the content key: the whole pack is suspect.
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == pack && p.affected.is_some())
+        .unwrap_or_else(|| panic!("{:?}", report.problems));
+    let a = p.affected.as_ref().unwrap();
+    assert!(!a.paths_known);
+    assert!(a.paths.is_empty());
+    assert!(
+        a.snapshots.contains(&s1) && a.snapshots.contains(&s2),
+        "{a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_tree_names_the_directory() {
+    let (store, s1, s2, _) = two_snapshots().await;
+    // Delete the tree packs: every snapshot loses its root.
+    let repo = open(&store, b"pw").await;
+    let root = repo.load_snapshot(&s2).await.unwrap().tree;
+    let tree_pack = repo.locate(PackKind::Tree, &root).unwrap().pack.id;
+    store.delete(&names::pack(&tree_pack)).await.unwrap();
+    let report = full_check(&*open(&store, b"pw").await).await;
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == names::pack(&tree_pack))
+        .unwrap();
+    let a = p.affected.as_ref().unwrap();
+    assert!(a.snapshots.contains(&s2));
+    let root_path = a.paths.iter().find(|p| p.path == "/").unwrap();
+    assert!(root_path.snapshots.contains(&s2));
+    // s1's tree lies in its own pack unless both landed in one.
+    let s1_root = repo.load_snapshot(&s1).await.unwrap().tree;
+    let same_pack = repo.locate(PackKind::Tree, &s1_root).unwrap().pack.id == tree_pack;
+    assert_eq!(a.snapshots.contains(&s1), same_pack);
+}
