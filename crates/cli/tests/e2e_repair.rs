@@ -1,6 +1,6 @@
 //! End-to-end tests of `repair index` and `repair snapshots` with the real binary: a lost
 //! index rebuilt from the packs, then a damaged data pack whose intact blobs are saved and
-//! whose lost file is left out of a replacement snapshot.
+//! whose lost file is left out of a replacement snapshot, and which prune removes afterwards.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -202,4 +202,14 @@ fn repair_rebuilds_a_lost_index_and_replaces_a_snapshot_with_damaged_data() {
             path.display()
         );
     }
+
+    // The damaged pack, left in place by the repair, is a leftover that prune removes.
+    let p = json(&env, code::OK, &[&"prune", &"--safety-margin", &"0s"]);
+    assert!(!pack.exists(), "prune kept the damaged pack: {p}");
+    let check = json(&env, code::OK, &[&"check", &"--read-data"]);
+    assert_eq!(
+        num(&check, "errors") + num(&check, "warnings"),
+        0,
+        "{check}"
+    );
 }
