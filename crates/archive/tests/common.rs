@@ -140,6 +140,7 @@ pub async fn snapshot_of(repo: &Arc<IndexedRepository>, tree: Id) -> Id {
         program: "test".into(),
         excludes: vec![],
         summary: SnapshotSummary::default(),
+        original: None,
     };
     repo.save_snapshot(&s).await.unwrap()
 }

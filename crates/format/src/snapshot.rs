@@ -6,10 +6,11 @@
 //! ```text
 //! {"v": 1, "time": [s, ns], "tree": id, "paths": [bytes], "hostname": text, "username": text,
 //!  "uid": uint, "gid": uint, "tags": [text], "parent": id | null, "program": text,
-//!  "excludes": [text], "summary": {...}, "signature": null}
+//!  "excludes": [text], "summary": {...}, "signature": null, "original": id}
 //! ```
 //!
-//! `signature` is reserved for SM2 signatures of the snapshot (format v1 writers store `null`;
+//! `original` is present only in a snapshot written by `repair snapshots`: the id of the
+//! snapshot it repairs. `signature` is reserved for SM2 signatures of the snapshot (format v1 writers store `null`;
 //! v1 readers ignore it).
 
 use crate::cbor::{self, Value};
@@ -84,6 +85,9 @@ pub struct Snapshot {
     pub excludes: Vec<String>,
     /// Figures of the backup.
     pub summary: SnapshotSummary,
+    /// For a snapshot written by `repair snapshots`: the id of the snapshot it repairs (which
+    /// may since have been forgotten). Encoded only when present.
+    pub original: Option<Id>,
 }
 
 impl Snapshot {
@@ -141,6 +145,7 @@ impl Snapshot {
                 )
                 .value("summary", summary)
                 .value("signature", Value::Null)
+                .opt("original", self.original.as_ref().map(id_value))
                 .build(),
         )
     }
@@ -226,6 +231,7 @@ impl Snapshot {
             program: f.text("program")?,
             excludes,
             summary,
+            original: f.opt_id("original")?,
         })
     }
 

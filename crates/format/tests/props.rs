@@ -64,6 +64,7 @@ const SCHEMA_KEYS: &[&str] = &[
     "hostname",
     "username",
     "parent",
+    "original",
     "program",
     "summary",
     "generation",
@@ -339,6 +340,7 @@ proptest! {
     #[test]
     fn snapshot_round_trip(
         time in arb_time(), tree in arb_id(), parent in proptest::option::of(arb_id()),
+        original in proptest::option::of(arb_id()),
         paths in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..4),
         tags in proptest::collection::vec("[a-z]{1,8}", 0..4), n in any::<u64>(), suite in arb_suite(),
         skipped in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..30), ".{0,30}"), 0..3),
@@ -347,10 +349,21 @@ proptest! {
             time, tree, paths, hostname: "h".into(), username: "u".into(), uid: 1, gid: 2, tags, parent,
             program: "zaibei test".into(), excludes: vec!["*.tmp".into()],
             summary: SnapshotSummary { start: time, end: time, files_new: n, bytes_read: n / 2, skipped_count: skipped.len() as u64, skipped, ..Default::default() },
+            original,
         };
         let k = maint(suite);
         let sealed = s.seal(&k).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(Snapshot::open(&k, &sealed).map_err(|e| TestCaseError::fail(e.to_string()))?, s);
+        prop_assert_eq!(Snapshot::open(&k, &sealed).map_err(|e| TestCaseError::fail(e.to_string()))?, s.clone());
+        // `original` is encoded only when present: without it the body is what writers
+        // before the field wrote, and with it, removing the key gives that body back.
+        let body = cbor::decode(&s.encode_body()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let Value::Map(entries) = body else { return Err(TestCaseError::fail("not a map")) };
+        let key = Value::Text("original".into());
+        let found = entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        prop_assert_eq!(found, original.map(|o| Value::Bytes(o.0.to_vec())));
+        let older = cbor::encode(&Value::Map(entries.into_iter().filter(|(k, _)| *k != key).collect()));
+        let back = Snapshot::decode_body(&older).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back, Snapshot { original: None, ..s });
     }
 
     #[test]

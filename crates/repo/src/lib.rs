@@ -21,6 +21,8 @@
 //! | `key add` / `key passwd` | key | its own old key (`passwd`) | everything |
 //! | `key remove` | — | one key (never the one in use, never the last full key) | everything |
 //! | `forget` | — | snapshot objects | everything (snapshots are independent objects) |
+//! | `repair index` | packs of salvaged blobs, index | the index objects it replaces | backups, forgets and reads |
+//! | `repair snapshots` | trees, reference blobs, snapshots | the snapshots it replaced, when asked | everything (it writes like a backup) |
 //!
 //! Deleting data (forget, prune) is a two-phase process built on generation-numbered state
 //! objects; `docs/FORMAT.md` describes it and the full table.
@@ -35,6 +37,7 @@ pub mod names;
 mod pack_writer;
 mod prune;
 pub mod repack;
+pub mod repair;
 mod repository;
 pub mod retention;
 mod saver;
@@ -52,6 +55,10 @@ pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use pack_writer::{FinishedPack, PackWriter};
 pub use prune::{MaxUnused, PruneOptions, PruneProgress, PruneReport, prune};
+pub use repair::{
+    RepairIndexOptions, RepairIndexReport, RepairProgress, RepairSnapshotsOptions,
+    RepairSnapshotsReport, repair_index, repair_snapshots,
+};
 pub use repository::{InitOptions, Repository, read_config};
 pub use saver::{BlobSaver, PACKS_PER_INDEX, SaverStats};
 pub use snapshots::SnapshotList;

@@ -30,7 +30,7 @@ use zaibei_format::{Condemned, CondemnedPack, Id, IndexFile, IndexPack, PackKind
 
 use crate::index::{IdMap, IdSet};
 use crate::repack::shrink_pack;
-use crate::saver::{write_index, write_index_superseding};
+use crate::saver::{write_index, write_index_chunks};
 use crate::{CONDEMNED, IndexedRepository, PACKS_PER_INDEX, RepoError, Result, names};
 
 /// How much unused space prune may leave in packs that are still partly used.
@@ -689,23 +689,7 @@ async fn rewrite_index(
     for p in extra {
         keep.entry(p.id).or_insert(p);
     }
-    // Chunks of PACKS_PER_INDEX; the last (possibly empty) one supersedes the old objects.
-    let mut rest: Vec<IndexPack> = keep.into_values().collect();
-    let mut written = Vec::new();
-    loop {
-        let tail = rest.split_off(rest.len().min(PACKS_PER_INDEX));
-        let chunk = std::mem::replace(&mut rest, tail);
-        let supersedes = if rest.is_empty() {
-            old.to_vec()
-        } else {
-            Vec::new()
-        };
-        written.push(write_index_superseding(repo, chunk, supersedes).await?);
-        if rest.is_empty() {
-            break;
-        }
-    }
-    Ok(written)
+    write_index_chunks(repo, keep.into_values().collect(), old).await
 }
 
 #[cfg(test)]

@@ -316,6 +316,7 @@ mod tests {
                 program: "test".into(),
                 excludes: vec![],
                 summary: SnapshotSummary::default(),
+                original: None,
             },
         )
     }

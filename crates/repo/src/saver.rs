@@ -607,6 +607,32 @@ pub(crate) async fn write_index_superseding(
     repo.put_hashed(names::INDEX, bytes).await
 }
 
+/// Writes index objects listing `packs`, [`PACKS_PER_INDEX`] to an object; the last one (empty
+/// when `packs` is) makes the index objects `supersedes` redundant. Every object listing packs
+/// is stored before the one that supersedes, so a reader never loses a pack: the caller may
+/// delete the superseded objects once this returns. Returns the ids written.
+pub(crate) async fn write_index_chunks(
+    repo: &IndexedRepository,
+    mut packs: Vec<IndexPack>,
+    supersedes: &[Id],
+) -> Result<Vec<Id>> {
+    let mut written = Vec::new();
+    loop {
+        let tail = packs.split_off(packs.len().min(PACKS_PER_INDEX));
+        let chunk = std::mem::replace(&mut packs, tail);
+        let last = packs.is_empty();
+        let supersede = if last {
+            supersedes.to_vec()
+        } else {
+            Vec::new()
+        };
+        written.push(write_index_superseding(repo, chunk, supersede).await?);
+        if last {
+            return Ok(written);
+        }
+    }
+}
+
 impl std::fmt::Debug for BlobSaver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobSaver")

@@ -57,6 +57,7 @@ async fn write_snapshot(repo: Repository, files: &[(&str, Vec<u8>)]) -> Id {
         program: "test".into(),
         excludes: vec![],
         summary: SnapshotSummary::default(),
+        original: None,
     };
     repo.save_snapshot(&snap).await.unwrap()
 }

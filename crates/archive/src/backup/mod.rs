@@ -283,5 +283,6 @@ pub(crate) fn new_snapshot(
         program: format!("zaibei {}", env!("CARGO_PKG_VERSION")),
         excludes: opts.excludes.clone(),
         summary,
+        original: None,
     }
 }

@@ -142,7 +142,8 @@ fn snapshot_json(id: &Id, s: &Snapshot) -> Value {
         "id": id.to_hex(), "time": time(s.time), "tree": s.tree.to_hex(),
         "paths": s.paths.iter().map(|p| bytes_json(p)).collect::<Vec<_>>(),
         "hostname": s.hostname, "username": s.username, "uid": s.uid, "gid": s.gid,
-        "tags": s.tags, "parent": s.parent.map(|p| p.to_hex()), "program": s.program,
+        "tags": s.tags, "parent": s.parent.map(|p| p.to_hex()),
+        "original": s.original.map(|p| p.to_hex()), "program": s.program,
         "excludes": s.excludes,
         "summary": {
             "start": time(m.start), "end": time(m.end), "files_new": m.files_new,

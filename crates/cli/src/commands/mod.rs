@@ -11,6 +11,7 @@ mod init;
 mod key;
 mod ls;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
@@ -37,6 +38,10 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Check the repository's structure, and with --read-data every blob.
     Check(check::CheckArgs),
+    /// Repair a damaged repository: `repair index` rebuilds the index from the packs,
+    /// `repair snapshots` writes snapshots that leave out lost files.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
     /// Manage keys (passwords) of the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -64,6 +69,7 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Prune(a) => prune::run(cli, a).await,
         Command::Restore(a) => restore::run(cli, a).await,
         Command::Check(a) => check::run(cli, a).await,
+        Command::Repair(c) => repair::run(cli, c).await,
         Command::Key(k) => key::run(cli, k).await,
         Command::Ls(a) => ls::run(cli, a).await,
         Command::Find(a) => find::run(cli, a).await,

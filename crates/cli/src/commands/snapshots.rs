@@ -32,6 +32,9 @@ struct Entry {
     tags: Vec<String>,
     paths: Vec<String>,
     parent: Option<String>,
+    /// The snapshot this one repairs (written by `repair snapshots`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original: Option<String>,
     tree: String,
     program: String,
     total_files: u64,
@@ -66,6 +69,7 @@ pub async fn run(cli: &Cli, a: &SnapshotsArgs) -> Result<u8> {
             tags: s.tags.clone(),
             paths: s.paths.iter().map(|p| output::path(p)).collect(),
             parent: s.parent.map(|p| p.to_hex()),
+            original: s.original.map(|p| p.to_hex()),
             tree: s.tree.to_hex(),
             program: s.program.clone(),
             total_files: s.summary.total_files,

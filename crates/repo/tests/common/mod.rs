@@ -68,6 +68,7 @@ pub fn snapshot_of(tree: Id) -> Snapshot {
         program: "test".into(),
         excludes: vec![],
         summary: SnapshotSummary::default(),
+        original: None,
     }
 }
 
