@@ -335,6 +335,7 @@ proptest! {
         let _ = pack::decode_pack_header(&k, &bytes, &bytes, 1000);
         let _ = open_object(&k, SealedType::Index, &bytes);
         let _ = blob::open_blob(&k.refs_pack_aead(&[0; 32]), PackKind::Refs, &Id::default(), &bytes, 10);
+        let _ = zaibei_format::state::parse_state_name(&String::from_utf8_lossy(&bytes));
     }
 
     #[test]

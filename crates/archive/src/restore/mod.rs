@@ -71,7 +71,8 @@ pub(crate) struct Failures(Mutex<Vec<(Vec<u8>, String)>>);
 impl Failures {
     pub(crate) fn record(&self, path: &[u8], reason: impl Into<String>) {
         let reason = reason.into();
-        tracing::error!("cannot restore {}: {reason}", String::from_utf8_lossy(path));
+        // Reported with the outcome (the CLI prints every one); logged here for tracing.
+        tracing::debug!("cannot restore {}: {reason}", String::from_utf8_lossy(path));
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

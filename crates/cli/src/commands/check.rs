@@ -190,7 +190,7 @@ pub async fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
             } else {
                 "warning"
             };
-            eprintln!("{tag}: {}: {}", p.object, p.message);
+            eprintln!("{tag}: {}", output::naming(&p.object, &p.message));
             for line in p.affected.iter().flat_map(describe) {
                 eprintln!("{line}");
             }
