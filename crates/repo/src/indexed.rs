@@ -79,39 +79,46 @@ impl IndexedRepository {
     ///
     /// A blob stored more than once is read from its other copies when the first is damaged.
     pub async fn read_blob(&self, kind: PackKind, id: &Id) -> Result<Vec<u8>> {
-        let locations = self.index.locations(kind, id);
-        let mut first_error = None;
-        for loc in locations {
+        let first = self.locate(kind, id)?;
+        let first_error = match self.read_blob_at(kind, id, first).await {
+            Ok(plain) => return Ok(plain),
+            Err(e) if e.is_store_unreachable() => return Err(e),
+            Err(e) => e,
+        };
+        // Only now look for copies (normally there are none).
+        for loc in self.index.locations(kind, id).into_iter().skip(1) {
             match self.read_blob_at(kind, id, loc).await {
-                Ok(plain) => return Ok(plain),
-                Err(e) if e.is_store_unreachable() => return Err(e),
-                Err(e) => {
-                    if first_error.is_some() {
-                        tracing::warn!("{e}");
-                    }
-                    first_error.get_or_insert(e);
-                    tracing::debug!("blob {id}: trying its next copy");
+                Ok(plain) => {
+                    tracing::warn!("{first_error}; read its copy in pack {}", loc.pack.id);
+                    return Ok(plain);
                 }
+                Err(e) if e.is_store_unreachable() => return Err(e),
+                Err(e) => tracing::warn!("{e}"),
             }
         }
-        Err(first_error.unwrap_or(RepoError::BlobNotFound { kind, id: *id }))
+        Err(first_error)
     }
 
     async fn read_blob_at(&self, kind: PackKind, id: &Id, loc: BlobRef<'_>) -> Result<Vec<u8>> {
         if kind != PackKind::Data
             && let Some(cache) = self.repo.cache.clone()
         {
-            let stored = self.read_cached(&cache, &loc).await?;
-            match self.open_stored_blob(kind, id, &loc, &stored) {
-                Ok(plain) => return Ok(plain),
-                // Cached bytes that do not open: drop them and ask the store.
-                Err(e) => {
-                    tracing::warn!(
-                        "cache: {e}; reading pack {} from the repository",
-                        loc.pack.id
-                    );
-                    cache.forget_pack(&loc.pack.id);
-                }
+            match self.read_cached(&cache, &loc).await {
+                Ok(stored) => match self.open_stored_blob(kind, id, &loc, &stored) {
+                    Ok(plain) => return Ok(plain),
+                    // Cached bytes that do not open: drop them and ask the store.
+                    Err(e) => {
+                        tracing::warn!(
+                            "cache: {e}; reading pack {} from the repository",
+                            loc.pack.id
+                        );
+                        cache.forget_pack(&loc.pack.id);
+                    }
+                },
+                Err(e) if e.is_store_unreachable() => return Err(e),
+                // The whole pack cannot be cached (damaged elsewhere, say): the blob's own
+                // record may still be intact, as check reports it.
+                Err(e) => tracing::debug!("cache: {e}; reading the blob alone"),
             }
         }
         let name = names::pack(&loc.pack.id);

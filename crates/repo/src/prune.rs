@@ -548,6 +548,7 @@ pub async fn prune(
             generation: state.generation,
             id: state.id,
             object: None,
+            newest_listed: state.newest_listed,
         };
         let published = repo.publish_state(CONDEMNED, &head, body).await?;
         report.generation = published.generation;

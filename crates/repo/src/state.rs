@@ -22,6 +22,9 @@ pub struct StateHead {
     pub id: Option<Id>,
     /// The decoded state.
     pub object: Option<StateObject>,
+    /// The highest generation listed, readable or not: the next one published comes after it,
+    /// so a damaged newest object never blocks publishing.
+    pub newest_listed: u64,
 }
 
 /// The latest `condemned` state.
@@ -33,6 +36,8 @@ pub struct CondemnedState {
     pub id: Option<Id>,
     /// The packs marked for deletion.
     pub condemned: Condemned,
+    /// The highest generation listed (see [`StateHead::newest_listed`]).
+    pub newest_listed: u64,
 }
 
 fn state_dir(kind: &str) -> String {
@@ -56,6 +61,7 @@ impl Repository {
             })
             .collect();
         listed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let newest_listed = listed.first().map_or(0, |l| l.0);
         for (generation, id, name) in listed {
             match self.read_state_object(&name, kind, generation).await {
                 Ok(obj) => {
@@ -63,6 +69,7 @@ impl Repository {
                         generation,
                         id: Some(id),
                         object: Some(obj),
+                        newest_listed,
                     });
                 }
                 Err(e) if e.is_store_unreachable() => return Err(e),
@@ -73,6 +80,7 @@ impl Repository {
             generation: 0,
             id: None,
             object: None,
+            newest_listed,
         })
     }
 
@@ -114,7 +122,7 @@ impl Repository {
     ) -> Result<StateHead> {
         let object = StateObject {
             kind: kind.to_owned(),
-            generation: head.generation + 1,
+            generation: head.generation.max(head.newest_listed) + 1,
             previous: head.id,
             time: Timestamp::now(),
             body,
@@ -148,6 +156,7 @@ impl Repository {
         Ok(StateHead {
             generation: object.generation,
             id: Some(id),
+            newest_listed: object.generation,
             object: Some(object),
         })
     }
@@ -191,6 +200,7 @@ impl Repository {
             generation: head.generation,
             id: head.id,
             condemned,
+            newest_listed: head.newest_listed,
         })
     }
 

@@ -208,3 +208,61 @@ async fn a_missing_tree_names_the_directory() {
     let same_pack = repo.locate(PackKind::Tree, &s1_root).unwrap().pack.id == tree_pack;
     assert_eq!(a.snapshots.contains(&s1), same_pack);
 }
+
+/// A directory shared at different depths by two snapshots is named at both paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subtree_shared_at_different_depths_is_named_at_each_path() {
+    use zaibei_format::{Node, NodeKind, Tree};
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
+    o.pack_size = 1 << 16;
+    Repository::init(Arc::clone(&store), b"pw", o)
+        .await
+        .unwrap();
+    let repo = open(&store, b"pw").await;
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
+    let shared = save_files(&saver, &files(0..2, 20_000)).await.unwrap();
+    let s2 = saver.clone();
+    let (root1, root2) = tokio::task::spawn_blocking(move || {
+        let dir = |name: &str, sub: Id| {
+            let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::Dir);
+            n.subtree = Some(sub);
+            Tree { nodes: vec![n] }
+        };
+        let root1 = s2.save_tree(&dir("x", shared)).unwrap();
+        let mid = s2.save_tree(&dir("z", shared)).unwrap();
+        let deeper = s2.save_tree(&dir("w", mid)).unwrap();
+        let root2 = s2.save_tree(&dir("y", deeper)).unwrap();
+        (root1, root2)
+    })
+    .await
+    .unwrap();
+    saver.finish().await.unwrap();
+    // The deeper snapshot first, so that the shared tree is met at its shallow depth second.
+    let snap2 = repo.save_snapshot(&snapshot_of(root2)).await.unwrap();
+    let snap1 = repo.save_snapshot(&snapshot_of(root1)).await.unwrap();
+    let blob = open(&store, b"pw")
+        .await
+        .load_tree(&shared)
+        .await
+        .unwrap()
+        .nodes[1]
+        .content[0];
+    damage_blob(&store, &blob).await;
+    let report = full_check(&*open(&store, b"pw").await).await;
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == format!("data blob {blob}"))
+        .unwrap();
+    let a = p.affected.as_ref().unwrap();
+    let paths: Vec<(&str, &[Id])> = a
+        .paths
+        .iter()
+        .map(|p| (p.path.as_str(), p.snapshots.as_slice()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![("/x/f001", &[snap1][..]), ("/y/w/z/f001", &[snap2][..])]
+    );
+}

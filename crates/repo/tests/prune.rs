@@ -328,3 +328,41 @@ async fn of_two_prunes_racing_for_a_generation_one_loses() {
     assert_eq!((now.generation, now.id), (1, first.id));
     assert_eq!(store.list("state/condemned").await.unwrap().len(), 1);
 }
+
+/// A damaged newest `condemned` object must not block every later prune: the next one falls
+/// back to the previous generation, publishes past the damaged one and removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_condemned_state_does_not_block_prune() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    new_repo(Arc::clone(&store)).await;
+    let sa = backup(&store, &files(0..10, 30_000)).await;
+    let sb = backup(&store, &files(100..110, 30_000)).await;
+    forget(&store, &sa).await;
+    let mark = run_prune(&store, 3600, MaxUnused::Percent(5.0)).await;
+    assert_eq!(mark.generation, 1);
+    let states = store.list("state/condemned").await.unwrap();
+    assert_eq!(states.len(), 1);
+    let mut bytes = store.get(&states[0].name).await.unwrap().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    store.put(&states[0].name, bytes.into()).await.unwrap();
+
+    let again = run_prune(&store, 3600, MaxUnused::Percent(5.0)).await;
+    assert_eq!(again.generation, 2, "{again:?}");
+    assert!(
+        again.unused_packs > 0,
+        "the damaged generation's packs are marked again"
+    );
+    let names: Vec<String> = store
+        .list("state/condemned")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert!(!names.contains(&states[0].name), "{names:?}");
+    let sweep = run_prune(&store, 0, MaxUnused::Percent(5.0)).await;
+    assert!(sweep.deleted_packs > 0, "{sweep:?}");
+    assert_checks(&store).await;
+    assert_eq!(read_back(&store, &sb).await, files(100..110, 30_000));
+}

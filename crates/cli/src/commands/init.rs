@@ -20,11 +20,11 @@ pub struct InitArgs {
     /// zstd compression level for data (0 turns compression off).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compression: i32,
-    /// Cheapest KDF parameters, for tests only.
     /// Size at which packs are closed (64K to 1G). Larger packs mean fewer objects on
     /// object storage; smaller ones waste less when prune repacks.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_pack_size)]
     pub pack_size: u64,
+    /// Cheapest KDF parameters, for tests only.
     #[arg(long, hide = true)]
     pub insecure_test_kdf: bool,
 }

@@ -85,7 +85,7 @@ pub fn parse_suite(s: &str) -> Result<zaibei_crypto::Suite, String> {
     s.parse()
 }
 
-/// Parses a size such as `200M`, `1.5GiB` or `4096`.
+/// Parses a size such as `200M`, `4GiB` or `4096` (whole numbers with K, M, G or T).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     match zaibei_repo::MaxUnused::parse(text)? {
         zaibei_repo::MaxUnused::Bytes(b) => Ok(b),

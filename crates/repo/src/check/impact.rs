@@ -5,13 +5,12 @@
 //! through every snapshot: a file is affected when one of its data blobs is lost, a directory
 //! when its tree blob is lost (a restore cannot list it). A lost reference blob does not stop a
 //! restore, but prune and checks with the maintenance key need it: it marks its snapshots as
-//! affected without naming paths. Shared subtrees are scanned once.
+//! affected without naming paths. Shared subtrees are scanned once, level by level.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use zaibei_format::{Id, NodeKind, PackKind};
 
 use super::{BlobKey, Cause, CheckProgress, CheckReport, Severity};
@@ -59,20 +58,22 @@ pub(super) async fn assess(
     let mut hits_by_key: HashMap<BlobKey, Vec<(Id, String)>> = HashMap::new();
     if !lost.is_empty() {
         let list = repo.list_snapshots().await?;
-        let scanner = Scanner {
-            repo,
-            lost: &lost,
-            full: repo.keys().has_content(),
-            memo: Mutex::new(IdMap::default()),
-            permits: tokio::sync::Semaphore::new(8),
-        };
-        let total = list.snapshots.len() as u64;
-        for (done, (snap, s)) in list.snapshots.iter().enumerate() {
-            progress("impact", done as u64 + 1, total);
+        let roots: Vec<Id> = list
+            .snapshots
+            .iter()
+            .map(|(_, s)| s.tree)
+            .filter(|t| !lost.contains(&(PackKind::Tree, *t)))
+            .collect();
+        let below = scan_trees(repo, &lost, &roots, progress).await?;
+        let none = Arc::new(Vec::new());
+        for (snap, s) in &list.snapshots {
             let hits = if lost.contains(&(PackKind::Tree, s.tree)) {
                 Arc::new(vec![(String::new(), (PackKind::Tree, s.tree))])
             } else {
-                scanner.scan(s.tree).await?
+                below
+                    .get(&s.tree)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::clone(&none))
             };
             for (path, key) in hits.iter() {
                 let path = if path.is_empty() { "/" } else { path };
@@ -196,126 +197,152 @@ fn summarize(
     }
 }
 
-/// Finds lost blobs below trees, remembering each tree's findings.
-struct Scanner<'a> {
-    repo: &'a IndexedRepository,
-    lost: &'a HashSet<BlobKey>,
-    /// Read trees (content key) or only reference blobs (maintenance key).
-    full: bool,
-    memo: Mutex<IdMap<Arc<Vec<Hit>>>>,
-    /// Bounds the reads in flight (scans of subtrees run side by side).
-    permits: tokio::sync::Semaphore,
+/// What one tree holds directly: lost blobs met in it, and its subtrees to follow.
+#[derive(Default)]
+struct TreeScan {
+    hits: Vec<Hit>,
+    subtrees: Vec<(String, Id)>,
 }
 
-impl Scanner<'_> {
-    fn remembered(&self, tree: &Id) -> Option<Arc<Vec<Hit>>> {
-        self.memo
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tree)
-            .cloned()
-    }
-
-    fn remember(&self, tree: Id, hits: Vec<Hit>) -> Arc<Vec<Hit>> {
-        let hits = Arc::new(hits);
-        self.memo
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tree, Arc::clone(&hits));
-        hits
-    }
-
-    /// The lost blobs at and below `tree`, with their paths relative to it.
-    fn scan(&self, tree: Id) -> BoxFuture<'_, Result<Arc<Vec<Hit>>>> {
-        async move {
-            if let Some(hits) = self.remembered(&tree) {
-                return Ok(hits);
-            }
-            let mut hits = Vec::new();
-            let refs_key = (PackKind::Refs, tree);
-            if self.lost.contains(&refs_key) {
-                hits.push((String::new(), refs_key));
-            }
-            let mut subtrees: Vec<(String, Id)> = Vec::new();
-            if self.full {
-                let loaded = {
-                    let _permit = self.permits.acquire().await;
-                    self.repo.load_tree(&tree).await
-                };
-                let t = match loaded {
-                    Ok(t) => t,
-                    Err(e) if e.is_store_unreachable() => return Err(e),
-                    Err(_) => {
-                        hits.push((String::new(), (PackKind::Tree, tree)));
-                        return Ok(self.remember(tree, hits));
-                    }
-                };
-                for node in &t.nodes {
-                    let name = format!("/{}", String::from_utf8_lossy(&node.name));
-                    match node.kind {
-                        NodeKind::File => {
-                            for blob in &node.content {
-                                let key = (PackKind::Data, *blob);
-                                if self.lost.contains(&key) {
-                                    hits.push((name.clone(), key));
-                                }
-                            }
-                        }
-                        NodeKind::Dir => {
-                            if let Some(sub) = node.subtree {
-                                let key = (PackKind::Tree, sub);
-                                if self.lost.contains(&key) {
-                                    hits.push((name, key));
-                                } else {
-                                    subtrees.push((name, sub));
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            } else {
-                let loaded = {
-                    let _permit = self.permits.acquire().await;
-                    self.repo.load_refs(&tree).await
-                };
-                let refs = match loaded {
-                    Ok(r) => r,
-                    Err(e) if e.is_store_unreachable() => return Err(e),
-                    Err(_) => {
-                        if hits.is_empty() {
-                            hits.push((String::new(), refs_key));
-                        }
-                        return Ok(self.remember(tree, hits));
-                    }
-                };
-                for blob in &refs.data {
-                    let key = (PackKind::Data, *blob);
-                    if self.lost.contains(&key) {
-                        hits.push((String::new(), key));
-                    }
-                }
-                for sub in &refs.trees {
-                    let key = (PackKind::Tree, *sub);
-                    if self.lost.contains(&key) {
-                        hits.push((String::new(), key));
-                    }
-                    subtrees.push((String::new(), *sub));
+/// The lost blobs at and below every tree reachable from `roots`, with paths relative to each
+/// tree; trees with none are left out. Trees are read level by level (each once, 8 at a time)
+/// and the findings then carried up with an explicit stack, so neither deep nesting nor a
+/// reference blob that lists its own ancestor can exhaust the stack or loop.
+async fn scan_trees(
+    repo: &IndexedRepository,
+    lost: &HashSet<BlobKey>,
+    roots: &[Id],
+    progress: CheckProgress<'_>,
+) -> Result<IdMap<Arc<Vec<Hit>>>> {
+    let full = repo.keys().has_content();
+    let mut seen: IdSet = roots.iter().copied().collect();
+    let mut frontier: Vec<Id> = seen.iter().copied().collect();
+    let mut scans: IdMap<TreeScan> = IdMap::default();
+    while !frontier.is_empty() {
+        let batch = std::mem::take(&mut frontier);
+        let mut results = futures::stream::iter(
+            batch
+                .into_iter()
+                .map(|tree| async move { (tree, scan_one(repo, lost, full, tree).await) }),
+        )
+        .buffer_unordered(8);
+        while let Some((tree, scanned)) = results.next().await {
+            let scanned = scanned?;
+            for (_, sub) in &scanned.subtrees {
+                if seen.insert(*sub) {
+                    frontier.push(*sub);
                 }
             }
-            let mut children = futures::stream::iter(
-                subtrees
-                    .into_iter()
-                    .map(|(name, sub)| async move { (name, self.scan(sub).await) }),
-            )
-            .buffered(4);
-            while let Some((name, found)) = children.next().await {
-                for (path, key) in found?.iter() {
-                    hits.push((format!("{name}{path}"), *key));
-                }
-            }
-            Ok(self.remember(tree, hits))
+            scans.insert(tree, scanned);
+            progress("impact", scans.len() as u64, 0);
         }
-        .boxed()
     }
+    // Carry findings up in post-order (an explicit stack): every subtree is finished before
+    // the trees holding it. A subtree met again while still open (a cycle, which only a
+    // forged reference blob could make) adds nothing.
+    let mut below: IdMap<Arc<Vec<Hit>>> = IdMap::default();
+    let mut finished: IdSet = IdSet::default();
+    let mut open: IdSet = IdSet::default();
+    for root in roots {
+        let mut stack = vec![(*root, false)];
+        while let Some((tree, expanded)) = stack.pop() {
+            let Some(scanned) = scans.get(&tree) else {
+                continue;
+            };
+            if expanded {
+                let mut hits = scanned.hits.clone();
+                for (name, sub) in &scanned.subtrees {
+                    for (path, key) in below.get(sub).into_iter().flat_map(|h| h.iter()) {
+                        hits.push((format!("{name}{path}"), *key));
+                    }
+                }
+                if !hits.is_empty() {
+                    below.insert(tree, Arc::new(hits));
+                }
+                open.remove(&tree);
+                finished.insert(tree);
+            } else if !finished.contains(&tree) && open.insert(tree) {
+                stack.push((tree, true));
+                for (_, sub) in &scanned.subtrees {
+                    if !finished.contains(sub) && !open.contains(sub) {
+                        stack.push((*sub, false));
+                    }
+                }
+            }
+        }
+    }
+    Ok(below)
+}
+
+/// Reads one tree (content key) or its reference blob (maintenance key).
+async fn scan_one(
+    repo: &IndexedRepository,
+    lost: &HashSet<BlobKey>,
+    full: bool,
+    tree: Id,
+) -> Result<TreeScan> {
+    let mut out = TreeScan::default();
+    let refs_key = (PackKind::Refs, tree);
+    if lost.contains(&refs_key) {
+        out.hits.push((String::new(), refs_key));
+    }
+    if full {
+        let t = match repo.load_tree(&tree).await {
+            Ok(t) => t,
+            Err(e) if e.is_store_unreachable() => return Err(e),
+            Err(_) => {
+                out.hits.push((String::new(), (PackKind::Tree, tree)));
+                return Ok(out);
+            }
+        };
+        for node in &t.nodes {
+            let name = format!("/{}", String::from_utf8_lossy(&node.name));
+            match node.kind {
+                NodeKind::File => {
+                    for blob in &node.content {
+                        let key = (PackKind::Data, *blob);
+                        if lost.contains(&key) {
+                            out.hits.push((name.clone(), key));
+                        }
+                    }
+                }
+                NodeKind::Dir => {
+                    if let Some(sub) = node.subtree {
+                        let key = (PackKind::Tree, sub);
+                        if lost.contains(&key) {
+                            out.hits.push((name, key));
+                        } else {
+                            out.subtrees.push((name, sub));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    } else {
+        let refs = match repo.load_refs(&tree).await {
+            Ok(r) => r,
+            Err(e) if e.is_store_unreachable() => return Err(e),
+            Err(_) => {
+                if out.hits.is_empty() {
+                    out.hits.push((String::new(), refs_key));
+                }
+                return Ok(out);
+            }
+        };
+        for blob in &refs.data {
+            let key = (PackKind::Data, *blob);
+            if lost.contains(&key) {
+                out.hits.push((String::new(), key));
+            }
+        }
+        for sub in &refs.trees {
+            let key = (PackKind::Tree, *sub);
+            if lost.contains(&key) {
+                out.hits.push((String::new(), key));
+            }
+            out.subtrees.push((String::new(), *sub));
+        }
+    }
+    Ok(out)
 }

@@ -263,7 +263,8 @@ async fn check_states(repo: &IndexedRepository, report: &mut CheckReport) -> Res
             report.error(
                 info.name,
                 format!(
-                    "{e}; prune falls back to the previous generation and marks its packs again"
+                    "{e}; prune and writers fall back to the previous generation (packs marked \
+                     since are marked again), and the next prune publishes past it and deletes it"
                 ),
                 Cause::None,
             );
@@ -296,9 +297,14 @@ fn check_packs_present(
                 } else {
                     Cause::Pack(p.id)
                 };
+                let assumed = if matches!(cause, Cause::Pack(_)) {
+                    " (not read: every blob in it is counted lost; --read-data tells exactly)"
+                } else {
+                    ""
+                };
                 report.error(
                     name.clone(),
-                    format!("pack is {size} bytes, the index says {}", p.size),
+                    format!("pack is {size} bytes, the index says {}{assumed}", p.size),
                     cause,
                 );
             }
@@ -369,17 +375,18 @@ async fn check_snapshots_and_trees(
                     }
                 }
                 Err(e) if e.is_store_unreachable() => return Err(e),
+                // A blob no index lists is reported once, as missing, below.
+                Err(RepoError::BlobNotFound { kind, id }) => {
+                    missing.insert((kind, id));
+                }
                 Err(e) => {
-                    // A tree that is not indexed is reported once, as missing, below.
-                    if !matches!(e, RepoError::BlobNotFound { .. }) {
-                        report.error(
-                            format!("tree {tree}"),
-                            format!("{e} (first met at {path})"),
-                            Cause::Blob((PackKind::Tree, tree)),
-                        );
-                    } else {
-                        missing.insert((PackKind::Tree, tree));
-                    }
+                    // With the content key the tree failed; without it, its reference blob.
+                    let kind = if full { PackKind::Tree } else { PackKind::Refs };
+                    report.error(
+                        format!("{} blob {tree}", kind.name()),
+                        format!("{e} (first met at {path})"),
+                        Cause::Blob((kind, tree)),
+                    );
                 }
             }
         }

@@ -56,7 +56,9 @@ impl DataSubset {
                         p.id.0[0], p.id.0[1], p.id.0[2], p.id.0[3], p.id.0[4], p.id.0[5],
                         p.id.0[6], p.id.0[7],
                     ]);
-                    head % u64::from(m) == u64::from(n - 1)
+                    // `parse` guarantees 1 ≤ n ≤ m; a hand-built value outside that selects
+                    // nothing rather than dividing by zero.
+                    m > 0 && head % u64::from(m) == u64::from(n.wrapping_sub(1))
                 })
                 .collect(),
             DataSubset::Percent(p) => {
