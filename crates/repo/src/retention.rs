@@ -232,8 +232,16 @@ pub fn apply(
     groups
         .into_iter()
         .map(|(key, mut members)| {
-            // Newest first; ties broken by id so the result does not depend on input order.
-            members.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+            // Newest first. Of snapshots taken at the same time, a repaired replacement (which
+            // keeps its original's time) comes before the original, so a policy that keeps
+            // one of them keeps the repaired one; then ids, so the result does not depend on
+            // input order.
+            members.sort_by(|a, b| {
+                b.1.time
+                    .cmp(&a.1.time)
+                    .then(b.1.original.is_some().cmp(&a.1.original.is_some()))
+                    .then(b.0.cmp(&a.0))
+            });
             GroupDecision {
                 key,
                 decisions: decide(policy, &members, tz),
@@ -343,6 +351,27 @@ mod tests {
             v.push(snap(i, &t.to_string(), "h", &[]));
         }
         v
+    }
+
+    #[test]
+    fn a_repaired_replacement_wins_over_its_original() {
+        let original = snap(200, "2026-03-01T03:00:00Z", "h", &[]);
+        let mut repaired = snap(1, "2026-03-01T03:00:00Z", "h", &["repaired"]);
+        repaired.1.original = Some(original.0);
+        let s = vec![original, repaired];
+        for policy in [
+            KeepPolicy {
+                last: Some(1),
+                ..Default::default()
+            },
+            KeepPolicy {
+                daily: Some(1),
+                ..Default::default()
+            },
+        ] {
+            let g = apply(&policy, &s, GroupBy::default(), &TimeZone::UTC);
+            assert_eq!(kept(&g), vec![1], "{policy:?}");
+        }
     }
 
     #[test]
