@@ -22,7 +22,6 @@ mod impact;
 mod subset;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use futures::StreamExt;
 use zaibei_format::refs::TreeRefs;
@@ -31,7 +30,7 @@ use zaibei_format::{Id, NodeKind, PackKind};
 pub use impact::{Affected, AffectedPath, MAX_PATHS_LISTED};
 pub use subset::DataSubset;
 
-use crate::index::{BlobRef, IdMap, IdSet, PackMeta};
+use crate::index::{BlobLocation, BlobRef, IdSet, PackMeta};
 use crate::{IndexedRepository, RepoError, Result, names};
 
 /// What to check.
@@ -497,35 +496,38 @@ async fn check_refs(repo: &IndexedRepository, id: &Id, path: &str) -> Result<Tre
     Ok(found)
 }
 
-/// Where the index places one blob in a pack: id, stored length, payload length.
-type Placed = BTreeMap<u64, (Id, u64, u64)>;
-
 async fn read_packs(
     repo: &IndexedRepository,
     packs: Vec<PackMeta>,
     report: &mut CheckReport,
     progress: CheckProgress<'_>,
 ) -> Result<()> {
-    let wanted: IdSet = packs.iter().map(|p| p.id).collect();
-    let mut placed: IdMap<Placed> = IdMap::default();
-    for kind in PackKind::ALL {
-        for loc in repo.index().all_locations(kind) {
-            let pack = &repo.index().packs()[loc.pack];
-            if wanted.contains(&pack.id) {
-                placed
-                    .entry(pack.id)
-                    .or_default()
-                    .insert(loc.offset, (*loc.id, loc.length, loc.raw_length));
-            }
-        }
-    }
-    let placed = Arc::new(placed);
+    // Where the index places each blob of the packs to read, sorted by pack and offset: 48
+    // bytes per blob, the ids staying in the index.
+    let wanted: std::collections::HashSet<usize> = packs
+        .iter()
+        .filter_map(|p| repo.index().pack_position(&p.id))
+        .collect();
+    let mut placed: Vec<BlobLocation<'_>> = PackKind::ALL
+        .into_iter()
+        .flat_map(|kind| repo.index().all_locations(kind))
+        .filter(|loc| wanted.contains(&loc.pack))
+        .collect();
+    placed.sort_unstable_by_key(|loc| (loc.pack, loc.offset));
+    let placed_in = |pack: &Id| -> &[BlobLocation<'_>] {
+        let Some(n) = repo.index().pack_position(pack) else {
+            return &[];
+        };
+        let start = placed.partition_point(|l| l.pack < n);
+        let end = placed.partition_point(|l| l.pack <= n);
+        &placed[start..end]
+    };
     let total = packs.len() as u64;
     report.content_unverified = !repo.keys().has_content();
     let mut results = futures::stream::iter(packs.into_iter().map(|p| {
-        let placed = Arc::clone(&placed);
+        let blobs = placed_in(&p.id);
         async move {
-            let r = read_pack(repo, &p, placed.get(&p.id)).await;
+            let r = read_pack(repo, &p, blobs).await;
             (p, r)
         }
     }))
@@ -561,7 +563,7 @@ struct PackOutcome {
 async fn read_pack(
     repo: &IndexedRepository,
     meta: &PackMeta,
-    placed: Option<&Placed>,
+    placed: &[BlobLocation<'_>],
 ) -> Result<PackOutcome> {
     let name = names::pack(&meta.id);
     let bytes = repo.store().get(&name).await?;
@@ -588,8 +590,9 @@ async fn read_pack(
                 .iter()
                 .map(|b| (b.offset, (b.id, b.length)))
                 .collect();
-            for (offset, (id, length, _)) in placed.into_iter().flatten() {
-                if in_header.get(offset) != Some(&(*id, *length)) {
+            for loc in placed {
+                let (offset, id) = (loc.offset, loc.id);
+                if in_header.get(&offset) != Some(&(*id, loc.length)) {
                     problems.push((
                         name.clone(),
                         format!(
@@ -612,7 +615,9 @@ async fn read_pack(
     }
     let mut blobs = 0;
     if meta.kind == PackKind::Refs || repo.keys().has_content() {
-        for (&offset, &(id, length, raw_length)) in placed.into_iter().flatten() {
+        for loc in placed {
+            let (offset, id, length, raw_length) =
+                (loc.offset, *loc.id, loc.length, loc.raw_length);
             let object = format!("{} blob {id}", meta.kind.name());
             let cause = Cause::Record(meta.id, (meta.kind, id));
             let record = usize::try_from(offset)
