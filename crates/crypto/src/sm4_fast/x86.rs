@@ -14,8 +14,9 @@
 //!
 //! `P` and `Q` are affine over GF(2), so each splits into two 16-entry tables indexed by
 //! the low and high nibble of a byte; `pshufb` looks them up 16 bytes at a time in
-//! registers. `aesenclast` with a zero round key computes `ShiftRows(SubBytes(·))`; the
-//! input is pre-permuted with `InvShiftRows` so the bytes come out where they went in.
+//! registers. `aesenclast` with a zero round key computes `ShiftRows(SubBytes(·))`; in the
+//! rounds, the `InvShiftRows` that puts the bytes back is merged into the byte shuffles of
+//! the linear transform `L` that follows.
 //! The tables were derived offline (GF(2^8) arithmetic, exhaustive search for the
 //! isomorphism); `tests::simd_sbox_matches_standard` checks all 256 inputs, and
 //! `tests::nibble_tables_derivation` re-derives them.
@@ -38,6 +39,7 @@ use zeroize::Zeroize;
 use super::Sm4Impl;
 
 type B16 = [u8; 16];
+type Blk = Block<SseBackend<'static>>;
 
 /// `P` on the low / high nibble (`P(x) = PRE_LO[x & 15] ^ PRE_HI[x >> 4]`).
 pub(super) const PRE_LO: B16 = [
@@ -57,10 +59,11 @@ pub(super) const POST_HI: B16 = [
 const INV_SHIFT_ROWS: B16 = [0, 13, 10, 7, 4, 1, 14, 11, 8, 5, 2, 15, 12, 9, 6, 3];
 /// Byte-swap each 32-bit word (SM4 words are big-endian).
 const BSWAP32: B16 = [3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12];
-/// Rotate each 32-bit lane left by 8, 16, 24 bits.
-const ROL8: B16 = [3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14];
-const ROL16: B16 = [2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13];
-const ROL24: B16 = [1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12];
+/// `InvShiftRows` followed by a rotation of each 32-bit lane left by 8, 16, 24 bits: `L`
+/// reads the `aesenclast` output (still in `ShiftRows` order) through these.
+const ISR_ROL8: B16 = [7, 0, 13, 10, 11, 4, 1, 14, 15, 8, 5, 2, 3, 12, 9, 6];
+const ISR_ROL16: B16 = [10, 7, 0, 13, 14, 11, 4, 1, 2, 15, 8, 5, 6, 3, 12, 9];
+const ISR_ROL24: B16 = [13, 10, 7, 0, 1, 14, 11, 4, 5, 2, 15, 8, 9, 6, 3, 12];
 
 const FK: [u32; 4] = [0xa3b1_bac6, 0x56aa_3350, 0x677d_9197, 0xb270_22dc];
 
@@ -100,29 +103,37 @@ fn affine128(x: __m128i, lo: B16, hi: B16) -> __m128i {
     _mm_xor_si128(l, h)
 }
 
+/// The SM4 S-box on each of 16 bytes, the result permuted by AES `ShiftRows`.
+#[target_feature(enable = "ssse3,aes")]
+#[inline]
+fn sbox128_sr(x: __m128i) -> __m128i {
+    let u = _mm_aesenclast_si128(affine128(x, PRE_LO, PRE_HI), _mm_setzero_si128());
+    affine128(u, POST_LO, POST_HI)
+}
+
 /// The SM4 S-box on each of 16 bytes.
 #[target_feature(enable = "ssse3,aes")]
 #[inline]
 pub(super) fn sbox128(x: __m128i) -> __m128i {
-    let y = _mm_shuffle_epi8(affine128(x, PRE_LO, PRE_HI), v128(INV_SHIFT_ROWS));
-    let u = _mm_aesenclast_si128(y, _mm_setzero_si128());
-    affine128(u, POST_LO, POST_HI)
+    _mm_shuffle_epi8(sbox128_sr(x), v128(INV_SHIFT_ROWS))
 }
 
-/// SM4's linear transform `L` on each 32-bit lane:
-/// `B ^ rol(B,2) ^ rol(B,10) ^ rol(B,18) ^ rol(B,24) = B ^ rol(B,24) ^ rol(B ^ rol(B,8) ^ rol(B,16), 2)`.
+/// SM4's linear transform `L` on each 32-bit lane of `InvShiftRows(v)`, using
+/// `B ^ rol(B,2) ^ rol(B,10) ^ rol(B,18) ^ rol(B,24) = B ^ rol(B,24) ^ rol(B ^ rol(B,8) ^ rol(B,16), 2)`;
+/// the byte permutations are merged into one `pshufb` each.
 #[target_feature(enable = "ssse3")]
 #[inline]
-fn l128(b: __m128i) -> __m128i {
+fn l128_sr(v: __m128i) -> __m128i {
+    let b = _mm_shuffle_epi8(v, v128(INV_SHIFT_ROWS));
     let t = _mm_xor_si128(
         b,
         _mm_xor_si128(
-            _mm_shuffle_epi8(b, v128(ROL8)),
-            _mm_shuffle_epi8(b, v128(ROL16)),
+            _mm_shuffle_epi8(v, v128(ISR_ROL8)),
+            _mm_shuffle_epi8(v, v128(ISR_ROL16)),
         ),
     );
     let t = _mm_or_si128(_mm_slli_epi32::<2>(t), _mm_srli_epi32::<30>(t));
-    _mm_xor_si128(_mm_xor_si128(b, _mm_shuffle_epi8(b, v128(ROL24))), t)
+    _mm_xor_si128(_mm_xor_si128(b, _mm_shuffle_epi8(v, v128(ISR_ROL24))), t)
 }
 
 /// Transposes a 4×4 matrix of 32-bit words (rows → columns, per 128-bit lane).
@@ -161,17 +172,17 @@ macro_rules! rounds {
     };
 }
 
-/// Encrypts `G` groups of 4 blocks in place with 128-bit vectors.
+/// Encrypts `G` groups of 4 blocks in place with 128-bit vectors (`blocks.len() == 4 * G`).
 #[target_feature(enable = "ssse3,aes")]
-fn encrypt_sse<const G: usize>(rk: &[u32; 32], blocks: &mut [[B16; 4]; G]) {
+fn encrypt_sse<const G: usize>(rk: &[u32; 32], blocks: &mut [Blk]) {
     let bswap = v128(BSWAP32);
     let mut x = [[_mm_setzero_si128(); G]; 4];
     for g in 0..G {
-        let ld = |b: &B16| {
+        let ld = |b: &Blk| {
             // SAFETY: `b` is 16 readable bytes and `loadu` has no alignment requirement.
             _mm_shuffle_epi8(unsafe { _mm_loadu_si128(b.as_ptr().cast()) }, bswap)
         };
-        let bl = &blocks[g];
+        let bl = &blocks[4 * g..4 * g + 4];
         let (a, b, c, d) = (ld(&bl[0]), ld(&bl[1]), ld(&bl[2]), ld(&bl[3]));
         let (x0, x1, x2, x3) = transpose4!(
             _mm_unpacklo_epi32,
@@ -185,7 +196,9 @@ fn encrypt_sse<const G: usize>(rk: &[u32; 32], blocks: &mut [[B16; 4]; G]) {
         );
         (x[0][g], x[1][g], x[2][g], x[3][g]) = (x0, x1, x2, x3);
     }
-    rounds!(x, rk, _mm_set1_epi32, _mm_xor_si128, |s| l128(sbox128(s)));
+    rounds!(x, rk, _mm_set1_epi32, _mm_xor_si128, |s| l128_sr(
+        sbox128_sr(s)
+    ));
     for g in 0..G {
         let (o0, o1, o2, o3) = transpose4!(
             _mm_unpacklo_epi32,
@@ -197,7 +210,7 @@ fn encrypt_sse<const G: usize>(rk: &[u32; 32], blocks: &mut [[B16; 4]; G]) {
             x[1][g],
             x[0][g]
         );
-        for (out, v) in blocks[g].iter_mut().zip([o0, o1, o2, o3]) {
+        for (out, v) in blocks[4 * g..4 * g + 4].iter_mut().zip([o0, o1, o2, o3]) {
             // SAFETY: `out` is 16 writable bytes and `storeu` has no alignment requirement.
             unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_shuffle_epi8(v, bswap)) };
         }
@@ -221,56 +234,61 @@ fn affine256(x: __m256i, lo: B16, hi: B16) -> __m256i {
     _mm256_xor_si256(l, h)
 }
 
-/// The SM4 S-box on 32 bytes, `aesenclast` on each 128-bit half.
+/// The SM4 S-box on 32 bytes in `ShiftRows` order, `aesenclast` on each 128-bit half.
 #[target_feature(enable = "avx2,aes")]
 #[inline]
 fn sbox256_aesni(x: __m256i) -> __m256i {
-    let y = _mm256_shuffle_epi8(affine256(x, PRE_LO, PRE_HI), v256(INV_SHIFT_ROWS));
+    let y = affine256(x, PRE_LO, PRE_HI);
     let z = _mm_setzero_si128();
     let lo = _mm_aesenclast_si128(_mm256_castsi256_si128(y), z);
     let hi = _mm_aesenclast_si128(_mm256_extracti128_si256::<1>(y), z);
     affine256(_mm256_set_m128i(hi, lo), POST_LO, POST_HI)
 }
 
-/// The SM4 S-box on 32 bytes with one VAES `aesenclast`.
+/// The SM4 S-box on 32 bytes in `ShiftRows` order, with one VAES `aesenclast`.
 #[target_feature(enable = "avx2,aes,vaes")]
 #[inline]
 fn sbox256_vaes(x: __m256i) -> __m256i {
-    let y = _mm256_shuffle_epi8(affine256(x, PRE_LO, PRE_HI), v256(INV_SHIFT_ROWS));
+    let y = affine256(x, PRE_LO, PRE_HI);
     let u = _mm256_aesenclast_epi128(y, _mm256_setzero_si256());
     affine256(u, POST_LO, POST_HI)
 }
 
-/// `L` on each 32-bit lane (see [`l128`]).
+/// `L` on each 32-bit lane of `InvShiftRows(v)` (see [`l128_sr`]).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn l256(b: __m256i) -> __m256i {
+fn l256_sr(v: __m256i) -> __m256i {
+    let b = _mm256_shuffle_epi8(v, v256(INV_SHIFT_ROWS));
     let t = _mm256_xor_si256(
         b,
         _mm256_xor_si256(
-            _mm256_shuffle_epi8(b, v256(ROL8)),
-            _mm256_shuffle_epi8(b, v256(ROL16)),
+            _mm256_shuffle_epi8(v, v256(ISR_ROL8)),
+            _mm256_shuffle_epi8(v, v256(ISR_ROL16)),
         ),
     );
     let t = _mm256_or_si256(_mm256_slli_epi32::<2>(t), _mm256_srli_epi32::<30>(t));
-    _mm256_xor_si256(_mm256_xor_si256(b, _mm256_shuffle_epi8(b, v256(ROL24))), t)
+    _mm256_xor_si256(
+        _mm256_xor_si256(b, _mm256_shuffle_epi8(v, v256(ISR_ROL24))),
+        t,
+    )
 }
 
-/// Defines an encryption of `G` groups of 8 blocks in place with 256-bit vectors (blocks
+/// Defines an encryption of `G` groups of 8 blocks in place (`blocks.len() == 8 * G`) with
+/// 256-bit vectors (blocks
 /// `j` and `j + 4` of a group share a register, in the low and high 128-bit lane).
 macro_rules! encrypt_avx2 {
     ($(#[$m:meta])* $name:ident, $sbox:ident, $features:literal) => {
         $(#[$m])*
         #[target_feature(enable = $features)]
-        fn $name<const G: usize>(rk: &[u32; 32], blocks: &mut [[B16; 8]; G]) {
+        fn $name<const G: usize>(rk: &[u32; 32], blocks: &mut [Blk]) {
             let bswap = v256(BSWAP32);
             let mut x = [[_mm256_setzero_si256(); G]; 4];
             for g in 0..G {
-                let ld = |b: &B16| {
+                let ld = |b: &Blk| {
                     // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
                     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
                 };
-                let bl = &blocks[g];
+                let bl = &blocks[8 * g..8 * g + 8];
                 let ld2 =
                     |j: usize| _mm256_shuffle_epi8(_mm256_set_m128i(ld(&bl[j + 4]), ld(&bl[j])), bswap);
                 let (x0, x1, x2, x3) = transpose4!(
@@ -285,7 +303,7 @@ macro_rules! encrypt_avx2 {
                 );
                 (x[0][g], x[1][g], x[2][g], x[3][g]) = (x0, x1, x2, x3);
             }
-            rounds!(x, rk, _mm256_set1_epi32, _mm256_xor_si256, |s| l256($sbox(s)));
+            rounds!(x, rk, _mm256_set1_epi32, _mm256_xor_si256, |s| l256_sr($sbox(s)));
             for g in 0..G {
                 let (o0, o1, o2, o3) = transpose4!(
                     _mm256_unpacklo_epi32,
@@ -302,8 +320,8 @@ macro_rules! encrypt_avx2 {
                     let (lo, hi) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
                     // SAFETY: each target is 16 writable bytes; `storeu` needs no alignment.
                     unsafe {
-                        _mm_storeu_si128(blocks[g][j].as_mut_ptr().cast(), lo);
-                        _mm_storeu_si128(blocks[g][j + 4].as_mut_ptr().cast(), hi);
+                        _mm_storeu_si128(blocks[8 * g + j].as_mut_ptr().cast(), lo);
+                        _mm_storeu_si128(blocks[8 * g + j + 4].as_mut_ptr().cast(), hi);
                     }
                 }
             }
@@ -403,45 +421,39 @@ macro_rules! backend {
 
         impl BlockCipherEncBackend for $name<'_> {
             fn encrypt_block(&self, mut block: InOut<'_, '_, Block<Self>>) {
-                let mut buf = [[[0u8; 16]; $n]; 1];
-                buf[0][0].copy_from_slice(block.get_in());
+                let mut buf = [Blk::default(); $n];
+                buf[0] = block.clone_in();
                 // SAFETY: this backend exists only when the CPU has the features `$small`
                 // needs (see the soundness note on `backend!`).
                 unsafe { $small(self.0, &mut buf) };
-                block.get_out().copy_from_slice(&buf[0][0]);
+                *block.get_out() = buf[0];
                 buf.zeroize();
             }
 
-            fn encrypt_par_blocks(&self, mut blocks: InOut<'_, '_, ParBlocks<Self>>) {
-                let mut buf = [[[0u8; 16]; $n]; 16 / $n];
-                for (i, src) in blocks.get_in().iter().enumerate() {
-                    buf[i / $n][i % $n].copy_from_slice(src);
-                }
+            fn encrypt_par_blocks(&self, blocks: InOut<'_, '_, ParBlocks<Self>>) {
+                let out = blocks.into_out_with_copied_in();
                 // SAFETY: this backend exists only when the CPU has the features `$par`
                 // needs (see the soundness note on `backend!`).
-                unsafe { $par(self.0, &mut buf) };
-                for (i, dst) in blocks.get_out().iter_mut().enumerate() {
-                    dst.copy_from_slice(&buf[i / $n][i % $n]);
-                }
-                buf.zeroize();
+                unsafe { $par(self.0, out.as_mut_slice()) };
             }
 
-            /// Fewer than 16 blocks (any number up to 16 works).
-            fn encrypt_tail_blocks(&self, mut blocks: InOutBuf<'_, '_, Block<Self>>) {
-                let n = blocks.len();
-                let mut buf = [[[0u8; 16]; $n]; 16 / $n];
-                for (i, src) in blocks.get_in().iter().enumerate().take(16) {
-                    buf[i / $n][i % $n].copy_from_slice(src);
+            /// Fewer than 16 blocks (any number works).
+            fn encrypt_tail_blocks(&self, blocks: InOutBuf<'_, '_, Block<Self>>) {
+                let out = blocks.into_out_with_copied_in();
+                let mut chunks = out.chunks_exact_mut($n);
+                for chunk in &mut chunks {
+                    // SAFETY: as above, for `$small`.
+                    unsafe { $small(self.0, chunk) };
                 }
-                for chunk in buf.iter_mut().take(n.div_ceil($n)) {
-                    // SAFETY: this backend exists only when the CPU has the features
-                    // `$small` needs (see the soundness note on `backend!`).
-                    unsafe { $small(self.0, core::array::from_mut(chunk)) };
+                let rest = chunks.into_remainder();
+                if !rest.is_empty() {
+                    let mut buf = [Blk::default(); $n];
+                    buf[..rest.len()].copy_from_slice(rest);
+                    // SAFETY: as above, for `$small`.
+                    unsafe { $small(self.0, &mut buf) };
+                    rest.copy_from_slice(&buf[..rest.len()]);
+                    buf.zeroize();
                 }
-                for (i, dst) in blocks.get_out().iter_mut().enumerate().take(16) {
-                    dst.copy_from_slice(&buf[i / $n][i % $n]);
-                }
-                buf.zeroize();
             }
         }
     };
