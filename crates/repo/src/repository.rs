@@ -143,6 +143,7 @@ impl Repository {
         let config = read_config(store.as_ref()).await?;
         let listed = store.list(names::KEYS).await?;
         let mut tried = 0;
+        let mut foreign = 0;
         let mut last_error = None;
         for info in listed {
             let Some(key_id) = names::id_of(&info.name) else {
@@ -166,6 +167,7 @@ impl Repository {
             };
             if kf.repo != config.id || kf.suite != config.suite {
                 tracing::warn!("key {} belongs to another repository; skipped", info.name);
+                foreign += 1;
                 continue;
             }
             tried += 1;
@@ -183,6 +185,14 @@ impl Repository {
             }
         }
         match (tried, last_error) {
+            // Every readable key names another repository: the config is the odd one out.
+            (0, _) if foreign > 0 => Err(RepoError::Refused(format!(
+                "{}: names repository {} ({}), but all {foreign} key objects belong to another: \
+                 the config is damaged or was replaced",
+                names::CONFIG,
+                config.id.short(),
+                config.suite.name()
+            ))),
             (0, Some(e)) => Err(e),
             (0, None) => Err(RepoError::Refused(format!(
                 "repository at {} has no usable key object",
