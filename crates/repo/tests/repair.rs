@@ -943,3 +943,74 @@ async fn repair_snapshots_needs_the_full_key_and_a_readable_index() {
     assert_eq!(r.intact(), 1);
     assert_checks(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_snapshots_refuses_while_an_intact_pack_is_unindexed() {
+    let store = new_store().await;
+    backup(&store, &dirs_a()).await;
+    backup(&store, &dirs_b()).await;
+    let index = names_in(&store, "index").await;
+    store.delete(&index[0]).await.unwrap();
+    let before = everything(&store).await;
+    for forget_originals in [false, true] {
+        let err = repair_snapshots(
+            open(&store).await,
+            &RepairSnapshotsOptions {
+                forget_originals,
+                ..Default::default()
+            },
+            &|_, _, _| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("in no index") && err.to_string().contains("repair index"),
+            "{err}"
+        );
+    }
+    assert!(everything(&store).await == before, "nothing written");
+    // Once the index is rebuilt, nothing needs repairing.
+    assert!(repair_idx(&open(&store).await, false).await.complete());
+    let r = repair_snaps(&store, true, false).await;
+    assert_eq!((r.intact(), r.repaired()), (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_blobs_of_a_deleted_pack_are_stored_again() {
+    let store = new_store().await;
+    backup(&store, &dirs_a()).await;
+    let repo = open(&store).await;
+    let refs: Vec<Id> = repo
+        .index()
+        .blobs(PackKind::Refs)
+        .map(|(id, _)| *id)
+        .collect();
+    let packs: std::collections::BTreeSet<Id> = refs
+        .iter()
+        .map(|id| repo.locate(PackKind::Refs, id).unwrap().pack.id)
+        .collect();
+    assert!(!refs.is_empty());
+    for p in &packs {
+        store.delete(&zaibei_repo::names::pack(p)).await.unwrap();
+    }
+    // The index still lists the deleted pack: the saver must not skip its blobs.
+    let r = repair_snaps(&store, false, false).await;
+    assert_eq!(r.refs_restored, refs.len(), "{r:?}");
+    assert_eq!((r.intact(), r.repaired()), (1, 0));
+    let ri = repair_index(
+        &*open(&store).await,
+        &RepairIndexOptions {
+            force: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(ri.missing, packs.into_iter().collect::<Vec<_>>());
+    let repo = open(&store).await;
+    for id in &refs {
+        repo.read_blob(PackKind::Refs, id).await.unwrap();
+    }
+    assert_checks(&store).await;
+}
