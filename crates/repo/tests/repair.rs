@@ -1014,3 +1014,54 @@ async fn reference_blobs_of_a_deleted_pack_are_stored_again() {
     }
     assert_checks(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_whose_first_copy_is_gone_is_present_through_its_second() {
+    let store = new_store().await;
+    let sa = backup(&store, &dirs_a()).await;
+    let blob = blob_of(&store, &sa, "a", "f003").await;
+    // A second copy of the blob in a pack of its own, indexed.
+    let repo = open(&store).await;
+    let name = zaibei_repo::names::pack(&repo.locate(PackKind::Data, &blob).unwrap().pack.id);
+    let source = store.get(&name).await.unwrap();
+    let copy = zaibei_repo::repack::shrink_pack(
+        repo.keys().maintenance(),
+        repo.suite(),
+        &name,
+        &source,
+        |id| *id == blob,
+    )
+    .unwrap();
+    store
+        .put(&zaibei_repo::names::pack(&copy.id), copy.bytes.clone())
+        .await
+        .unwrap();
+    let index = zaibei_format::IndexFile {
+        packs: vec![copy.index],
+        supersedes: vec![],
+    }
+    .seal(repo.keys().maintenance())
+    .unwrap();
+    let index_id = Id(repo.suite().hash(&index));
+    store
+        .put(&zaibei_repo::names::index(&index_id), index.into())
+        .await
+        .unwrap();
+    // The copy the index gives first goes.
+    let repo = open(&store).await;
+    assert_eq!(repo.index().locations(PackKind::Data, &blob).len(), 2);
+    let first = repo.locate(PackKind::Data, &blob).unwrap().pack.id;
+    store
+        .delete(&zaibei_repo::names::pack(&first))
+        .await
+        .unwrap();
+
+    let r = repair_snaps(&store, false, true).await;
+    let removed: Vec<String> = r
+        .snapshots
+        .iter()
+        .flat_map(|s| s.removed.iter())
+        .map(|p| String::from_utf8_lossy(&p.path).into_owned())
+        .collect();
+    assert!(!removed.contains(&"/x/a/f003".to_owned()), "{removed:?}");
+}
