@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use zaibei_crypto::Suite;
 use zaibei_format::pack::{
-    PACK_PREFIX_LEN, PACK_TRAILER_LEN, PackBlob, decode_pack_header, decode_pack_prefix,
-    decode_pack_trailer, encode_pack_footer,
+    PACK_TRAILER_LEN, PackBlob, decode_pack_header, decode_pack_prefix, decode_pack_trailer,
+    encode_pack_footer, encode_pack_prefix,
 };
 use zaibei_format::{Id, IndexPack, MaintenanceKeys, PackKind};
 
@@ -50,7 +50,7 @@ pub fn blob_record<'a>(name: &str, bytes: &'a [u8], b: &PackBlob) -> Result<&'a 
         .ok_or_else(|| RepoError::Refused(format!("{name}: blob {} lies outside the pack", b.id)))
 }
 
-/// A pack built by [`shrink_pack`].
+/// A pack built by [`build_pack`] (and so by [`shrink_pack`]).
 #[derive(Debug)]
 pub struct ShrunkPack {
     /// Its id.
@@ -61,33 +61,31 @@ pub struct ShrunkPack {
     pub index: IndexPack,
 }
 
-/// Builds a new pack holding only the blobs of `source` (a whole pack named `name`) whose ids
-/// `keep` accepts, in their original order.
-pub fn shrink_pack(
+/// Builds a new pack of `kind` and `salt` from stored blob records, copied byte for byte in
+/// the order given (they stay encrypted under the key derived from `salt`), closed with a
+/// fresh sealed header. `what` names the source in errors.
+pub fn build_pack<'a>(
     keys: &MaintenanceKeys,
     suite: Suite,
-    name: &str,
-    source: &[u8],
-    mut keep: impl FnMut(&Id) -> bool,
+    kind: PackKind,
+    salt: [u8; 32],
+    what: &str,
+    records: impl IntoIterator<Item = (PackBlob, &'a [u8])>,
 ) -> Result<ShrunkPack> {
-    let (kind, salt, blobs) = parse_pack(keys, name, source)?;
-    let prefix: &[u8; PACK_PREFIX_LEN] = source
-        .get(..PACK_PREFIX_LEN)
-        .and_then(|p| p.try_into().ok())
-        .ok_or_else(|| RepoError::Refused(format!("{name}: shorter than a pack prefix")))?;
-    let mut out = Vec::with_capacity(source.len());
-    out.extend_from_slice(prefix);
+    let prefix = encode_pack_prefix(kind, &salt);
+    let mut out = Vec::new();
+    out.extend_from_slice(&prefix);
     let mut kept = Vec::new();
-    for b in blobs.into_iter().filter(|b| keep(&b.id)) {
-        let record = blob_record(name, source, &b)?;
+    for (b, record) in records {
         kept.push(PackBlob {
             offset: out.len() as u64,
+            length: record.len() as u64,
             ..b
         });
         out.extend_from_slice(record);
     }
-    let footer = encode_pack_footer(keys, prefix, &kept)
-        .map_err(|e| RepoError::format(format!("pack shrunk from {name}"), e))?;
+    let footer = encode_pack_footer(keys, &prefix, &kept)
+        .map_err(|e| RepoError::format(format!("pack built from {what}"), e))?;
     out.extend_from_slice(&footer);
     let id = Id(suite.hash(&out));
     let size = out.len() as u64;
@@ -102,4 +100,22 @@ pub fn shrink_pack(
             blobs: kept,
         },
     })
+}
+
+/// Builds a new pack holding only the blobs of `source` (a whole pack named `name`) whose ids
+/// `keep` accepts, in their original order.
+pub fn shrink_pack(
+    keys: &MaintenanceKeys,
+    suite: Suite,
+    name: &str,
+    source: &[u8],
+    mut keep: impl FnMut(&Id) -> bool,
+) -> Result<ShrunkPack> {
+    let (kind, salt, blobs) = parse_pack(keys, name, source)?;
+    let records = blobs
+        .into_iter()
+        .filter(|b| keep(&b.id))
+        .map(|b| blob_record(name, source, &b).map(|r| (b, r)))
+        .collect::<Result<Vec<_>>>()?;
+    build_pack(keys, suite, kind, salt, name, records)
 }

@@ -210,6 +210,17 @@ impl BlobSaver {
         Ok(true)
     }
 
+    /// Stores a blob even when the loaded index locates it (for a blob whose indexed copy is
+    /// lost or damaged); only a blob this saver already stored is not stored twice. Returns
+    /// true when it was stored. Call from a blocking thread, never from an async task.
+    pub fn save_blob_again(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<bool> {
+        if !lock(&self.shared.seen[slot(kind)]).insert(id) {
+            return Ok(false);
+        }
+        self.store_blob(kind, id, payload)?;
+        Ok(true)
+    }
+
     /// Adds a blob to an open pack of its kind, unconditionally.
     fn store_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<()> {
         let s = &self.shared;

@@ -156,6 +156,7 @@ async fn repair_idx(repo: &Arc<IndexedRepository>, dry_run: bool) -> RepairIndex
         &RepairIndexOptions {
             dry_run,
             connections: 3,
+            force: false,
         },
         &|_, _, _| {},
     )
@@ -431,10 +432,11 @@ async fn a_damaged_data_pack_is_salvaged_with_the_full_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_damaged_data_pack_is_left_out_with_the_maintenance_key() {
+async fn a_damaged_data_pack_keeps_its_index_entry_with_the_maintenance_key() {
     let store = new_store().await;
     let sa = backup(&store, &dirs_a()).await;
     let victim = blob_of(&store, &sa, "b", "f021").await;
+    let before = indexed_blobs(&open(&store).await);
     let pack = corrupt_blob(&store, PackKind::Data, &victim).await;
     let in_pack = open(&store)
         .await
@@ -442,25 +444,179 @@ async fn a_damaged_data_pack_is_left_out_with_the_maintenance_key() {
         .blobs(PackKind::Data)
         .filter(|(_, l)| l.pack.id == pack)
         .count();
+    assert!(in_pack > 2, "the damaged pack holds other blobs");
     let data_before = names_in(&store, "data").await;
 
     let maint = open_maintenance(&store).await;
     let r = repair_idx(&maint, false).await;
-    assert!(r.damaged.is_empty(), "{r:?}");
-    assert_eq!(r.unreadable.len(), 1, "{r:?}");
-    assert_eq!(r.unreadable[0].id, pack);
-    assert_eq!(r.unreadable[0].blobs, Some(in_pack));
-    assert!(r.unreadable[0].reason.contains("full key"), "{r:?}");
-    assert_eq!(r.blobs_unindexed, in_pack as u64);
-    assert!(!r.complete());
+    assert!(r.unreadable.is_empty(), "{r:?}");
+    assert_eq!(r.damaged.len(), 1, "{r:?}");
+    let d = &r.damaged[0];
+    assert_eq!(
+        (d.id, d.kind, d.kept, d.header_damaged),
+        (pack, PackKind::Data, true, false)
+    );
+    assert_eq!((d.blobs, d.copied, d.new_pack), (in_pack, 0, None));
+    assert_eq!(r.blobs_unindexed, 0, "nothing is unindexed");
+    assert!(r.needs_full_key() && !r.complete());
     assert_eq!(
         names_in(&store, "data").await,
         data_before,
         "no pack written or deleted"
     );
+    // Every blob stays indexed where it was, the damaged one included.
+    let repo = open(&store).await;
+    assert!(repo.index().pack(&pack).is_some());
+    assert_eq!(indexed_blobs(&repo), before);
+
+    // A full key salvages it later: every intact blob copied, the damaged one lost.
+    let full = repair_idx(&open(&store).await, false).await;
+    assert_eq!(full.damaged.len(), 1, "{full:?}");
+    let d = &full.damaged[0];
+    assert!(!d.kept && !full.needs_full_key());
+    assert_eq!(
+        (d.salvaged, d.copied, d.damaged, d.lost),
+        (in_pack - 1, in_pack - 1, 1, 1)
+    );
+    let new_pack = d.new_pack.unwrap();
     let repo = open(&store).await;
     assert!(repo.index().pack(&pack).is_none());
     assert!(!repo.index().contains(PackKind::Data, &victim));
+    assert_eq!(indexed_blobs(&repo).len(), before.len() - 1);
+    for (kind, id) in before.iter().filter(|(_, id)| *id != victim) {
+        if repo.locate(*kind, id).unwrap().pack.id == new_pack {
+            repo.read_blob(*kind, id).await.unwrap();
+        }
+    }
+}
+
+/// The data pack holding the most blobs, with its blobs (in offset order) and its size.
+async fn biggest_data_pack(store: &Arc<dyn Store>) -> (Id, Vec<(Id, u64, u64)>, u64) {
+    let repo = open(store).await;
+    let mut by_pack: BTreeMap<Id, Vec<(Id, u64, u64)>> = BTreeMap::new();
+    for (id, l) in repo.index().blobs(PackKind::Data) {
+        by_pack
+            .entry(l.pack.id)
+            .or_default()
+            .push((*id, l.offset, l.length));
+    }
+    let (pack, mut blobs) = by_pack.into_iter().max_by_key(|(_, v)| v.len()).unwrap();
+    blobs.sort_by_key(|b| b.1);
+    let size = repo.index().pack(&pack).unwrap().size;
+    (pack, blobs, size)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_data_pack_is_salvaged_through_the_old_index() {
+    let store = new_store().await;
+    backup(&store, &dirs_a()).await;
+    let (pack, blobs, size) = biggest_data_pack(&store).await;
+    let cut = size * 6 / 10;
+    let (whole, cut_off): (Vec<_>, Vec<_>) = blobs.iter().partition(|(_, o, l)| o + l <= cut);
+    assert!(whole.len() > 1 && !cut_off.is_empty(), "{blobs:?} {size}");
+    let name = zaibei_repo::names::pack(&pack);
+    let bytes = store.get(&name).await.unwrap();
+    store
+        .put(&name, bytes.slice(..usize::try_from(cut).unwrap()))
+        .await
+        .unwrap();
+
+    // The maintenance key cannot authenticate data: the old entry is kept as it was.
+    let r = repair_idx(&open_maintenance(&store).await, false).await;
+    assert_eq!(r.damaged.len(), 1, "{r:?}");
+    assert!(r.damaged[0].kept && r.damaged[0].header_damaged, "{r:?}");
+    assert!(open(&store).await.index().pack(&pack).is_some());
+
+    // The full key salvages what lies wholly before the cut.
+    let r = repair_idx(&open(&store).await, false).await;
+    assert!(!r.complete());
+    assert!(r.unreadable.is_empty(), "{r:?}");
+    assert_eq!(r.damaged.len(), 1, "{r:?}");
+    let d = &r.damaged[0];
+    assert_eq!((d.id, d.header_damaged, d.kept), (pack, true, false));
+    assert_eq!(
+        (d.blobs, d.salvaged, d.copied, d.lost),
+        (blobs.len(), whole.len(), whole.len(), cut_off.len())
+    );
+    assert_eq!(r.blobs_unindexed, cut_off.len() as u64);
+    let new_pack = d.new_pack.unwrap();
+    let repo = open(&store).await;
+    assert!(repo.index().pack(&pack).is_none());
+    for (id, _, _) in &whole {
+        assert_eq!(repo.locate(PackKind::Data, id).unwrap().pack.id, new_pack);
+        repo.read_blob(PackKind::Data, id).await.unwrap();
+    }
+    for (id, _, _) in &cut_off {
+        assert!(!repo.index().contains(PackKind::Data, id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pack_with_a_damaged_header_is_salvaged_through_the_old_index() {
+    let store = new_store().await;
+    let (da, db) = (dirs_a(), dirs_b());
+    let sa = backup(&store, &da).await;
+    let sb = backup(&store, &db).await;
+    let before = indexed_blobs(&open(&store).await);
+    let (pack, blobs, size) = biggest_data_pack(&store).await;
+    // The sealed header lies between the last blob and the trailer.
+    let header_start = blobs.iter().map(|(_, o, l)| o + l).max().unwrap();
+    let header_end = size - zaibei_format::pack::PACK_TRAILER_LEN as u64;
+    assert!(header_end > header_start + 16);
+    let name = zaibei_repo::names::pack(&pack);
+    let mut bytes = store.get(&name).await.unwrap().to_vec();
+    bytes[usize::try_from((header_start + header_end) / 2).unwrap()] ^= 0x10;
+    store.put(&name, bytes.into()).await.unwrap();
+
+    let r = repair_idx(&open(&store).await, false).await;
+    assert_eq!(r.damaged.len(), 1, "{r:?}");
+    let d = &r.damaged[0];
+    assert_eq!((d.id, d.header_damaged, d.kept), (pack, true, false));
+    assert_eq!(
+        (d.blobs, d.salvaged, d.copied, d.damaged, d.lost),
+        (blobs.len(), blobs.len(), blobs.len(), 0, 0)
+    );
+    assert!(r.complete(), "{r:?}");
+    let repo = open(&store).await;
+    assert_eq!(indexed_blobs(&repo), before);
+    assert!(repo.index().pack(&pack).is_none());
+    for (snap, dirs) in [(sa, &da), (sb, &db)] {
+        let tree = repo.load_snapshot(&snap).await.unwrap().tree;
+        assert!(read_all(&repo, &tree).await == expected(dirs));
+    }
+    assert_checks(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_index_refuses_when_many_indexed_packs_are_missing() {
+    let store = new_store().await;
+    backup(&store, &dirs_a()).await;
+    let data = names_in(&store, "data").await;
+    let index_before = names_in(&store, "index").await;
+    assert!(data.len() >= 3, "{data:?}");
+    store.delete(&data[0]).await.unwrap();
+    let repo = open(&store).await;
+    let err = repair_index(&repo, &RepairIndexOptions::default(), &|_, _, _| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert_eq!(
+        names_in(&store, "index").await,
+        index_before,
+        "nothing written"
+    );
+    let r = repair_index(
+        &repo,
+        &RepairIndexOptions {
+            force: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.missing.len(), 1);
+    assert!(!r.complete());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -786,4 +942,126 @@ async fn repair_snapshots_needs_the_full_key_and_a_readable_index() {
     let r = repair_snaps(&store, false, false).await;
     assert_eq!(r.intact(), 1);
     assert_checks(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_snapshots_refuses_while_an_intact_pack_is_unindexed() {
+    let store = new_store().await;
+    backup(&store, &dirs_a()).await;
+    backup(&store, &dirs_b()).await;
+    let index = names_in(&store, "index").await;
+    store.delete(&index[0]).await.unwrap();
+    let before = everything(&store).await;
+    for forget_originals in [false, true] {
+        let err = repair_snapshots(
+            open(&store).await,
+            &RepairSnapshotsOptions {
+                forget_originals,
+                ..Default::default()
+            },
+            &|_, _, _| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("in no index") && err.to_string().contains("repair index"),
+            "{err}"
+        );
+    }
+    assert!(everything(&store).await == before, "nothing written");
+    // Once the index is rebuilt, nothing needs repairing.
+    assert!(repair_idx(&open(&store).await, false).await.complete());
+    let r = repair_snaps(&store, true, false).await;
+    assert_eq!((r.intact(), r.repaired()), (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_blobs_of_a_deleted_pack_are_stored_again() {
+    let store = new_store().await;
+    backup(&store, &dirs_a()).await;
+    let repo = open(&store).await;
+    let refs: Vec<Id> = repo
+        .index()
+        .blobs(PackKind::Refs)
+        .map(|(id, _)| *id)
+        .collect();
+    let packs: std::collections::BTreeSet<Id> = refs
+        .iter()
+        .map(|id| repo.locate(PackKind::Refs, id).unwrap().pack.id)
+        .collect();
+    assert!(!refs.is_empty());
+    for p in &packs {
+        store.delete(&zaibei_repo::names::pack(p)).await.unwrap();
+    }
+    // The index still lists the deleted pack: the saver must not skip its blobs.
+    let r = repair_snaps(&store, false, false).await;
+    assert_eq!(r.refs_restored, refs.len(), "{r:?}");
+    assert_eq!((r.intact(), r.repaired()), (1, 0));
+    let ri = repair_index(
+        &*open(&store).await,
+        &RepairIndexOptions {
+            force: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(ri.missing, packs.into_iter().collect::<Vec<_>>());
+    let repo = open(&store).await;
+    for id in &refs {
+        repo.read_blob(PackKind::Refs, id).await.unwrap();
+    }
+    assert_checks(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_whose_first_copy_is_gone_is_present_through_its_second() {
+    let store = new_store().await;
+    let sa = backup(&store, &dirs_a()).await;
+    let blob = blob_of(&store, &sa, "a", "f003").await;
+    // A second copy of the blob in a pack of its own, indexed.
+    let repo = open(&store).await;
+    let name = zaibei_repo::names::pack(&repo.locate(PackKind::Data, &blob).unwrap().pack.id);
+    let source = store.get(&name).await.unwrap();
+    let copy = zaibei_repo::repack::shrink_pack(
+        repo.keys().maintenance(),
+        repo.suite(),
+        &name,
+        &source,
+        |id| *id == blob,
+    )
+    .unwrap();
+    store
+        .put(&zaibei_repo::names::pack(&copy.id), copy.bytes.clone())
+        .await
+        .unwrap();
+    let index = zaibei_format::IndexFile {
+        packs: vec![copy.index],
+        supersedes: vec![],
+    }
+    .seal(repo.keys().maintenance())
+    .unwrap();
+    let index_id = Id(repo.suite().hash(&index));
+    store
+        .put(&zaibei_repo::names::index(&index_id), index.into())
+        .await
+        .unwrap();
+    // The copy the index gives first goes.
+    let repo = open(&store).await;
+    assert_eq!(repo.index().locations(PackKind::Data, &blob).len(), 2);
+    let first = repo.locate(PackKind::Data, &blob).unwrap().pack.id;
+    store
+        .delete(&zaibei_repo::names::pack(&first))
+        .await
+        .unwrap();
+
+    let r = repair_snaps(&store, false, true).await;
+    let removed: Vec<String> = r
+        .snapshots
+        .iter()
+        .flat_map(|s| s.removed.iter())
+        .map(|p| String::from_utf8_lossy(&p.path).into_owned())
+        .collect();
+    assert!(!removed.contains(&"/x/a/f003".to_owned()), "{removed:?}");
 }

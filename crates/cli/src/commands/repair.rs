@@ -18,12 +18,16 @@ pub enum RepairCommand {
     /// Rebuild the index from the packs alone.
     ///
     /// Every pack is read whole. Intact packs are indexed from their own headers (a
-    /// maintenance-only key is enough). From a pack whose bytes changed, every blob that still
-    /// authenticates is copied into a new pack (this needs a full key for file data and
-    /// trees); the damaged pack is left in place, unindexed, and `prune` removes it later.
-    /// No pack is ever deleted. The new index is written before the old index objects are
-    /// removed, so an interrupted repair leaves a valid repository. Exit code 4 when blobs
-    /// were lost: then run `zaibei repair snapshots`.
+    /// maintenance-only key is enough). From a pack whose bytes changed or whose header cannot
+    /// be decoded, every blob that still authenticates where the header or the old index
+    /// places it is copied into a new pack (this needs a full key for file data and trees);
+    /// the damaged pack is left in place, unindexed, and `prune` removes it later. With a
+    /// maintenance-only key a damaged data or tree pack keeps its old index entry until a
+    /// repair with a full key salvages it. No pack is ever deleted. The new index is written
+    /// before the old index objects are removed, so an interrupted repair leaves a valid
+    /// repository. Refuses when more than a tenth of the indexed packs are missing from the
+    /// store, unless --force is given. Exit code 4 when blobs were lost (then run `zaibei
+    /// repair snapshots`) or a damaged pack waits for a full key.
     Index(IndexArgs),
     /// Write new snapshots that leave out files and directories whose data is lost.
     ///
@@ -42,6 +46,10 @@ pub struct IndexArgs {
     /// Read every pack and report what would be done; write and delete nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Rebuild the index even when more than a tenth of the packs it lists are missing from
+    /// the store (their blobs are dropped from the index).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `repair snapshots`.
@@ -87,6 +95,8 @@ fn connections(cli: &Cli) -> usize {
 struct DamagedJson {
     pack: String,
     kind: &'static str,
+    header_damaged: bool,
+    kept: bool,
     blobs: usize,
     salvaged: usize,
     copied: usize,
@@ -100,6 +110,7 @@ struct UnreadableJson {
     pack: String,
     reason: String,
     blobs: Option<usize>,
+    needs_full_key: bool,
 }
 
 #[derive(Serialize)]
@@ -107,10 +118,12 @@ struct IndexSummary<'a> {
     message_type: &'static str,
     dry_run: bool,
     complete: bool,
+    needs_full_key: bool,
     index_replaced: usize,
     index_written: usize,
     index_deleted: usize,
     packs_listed: usize,
+    packs_unlisted: usize,
     packs_read: usize,
     bytes_read: u64,
     packs_indexed: usize,
@@ -130,6 +143,7 @@ async fn index(cli: &Cli, a: &IndexArgs) -> Result<u8> {
     let opts = RepairIndexOptions {
         dry_run: a.dry_run,
         connections: connections(cli),
+        force: a.force,
     };
     let r = repair_index(&repo, &opts, &progress).await?;
     if show {
@@ -156,10 +170,12 @@ fn index_summary<'a>(
         message_type: "summary",
         dry_run: r.dry_run,
         complete: r.complete(),
+        needs_full_key: r.needs_full_key(),
         index_replaced: r.index_replaced,
         index_written: r.index_written,
         index_deleted: r.index_deleted,
         packs_listed: r.packs_listed,
+        packs_unlisted: r.packs_unlisted,
         packs_read: r.packs_read,
         bytes_read: r.bytes_read,
         packs_indexed: r.packs_indexed,
@@ -172,6 +188,8 @@ fn index_summary<'a>(
             .map(|d| DamagedJson {
                 pack: d.id.to_hex(),
                 kind: d.kind.name(),
+                header_damaged: d.header_damaged,
+                kept: d.kept,
                 blobs: d.blobs,
                 salvaged: d.salvaged,
                 copied: d.copied,
@@ -187,6 +205,7 @@ fn index_summary<'a>(
                 pack: u.id.to_hex(),
                 reason: u.reason.clone(),
                 blobs: u.blobs,
+                needs_full_key: u.needs_full_key,
             })
             .collect(),
         missing: r.missing.iter().map(Id::to_hex).collect(),
@@ -196,14 +215,30 @@ fn index_summary<'a>(
 
 fn print_index(cli: &Cli, r: &RepairIndexReport) -> Result<()> {
     for d in &r.damaged {
+        let what = if d.header_damaged {
+            "its header cannot be decoded; its blobs were located through the old index"
+        } else {
+            "its bytes no longer match its name"
+        };
+        if d.kept {
+            eprintln!(
+                "damaged: pack {} ({}, {} blobs): {what}; kept as indexed (reads get whatever \
+                 bytes are intact). Salvage needs the full key: run `zaibei repair index` with \
+                 a full key",
+                d.id,
+                d.kind.name(),
+                d.blobs
+            );
+            continue;
+        }
         let copied = match (d.copied, d.new_pack) {
             (0, _) => String::new(),
             (n, Some(p)) => format!(", {n} copied into pack {}", p.short()),
             (n, None) => format!(", {n} would be copied into a new pack"),
         };
         eprintln!(
-            "damaged: pack {} ({} blobs): its bytes no longer match its name; {} of {} blobs \
-             intact{copied}; {} damaged, {} of them lost. The pack is left in place, unindexed",
+            "damaged: pack {} ({} blobs): {what}; {} of {} blobs intact{copied}; {} damaged, \
+             {} of them lost. The pack is left in place, unindexed",
             d.id,
             d.kind.name(),
             d.salvaged,
@@ -233,6 +268,13 @@ fn print_index(cli: &Cli, r: &RepairIndexReport) -> Result<()> {
         would,
         r.packs_added
     )?;
+    if r.packs_unlisted > 0 {
+        crate::say!(
+            "{} packs the index lists were missing from the store's listing but found when \
+             asked for directly",
+            r.packs_unlisted
+        )?;
+    }
     if r.dry_run {
         crate::say!(
             "dry run: {} index objects would be replaced; nothing was written",
@@ -249,6 +291,12 @@ fn print_index(cli: &Cli, r: &RepairIndexReport) -> Result<()> {
     }
     if r.complete() {
         crate::say!("the index is complete: no blob was lost")?;
+    } else if r.needs_full_key() {
+        // `repair snapshots` now would drop what a full key can still save.
+        crate::say!(
+            "damaged packs hold data that only a full key can authenticate and salvage; run \
+             `zaibei repair index` with a full key (not `repair snapshots` yet)"
+        )?;
     } else {
         let lost: usize = r.damaged.iter().map(|d| d.lost).sum();
         let mut parts = Vec::new();

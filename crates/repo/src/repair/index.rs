@@ -6,8 +6,8 @@ use zaibei_format::pack::PackBlob;
 use zaibei_format::{Id, IndexPack, PackKind};
 
 use super::RepairProgress;
-use crate::index::{IdSet, PackMeta};
-use crate::repack::{blob_record, parse_pack, shrink_pack};
+use crate::index::{IdMap, IdSet, PackMeta};
+use crate::repack::{blob_record, build_pack, parse_pack};
 use crate::saver::write_index_chunks;
 use crate::{BlobRef, IndexedRepository, RepoError, Result, names};
 
@@ -18,6 +18,9 @@ pub struct RepairIndexOptions {
     pub dry_run: bool,
     /// Packs read (and written) at a time.
     pub connections: usize,
+    /// Go on even when more than a tenth of the packs the index lists are missing from the
+    /// store (normally a sign of a wrong location or an incomplete listing).
+    pub force: bool,
 }
 
 impl Default for RepairIndexOptions {
@@ -25,19 +28,31 @@ impl Default for RepairIndexOptions {
         RepairIndexOptions {
             dry_run: false,
             connections: 4,
+            force: false,
         }
     }
 }
 
-/// A pack whose bytes no longer hash to its name, whose header still decodes, and whose blobs
-/// were authenticated one by one.
+/// Share of the indexed packs that may be missing from the store before repair refuses
+/// (without [`RepairIndexOptions::force`]): one in ten.
+const MISSING_LIMIT_DIVISOR: usize = 10;
+
+/// A damaged pack: its bytes no longer hash to its name, or its header cannot be decoded.
+/// Its blobs were authenticated one by one where its header or the old index places them, or,
+/// when the key cannot authenticate them, its old index entry is kept as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DamagedPack {
-    /// The damaged pack (left in place, no longer indexed).
+    /// The damaged pack (left in place; no longer indexed unless `kept`).
     pub id: Id,
     /// Kind of its blobs.
     pub kind: PackKind,
-    /// Blobs its header lists.
+    /// Its header cannot be decoded: its blobs were located through the old index alone.
+    pub header_damaged: bool,
+    /// Nothing could be authenticated (a data or tree pack, and a maintenance-only key): its
+    /// old index entry is carried forward unchanged, so reads still get whatever bytes are
+    /// intact. Salvaging it needs a `repair index` with a full key.
+    pub kept: bool,
+    /// Blobs its header (or, when the header is damaged, the old index) lists.
     pub blobs: usize,
     /// Blobs that still authenticate: they stay indexed, in `new_pack` or in another pack
     /// that already held them.
@@ -62,6 +77,9 @@ pub struct UnreadablePack {
     pub reason: String,
     /// Blobs its header lists, when the header could be read.
     pub blobs: Option<usize>,
+    /// Its blobs could be authenticated with a full key, not with the maintenance-only key
+    /// the repair ran with.
+    pub needs_full_key: bool,
 }
 
 /// What [`repair_index`] found and did (or, in a dry run, would do).
@@ -73,6 +91,9 @@ pub struct RepairIndexReport {
     pub index_replaced: usize,
     /// Packs the store listed.
     pub packs_listed: usize,
+    /// Packs the old index lists that the listing lacked but that the store holds when asked
+    /// directly: read like the others.
+    pub packs_unlisted: usize,
     /// Packs read whole.
     pub packs_read: usize,
     /// Bytes read.
@@ -102,12 +123,19 @@ pub struct RepairIndexReport {
 
 impl RepairIndexReport {
     /// True when nothing was lost: no blob the old index located is missing from the new one,
-    /// no damaged blob is without another copy, and every pack could be read.
+    /// no damaged blob is without another copy, every pack could be read, and no damaged
+    /// pack waits for a full key.
     pub fn complete(&self) -> bool {
         self.blobs_unindexed == 0
             && self.unreadable.is_empty()
             && self.missing.is_empty()
-            && self.damaged.iter().all(|d| d.lost == 0)
+            && self.damaged.iter().all(|d| d.lost == 0 && !d.kept)
+    }
+
+    /// True when some damaged pack could not be salvaged for want of a full key (kept as
+    /// indexed, or left unindexed): run `repair index` again with a full key.
+    pub fn needs_full_key(&self) -> bool {
+        self.damaged.iter().any(|d| d.kept) || self.unreadable.iter().any(|u| u.needs_full_key)
     }
 }
 
@@ -115,7 +143,7 @@ impl RepairIndexReport {
 enum FirstRead {
     /// Its bytes hash to its name and its header decodes.
     Intact(IndexPack),
-    /// Its bytes do not hash to its name.
+    /// Its bytes do not hash to its name, or its header does not decode.
     Damaged,
     /// Left out, for this reason.
     Unreadable(UnreadablePack),
@@ -123,16 +151,26 @@ enum FirstRead {
 
 /// What salvaging a damaged pack gave.
 enum Salvage {
-    /// A second read gave bytes that do hash to its name (the first read was corrupted on the
-    /// way).
+    /// A second read gave bytes that do hash to its name and a header that decodes (the first
+    /// read was corrupted on the way).
     Intact(IndexPack),
     /// Its blobs, authenticated one by one.
     Opened {
         kind: PackKind,
+        salt: [u8; 32],
         bytes: Bytes,
-        header: Vec<PackBlob>,
-        opened: Vec<Id>,
+        header_damaged: bool,
+        /// Blobs its header (or the old index) lists.
+        listed: usize,
+        /// Records that authenticate, in pack order (one per blob id).
+        opened: Vec<PackBlob>,
+        /// Blobs none of whose records authenticate.
         failed: Vec<Id>,
+    },
+    /// Nothing can be authenticated with the key at hand: the old index entry, unchanged.
+    Kept {
+        old: IndexPack,
+        header_damaged: bool,
     },
     /// Left out, for this reason.
     Unreadable(UnreadablePack),
@@ -147,6 +185,7 @@ fn vanished(id: Id) -> UnreadablePack {
         id,
         reason: "it disappeared from the store while repair ran (a prune deleted it?)".into(),
         blobs: None,
+        needs_full_key: false,
     }
 }
 
@@ -188,19 +227,6 @@ async fn decode_intact(
     .map_err(|e| RepoError::Internal(format!("pack decoding task: {e}")))
 }
 
-/// An intact pack whose header does not decode: left out, unless its format is newer than
-/// this build (then nothing may be decided).
-fn undecodable(id: Id, e: RepoError) -> Result<UnreadablePack> {
-    if e.is_unsupported_version() {
-        return Err(e);
-    }
-    Ok(UnreadablePack {
-        id,
-        reason: format!("its header cannot be decoded: {e}"),
-        blobs: None,
-    })
-}
-
 /// Reads a pack for the first time; also the bytes read (`None` when it is gone).
 async fn first_read(repo: &IndexedRepository, id: Id) -> Result<(FirstRead, Option<u64>)> {
     let Some(bytes) = fetch(repo, &id).await? else {
@@ -208,49 +234,83 @@ async fn first_read(repo: &IndexedRepository, id: Id) -> Result<(FirstRead, Opti
     };
     let len = bytes.len() as u64;
     let read = match decode_intact(repo, id, bytes).await? {
-        None => FirstRead::Damaged,
         Some(Ok(pack)) => FirstRead::Intact(pack),
-        Some(Err(e)) => FirstRead::Unreadable(undecodable(id, e)?),
+        // A format newer than this build: nothing may be decided.
+        Some(Err(e)) if e.is_unsupported_version() => return Err(e),
+        None | Some(Err(_)) => FirstRead::Damaged,
     };
     Ok((read, Some(len)))
 }
 
-/// Reads a damaged pack again and authenticates each blob its header lists.
-async fn salvage(repo: &IndexedRepository, id: Id) -> Result<Salvage> {
+/// The blob records to try in a damaged pack: those its header lists, then those the old
+/// index places elsewhere in it (when the old entry agrees on kind and salt), in pack order.
+fn candidates(header: Vec<PackBlob>, old: Option<&IndexPack>) -> Vec<PackBlob> {
+    let mut all = header;
+    let known: std::collections::HashSet<(Id, u64)> =
+        all.iter().map(|b| (b.id, b.offset)).collect();
+    if let Some(old) = old {
+        all.extend(
+            old.blobs
+                .iter()
+                .filter(|b| !known.contains(&(b.id, b.offset)))
+                .copied(),
+        );
+    }
+    all.sort_by_key(|b| (b.offset, b.id));
+    all
+}
+
+/// Reads a damaged pack again and authenticates each blob where its header, or the old index
+/// (`old`, this pack's entry in the index loaded beforehand), places it.
+async fn salvage(repo: &IndexedRepository, id: Id, old: Option<IndexPack>) -> Result<Salvage> {
     let Some(bytes) = fetch(repo, &id).await? else {
         return Ok(Salvage::Unreadable(vanished(id)));
     };
-    match decode_intact(repo, id, bytes.clone()).await? {
-        Some(Ok(pack)) => return Ok(Salvage::Intact(pack)),
-        Some(Err(e)) => return Ok(Salvage::Unreadable(undecodable(id, e)?)),
-        None => {}
-    }
     let name = names::pack(&id);
-    let (kind, salt, header) = match parse_pack(repo.keys().maintenance(), &name, &bytes) {
-        Ok(parsed) => parsed,
-        Err(e) if e.is_unsupported_version() => return Err(e),
-        Err(e) => {
-            return Ok(Salvage::Unreadable(UnreadablePack {
-                id,
-                reason: format!(
-                    "it is damaged (its bytes no longer hash to its name) and its header cannot \
-                     be decoded: {e}"
-                ),
-                blobs: None,
-            }));
+    let parsed = match decode_intact(repo, id, bytes.clone()).await? {
+        Some(Ok(pack)) => return Ok(Salvage::Intact(pack)),
+        Some(Err(e)) => Err(e),
+        None => parse_pack(repo.keys().maintenance(), &name, &bytes),
+    };
+    let (kind, salt, header_damaged, records) = match parsed {
+        Ok((kind, salt, header)) => {
+            let old = old.as_ref().filter(|o| o.kind == kind && o.salt == salt);
+            (kind, salt, false, candidates(header, old))
         }
+        Err(e) if e.is_unsupported_version() => return Err(e),
+        Err(e) => match &old {
+            // The old index is the only record left of where its blobs lie.
+            Some(o) => (o.kind, o.salt, true, candidates(Vec::new(), Some(o))),
+            None => {
+                return Ok(Salvage::Unreadable(UnreadablePack {
+                    id,
+                    reason: format!(
+                        "it is damaged, its header cannot be decoded ({e}) and no index lists it"
+                    ),
+                    blobs: None,
+                    needs_full_key: false,
+                }));
+            }
+        },
     };
     if kind != PackKind::Refs && !repo.keys().has_content() {
-        return Ok(Salvage::Unreadable(UnreadablePack {
-            id,
-            reason: format!(
-                "it is damaged (its bytes no longer hash to its name); saving its intact {} \
-                 blobs needs a full key, and the repository was opened with a maintenance-only \
-                 key",
-                kind.name()
-            ),
-            blobs: Some(header.len()),
-        }));
+        return Ok(match old {
+            Some(old) => Salvage::Kept {
+                old,
+                header_damaged,
+            },
+            None => Salvage::Unreadable(UnreadablePack {
+                id,
+                reason: format!(
+                    "it is damaged and no index lists it; saving its intact {} blobs needs a \
+                     full key (the repository was opened with a maintenance-only key), so it \
+                     stays unindexed",
+                    kind.name()
+                ),
+                blobs: Some(records.len()),
+                needs_full_key: true,
+            }),
+        });
     }
     let meta = PackMeta {
         id,
@@ -258,8 +318,13 @@ async fn salvage(repo: &IndexedRepository, id: Id) -> Result<Salvage> {
         salt,
         size: bytes.len() as u64,
     };
-    let (mut opened, mut failed) = (Vec::new(), Vec::new());
-    for b in &header {
+    let listed: IdSet = records.iter().map(|b| b.id).collect();
+    let mut opened: Vec<PackBlob> = Vec::new();
+    let mut good = IdSet::default();
+    for b in &records {
+        if good.contains(&b.id) {
+            continue;
+        }
         let loc = BlobRef {
             pack: &meta,
             offset: b.offset,
@@ -270,18 +335,92 @@ async fn salvage(repo: &IndexedRepository, id: Id) -> Result<Salvage> {
             .and_then(|stored| repo.open_stored_blob(kind, &b.id, &loc, stored))
             .is_ok();
         if ok {
-            opened.push(b.id);
-        } else {
-            failed.push(b.id);
+            good.insert(b.id);
+            opened.push(*b);
         }
     }
+    let mut failed: Vec<Id> = listed
+        .iter()
+        .filter(|b| !good.contains(b))
+        .copied()
+        .collect();
+    failed.sort();
     Ok(Salvage::Opened {
         kind,
+        salt,
         bytes,
-        header,
+        header_damaged,
+        listed: listed.len(),
         opened,
         failed,
     })
+}
+
+/// Each pack's entry in the index loaded beforehand, for the packs in `wanted`.
+fn old_entries(repo: &IndexedRepository, wanted: &IdSet) -> IdMap<IndexPack> {
+    let packs = repo.index().packs();
+    let mut out: IdMap<IndexPack> = IdMap::default();
+    for kind in PackKind::ALL {
+        for loc in repo.index().all_locations(kind) {
+            let Some(meta) = packs.get(loc.pack) else {
+                continue;
+            };
+            if !wanted.contains(&meta.id) {
+                continue;
+            }
+            out.entry(meta.id)
+                .or_insert_with(|| IndexPack {
+                    id: meta.id,
+                    kind: meta.kind,
+                    salt: meta.salt,
+                    size: meta.size,
+                    blobs: Vec::new(),
+                })
+                .blobs
+                .push(PackBlob {
+                    id: *loc.id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: loc.raw_length,
+                });
+        }
+    }
+    for p in out.values_mut() {
+        p.blobs.sort_by_key(|b| (b.offset, b.id));
+    }
+    out
+}
+
+/// Looks up directly each pack the old index lists that the listing lacks: those the store
+/// holds after all, and those it does not.
+async fn unlisted(
+    repo: &IndexedRepository,
+    listed: &IdSet,
+    connections: usize,
+) -> Result<(Vec<Id>, Vec<Id>)> {
+    let absent: Vec<Id> = repo
+        .index()
+        .packs()
+        .iter()
+        .map(|p| p.id)
+        .filter(|id| !listed.contains(id))
+        .collect();
+    let mut looks = futures::stream::iter(absent.into_iter().map(|id| async move {
+        let r = repo.store().stat(&names::pack(&id)).await;
+        (id, r)
+    }))
+    .buffer_unordered(connections);
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    while let Some((id, r)) = looks.next().await {
+        match r {
+            Ok(_) => found.push(id),
+            Err(e) if e.is_not_found() => missing.push(id),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    found.sort();
+    missing.sort();
+    Ok((found, missing))
 }
 
 /// Rebuilds the index from the packs; see the module docs of [`crate::repair`].
@@ -317,14 +456,28 @@ pub async fn repair_index(
     }
     packs.sort();
     report.packs_listed = packs.len();
-    if packs.is_empty() && !repo.index().packs().is_empty() {
+    // A pack the old index lists but the listing lacks gets a second look before it counts
+    // as missing; too many missing ones stop the repair (a wrong location, a partial listing).
+    let (found, missing) = unlisted(repo, &packs.iter().copied().collect(), connections).await?;
+    report.packs_unlisted = found.len();
+    packs.extend(found);
+    packs.sort();
+    let indexed = repo.index().packs().len();
+    if !opts.force && !missing.is_empty() && missing.len() * MISSING_LIMIT_DIVISOR > indexed {
+        let named: Vec<String> = missing.iter().take(3).map(|p| p.to_string()).collect();
         return Err(RepoError::Refused(format!(
-            "the store lists no packs, but the index lists {}; refusing to replace the index \
-             with an empty one (is the repository location right?)",
-            repo.index().packs().len()
+            "{} of the {indexed} packs the index lists are not in the store ({}{}); refusing \
+             to drop them all from the index (is the repository location right?). Use --force \
+             to rebuild the index anyway",
+            missing.len(),
+            named.join(", "),
+            if missing.len() > named.len() {
+                ", …"
+            } else {
+                ""
+            }
         )));
     }
-    let stored: IdSet = packs.iter().copied().collect();
 
     // 2. Every pack, whole.
     let total = packs.len() as u64;
@@ -365,14 +518,14 @@ pub async fn repair_index(
 
     // 3. Damaged packs: what still authenticates and no intact pack holds goes into a new pack.
     damaged_ids.sort();
+    let mut old = old_entries(repo, &damaged_ids.iter().copied().collect());
     let mut failed_by_pack: Vec<(usize, PackKind, Vec<Id>)> = Vec::new();
     {
         let total = damaged_ids.len() as u64;
-        let mut salvages = futures::stream::iter(
-            damaged_ids
-                .iter()
-                .map(|&id| async move { (id, salvage(repo, id).await) }),
-        )
+        let mut salvages = futures::stream::iter(damaged_ids.iter().map(|&id| {
+            let old = old.remove(&id);
+            async move { (id, salvage(repo, id, old).await) }
+        }))
         .buffer_unordered(connections);
         let mut done = 0u64;
         while let Some((id, r)) = salvages.next().await {
@@ -384,23 +537,46 @@ pub async fn repair_index(
                     intact.push(p);
                 }
                 Salvage::Unreadable(u) => report.unreadable.push(u),
+                Salvage::Kept {
+                    old,
+                    header_damaged,
+                } => {
+                    held[kind_slot(old.kind)].extend(old.blobs.iter().map(|b| b.id));
+                    report.damaged.push(DamagedPack {
+                        id,
+                        kind: old.kind,
+                        header_damaged,
+                        kept: true,
+                        blobs: old.blobs.iter().map(|b| b.id).collect::<IdSet>().len(),
+                        salvaged: 0,
+                        copied: 0,
+                        damaged: 0,
+                        lost: 0,
+                        new_pack: None,
+                    });
+                    intact.push(old);
+                }
                 Salvage::Opened {
                     kind,
+                    salt,
                     bytes,
-                    header,
+                    header_damaged,
+                    listed,
                     opened,
                     failed,
                 } => {
                     let slot = kind_slot(kind);
-                    let copy: IdSet = opened
+                    let copy: Vec<PackBlob> = opened
                         .iter()
-                        .filter(|b| !held[slot].contains(b))
+                        .filter(|b| !held[slot].contains(&b.id))
                         .copied()
                         .collect();
                     let mut entry = DamagedPack {
                         id,
                         kind,
-                        blobs: header.len(),
+                        header_damaged,
+                        kept: false,
+                        blobs: listed,
                         salvaged: opened.len(),
                         copied: copy.len(),
                         damaged: failed.len(),
@@ -411,20 +587,24 @@ pub async fn repair_index(
                         let keys = repo.keys().maintenance().clone();
                         let suite = repo.suite();
                         let name = names::pack(&id);
-                        let keep = copy.clone();
-                        let shrunk = tokio::task::spawn_blocking(move || {
-                            shrink_pack(&keys, suite, &name, &bytes, |b| keep.contains(b))
+                        let ids: Vec<Id> = copy.iter().map(|b| b.id).collect();
+                        let built = tokio::task::spawn_blocking(move || {
+                            let records = copy
+                                .into_iter()
+                                .map(|b| blob_record(&name, &bytes, &b).map(|r| (b, r)))
+                                .collect::<Result<Vec<_>>>()?;
+                            build_pack(&keys, suite, kind, salt, &name, records)
                         })
                         .await
                         .map_err(|e| RepoError::Internal(format!("salvage task: {e}")))??;
                         if !opts.dry_run {
                             repo.store()
-                                .put(&names::pack(&shrunk.id), shrunk.bytes.clone())
+                                .put(&names::pack(&built.id), built.bytes.clone())
                                 .await?;
-                            entry.new_pack = Some(shrunk.id);
+                            entry.new_pack = Some(built.id);
                         }
-                        held[slot].extend(copy);
-                        intact.push(shrunk.index);
+                        held[slot].extend(ids);
+                        intact.push(built.index);
                     }
                     failed_by_pack.push((report.damaged.len(), kind, failed));
                     report.damaged.push(entry);
@@ -443,14 +623,7 @@ pub async fn repair_index(
     report.unreadable.sort_by_key(|u| u.id);
 
     // 4. What the old index knew that the new one does not.
-    report.missing = repo
-        .index()
-        .packs()
-        .iter()
-        .filter(|p| !stored.contains(&p.id))
-        .map(|p| p.id)
-        .collect();
-    report.missing.sort();
+    report.missing = missing;
     for kind in PackKind::ALL {
         report.blobs_unindexed += repo
             .index()

@@ -134,8 +134,8 @@ pub struct RepairSnapshotsReport {
     pub trees_written: usize,
     /// Reference blobs that were missing and were stored again from their trees.
     pub refs_restored: usize,
-    /// Packs in the store that no index lists (leftovers, or damaged packs `repair index`
-    /// left out). When the index may be incomplete, run `repair index` first.
+    /// Damaged packs in the store that no index lists (left out by `repair index`). An
+    /// intact unindexed pack makes the repair refuse: run `repair index` first.
     pub unindexed_packs: usize,
 }
 
@@ -322,12 +322,58 @@ fn removed_paths(root: Id, rewrites: &IdMap<Rewrite>) -> Vec<RemovedPath> {
     out
 }
 
-/// Stores a tree through the saver (off the runtime: the saver may block).
-async fn save_tree(saver: &BlobSaver, tree: Tree) -> Result<Id> {
+/// Stores a tree and its reference blob through the saver (off the runtime: the saver may
+/// block). Each is stored even when the index locates it, unless `present` says a pack the
+/// store holds has it: an index entry whose pack is gone must not stop it being stored.
+async fn save_tree(
+    saver: &BlobSaver,
+    present: &(dyn Fn(PackKind, &Id) -> bool + Sync),
+    tree: Tree,
+) -> Result<Id> {
+    let body = tree.encode();
+    let id = saver.blob_id(&body)?;
+    let (tree_there, refs_there) = (present(PackKind::Tree, &id), present(PackKind::Refs, &id));
     let saver = saver.clone();
-    tokio::task::spawn_blocking(move || saver.save_tree(&tree))
-        .await
-        .map_err(|e| RepoError::Internal(format!("tree saving task: {e}")))?
+    tokio::task::spawn_blocking(move || -> Result<Id> {
+        if !tree_there {
+            saver.save_blob_again(PackKind::Tree, id, &body)?;
+        }
+        if !refs_there {
+            saver.save_blob_again(PackKind::Refs, id, &TreeRefs::of_tree(&tree).encode())?;
+        }
+        Ok(id)
+    })
+    .await
+    .map_err(|e| RepoError::Internal(format!("tree saving task: {e}")))?
+}
+
+/// Packs the store holds that the index does not list and whose bytes still hash to their
+/// names (sorted). Their blobs would look missing, and a repair would drop intact data.
+async fn intact_unindexed(
+    repo: &IndexedRepository,
+    unindexed: Vec<Id>,
+    connections: usize,
+) -> Result<Vec<Id>> {
+    let suite = repo.suite();
+    let mut reads = futures::stream::iter(unindexed.into_iter().map(|id| async move {
+        let bytes = match repo.store().get(&names::pack(&id)).await {
+            Ok(b) => b,
+            // Gone meanwhile (a prune): nothing to protect.
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(RepoError::from(e)),
+        };
+        let intact = tokio::task::spawn_blocking(move || Id(suite.hash(&bytes)) == id)
+            .await
+            .map_err(|e| RepoError::Internal(format!("pack hashing task: {e}")))?;
+        Ok(intact.then_some(id))
+    }))
+    .buffer_unordered(connections.max(1));
+    let mut out = Vec::new();
+    while let Some(r) = reads.next().await {
+        out.extend(r?);
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Writes replacements of damaged snapshots; see the module docs of [`crate::repair`].
@@ -391,7 +437,8 @@ pub async fn repair_snapshots(
         selected.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
     }
 
-    // A blob counts as present when the index places it in a pack the store holds.
+    // A blob counts as present when the index places one of its copies in a pack the store
+    // holds.
     let stored: IdSet = repo
         .store()
         .list(names::DATA)
@@ -400,11 +447,35 @@ pub async fn repair_snapshots(
         .filter_map(|o| names::id_of(&o.name))
         .collect();
     let index = repo.index();
-    report.unindexed_packs = stored.iter().filter(|p| index.pack(p).is_none()).count();
+    let unindexed: Vec<Id> = stored
+        .iter()
+        .filter(|p| index.pack(p).is_none())
+        .copied()
+        .collect();
+    report.unindexed_packs = unindexed.len();
+    // An intact pack that no index lists holds blobs that would look missing: refuse before
+    // writing anything (damaged ones, left out by `repair index`, do not count).
+    let intact = intact_unindexed(&repo, unindexed, opts.connections).await?;
+    if !intact.is_empty() {
+        let named: Vec<String> = intact.iter().take(3).map(|p| p.to_string()).collect();
+        return Err(RepoError::Refused(format!(
+            "{} packs are in the store but in no index ({}{}); their blobs would look missing \
+             and intact files would be left out. Run `zaibei repair index` first (or wait for \
+             a running backup to finish)",
+            intact.len(),
+            named.join(", "),
+            if intact.len() > named.len() {
+                ", …"
+            } else {
+                ""
+            }
+        )));
+    }
     let present = |kind: PackKind, id: &Id| {
         index
-            .lookup(kind, id)
-            .is_some_and(|l| stored.contains(&l.pack.id))
+            .locations(kind, id)
+            .iter()
+            .any(|l| stored.contains(&l.pack.id))
     };
     let present: &(dyn Fn(PackKind, &Id) -> bool + Sync) = &present;
 
@@ -459,7 +530,9 @@ pub async fn repair_snapshots(
         .map(|(id, _)| *id)
         .collect();
     report.trees_written = order.len();
-    report.refs_restored = refs_missing.len();
+    if opts.dry_run {
+        report.refs_restored = refs_missing.len();
+    }
 
     // 3. Rewrite, children first; store missing reference blobs again.
     let saver = if !opts.dry_run && (!order.is_empty() || !refs_missing.is_empty()) {
@@ -506,7 +579,7 @@ pub async fn repair_snapshots(
         }
         let rewritten = Tree { nodes };
         let new = match &saver {
-            Some(saver) => save_tree(saver, rewritten).await?,
+            Some(saver) => save_tree(saver, present, rewritten).await?,
             None => content.blob_id(&rewritten.encode()),
         };
         new_ids.insert(*old, new);
@@ -518,11 +591,13 @@ pub async fn repair_snapshots(
         for id in &refs_missing {
             let tree = repo.load_tree(id).await?;
             let (saver, id) = (saver.clone(), *id);
-            tokio::task::spawn_blocking(move || {
-                saver.save_blob(PackKind::Refs, id, &TreeRefs::of_tree(&tree).encode())
+            // Stored even when the index locates it: its indexed copy is in no stored pack.
+            let stored = tokio::task::spawn_blocking(move || {
+                saver.save_blob_again(PackKind::Refs, id, &TreeRefs::of_tree(&tree).encode())
             })
             .await
             .map_err(|e| RepoError::Internal(format!("reference saving task: {e}")))??;
+            report.refs_restored += usize::from(stored);
             done += 1;
             progress("rewrite", done, total);
         }
