@@ -21,18 +21,6 @@ use std::path::{Path, PathBuf};
 use e2e_support::*;
 use serde_json::Value;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below.max(1)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Damage {
     Flip,
@@ -393,17 +381,7 @@ fn run_case(f: &Fixture, kind: Kind, how: Damage, rng: &mut Rng) {
 
 #[test]
 fn damage_of_every_kind_is_reported_and_restore_saves_the_rest() {
-    let seed = std::env::var("ZAIBEI_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    note(&format!("ZAIBEI_TEST_SEED={seed}"));
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env();
     let f = fixture();
     let kinds = [
         Kind::DataPack,

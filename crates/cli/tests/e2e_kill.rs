@@ -14,18 +14,6 @@ use std::time::Duration;
 
 use e2e_support::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 /// Starts `zaibei ARGS`, kills it with SIGKILL after `after`; true when it was still running.
 fn kill_after(env: &Env, args: &[&str], after: Duration) -> bool {
     let mut c = env.command();
@@ -45,17 +33,7 @@ fn assert_no_errors(env: &Env, when: &str) {
 
 #[test]
 fn backup_and_prune_killed_at_random_times_leave_a_valid_repository() {
-    let seed = std::env::var("ZAIBEI_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    note(&format!("ZAIBEI_TEST_SEED={seed}"));
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env();
     let env = Env::init();
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();

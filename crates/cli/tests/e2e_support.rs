@@ -525,6 +525,36 @@ pub fn assert_metadata_matches(src_stat: &[Vec<u8>], src: &Path, dst: &Path) {
 // The generated source tree.
 // ---------------------------------------------------------------------------------------
 
+/// A small deterministic generator for randomized tests (an LCG).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `ZAIBEI_TEST_SEED`, or from the clock; the seed is printed so that a
+    /// failing run can be repeated.
+    pub fn from_env() -> Rng {
+        let seed = std::env::var("ZAIBEI_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        note(&format!("ZAIBEI_TEST_SEED={seed}"));
+        Rng(seed)
+    }
+
+    /// A number below `below` (0 when `below` is 0).
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below.max(1)
+    }
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*), incompressible enough for the chunker.
 pub fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);

@@ -7,58 +7,20 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{files, read_tree, save_files, snapshot_of};
+use common::{
+    backup, data_check, files, new_store, open, open_with, read_tree, save_files, snapshot_of,
+};
 use zaibei_crypto::{PasswordKdf, Suite};
 use zaibei_format::{Id, IndexFile, KeyScope, PackKind};
-use zaibei_repo::{
-    BlobSaver, CheckOptions, CheckReport, IndexedRepository, InitOptions, Repository, Severity,
-    check, names, repack,
-};
-use zaibei_store::{MemoryStore, Store};
-
-async fn open(store: &Arc<dyn Store>, password: &[u8]) -> Arc<IndexedRepository> {
-    Arc::new(
-        Repository::open(Arc::clone(store), password)
-            .await
-            .unwrap()
-            .load_index()
-            .await
-            .unwrap(),
-    )
-}
-
-async fn backup(store: &Arc<dyn Store>, files: &common::Files) -> Id {
-    let repo = open(store, b"pw").await;
-    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
-    let tree = save_files(&saver, files).await.unwrap();
-    saver.finish().await.unwrap();
-    repo.save_snapshot(&snapshot_of(tree)).await.unwrap()
-}
-
-async fn full_check(repo: &IndexedRepository) -> CheckReport {
-    check(
-        repo,
-        CheckOptions {
-            read_data: true,
-            ..Default::default()
-        },
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap()
-}
+use zaibei_repo::{BlobSaver, Severity, names, repack};
+use zaibei_store::Store;
 
 /// Two snapshots sharing `f001`; returns the store, both ids and the first blob of `f001`.
 async fn two_snapshots() -> (Arc<dyn Store>, Id, Id, Id) {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
-    o.pack_size = 1 << 16;
-    Repository::init(Arc::clone(&store), b"pw", o)
-        .await
-        .unwrap();
+    let store = new_store().await;
     let s1 = backup(&store, &files(0..3, 30_000)).await;
     let s2 = backup(&store, &files(1..5, 30_000)).await;
-    let repo = open(&store, b"pw").await;
+    let repo = open(&store).await;
     let tree = repo
         .load_tree(&repo.load_snapshot(&s1).await.unwrap().tree)
         .await
@@ -69,7 +31,7 @@ async fn two_snapshots() -> (Arc<dyn Store>, Id, Id, Id) {
 
 /// Flips a byte inside the record of `blob`; returns the pack's name.
 async fn damage_blob(store: &Arc<dyn Store>, blob: &Id) -> String {
-    let repo = open(store, b"pw").await;
+    let repo = open(store).await;
     let loc = repo.locate(PackKind::Data, blob).unwrap();
     let name = names::pack(&loc.pack.id);
     let mut bytes = store.get(&name).await.unwrap().to_vec();
@@ -82,8 +44,8 @@ async fn damage_blob(store: &Arc<dyn Store>, blob: &Id) -> String {
 async fn a_damaged_blob_names_every_snapshot_and_file_that_needs_it() {
     let (store, s1, s2, blob) = two_snapshots().await;
     let pack = damage_blob(&store, &blob).await;
-    let repo = open(&store, b"pw").await;
-    let report = full_check(&repo).await;
+    let repo = open(&store).await;
+    let report = data_check(&repo).await;
     let object = format!("data blob {blob}");
     let p = report
         .problems
@@ -110,7 +72,7 @@ async fn a_second_copy_keeps_the_blob_readable_and_the_damage_harmless() {
     let (store, s1, _, blob) = two_snapshots().await;
     // Copy the pack holding the blob into a new pack (a duplicate, as concurrent backups make)
     // and index it.
-    let repo = open(&store, b"pw").await;
+    let repo = open(&store).await;
     let loc = repo.locate(PackKind::Data, &blob).unwrap();
     let name = names::pack(&loc.pack.id);
     let source = store.get(&name).await.unwrap();
@@ -139,8 +101,8 @@ async fn a_second_copy_keeps_the_blob_readable_and_the_damage_harmless() {
         .unwrap();
     // Damage the copy the index gives first (damage_blob locates it).
     damage_blob(&store, &blob).await;
-    let repo = open(&store, b"pw").await;
-    let report = full_check(&repo).await;
+    let repo = open(&store).await;
+    let report = data_check(&repo).await;
     let p = report
         .problems
         .iter()
@@ -156,7 +118,7 @@ async fn a_second_copy_keeps_the_blob_readable_and_the_damage_harmless() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_maintenance_key_names_snapshots_but_not_paths() {
     let (store, s1, s2, blob) = two_snapshots().await;
-    let repo = open(&store, b"pw").await;
+    let repo = open(&store).await;
     repo.add_key(
         b"maint",
         KeyScope::Maintenance,
@@ -167,8 +129,8 @@ async fn a_maintenance_key_names_snapshots_but_not_paths() {
     .await
     .unwrap();
     let pack = damage_blob(&store, &blob).await;
-    let repo = open(&store, b"maint").await;
-    let report = full_check(&repo).await;
+    let repo = open_with(&store, b"maint").await;
+    let report = data_check(&repo).await;
     assert!(report.content_unverified);
     // Data cannot be authenticated without the content key: the whole pack is suspect.
     let p = report
@@ -189,11 +151,11 @@ async fn a_maintenance_key_names_snapshots_but_not_paths() {
 async fn a_missing_tree_names_the_directory() {
     let (store, s1, s2, _) = two_snapshots().await;
     // Delete the tree packs: every snapshot loses its root.
-    let repo = open(&store, b"pw").await;
+    let repo = open(&store).await;
     let root = repo.load_snapshot(&s2).await.unwrap().tree;
     let tree_pack = repo.locate(PackKind::Tree, &root).unwrap().pack.id;
     store.delete(&names::pack(&tree_pack)).await.unwrap();
-    let report = full_check(&*open(&store, b"pw").await).await;
+    let report = data_check(&*open(&store).await).await;
     let p = report
         .problems
         .iter()
@@ -213,13 +175,8 @@ async fn a_missing_tree_names_the_directory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subtree_shared_at_different_depths_is_named_at_each_path() {
     use zaibei_format::{Node, NodeKind, Tree};
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
-    o.pack_size = 1 << 16;
-    Repository::init(Arc::clone(&store), b"pw", o)
-        .await
-        .unwrap();
-    let repo = open(&store, b"pw").await;
+    let store = new_store().await;
+    let repo = open(&store).await;
     let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
     let shared = save_files(&saver, &files(0..2, 20_000)).await.unwrap();
     let s2 = saver.clone();
@@ -241,15 +198,9 @@ async fn a_subtree_shared_at_different_depths_is_named_at_each_path() {
     // The deeper snapshot first, so that the shared tree is met at its shallow depth second.
     let snap2 = repo.save_snapshot(&snapshot_of(root2)).await.unwrap();
     let snap1 = repo.save_snapshot(&snapshot_of(root1)).await.unwrap();
-    let blob = open(&store, b"pw")
-        .await
-        .load_tree(&shared)
-        .await
-        .unwrap()
-        .nodes[1]
-        .content[0];
+    let blob = open(&store).await.load_tree(&shared).await.unwrap().nodes[1].content[0];
     damage_blob(&store, &blob).await;
-    let report = full_check(&*open(&store, b"pw").await).await;
+    let report = data_check(&*open(&store).await).await;
     let p = report
         .problems
         .iter()

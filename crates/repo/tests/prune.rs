@@ -9,42 +9,14 @@ use std::time::Duration;
 use zaibei_crypto::{PasswordKdf, Suite};
 mod common;
 
-use common::{Files, data, files, read_tree, save_files, snapshot_of};
+use common::{
+    Files, backup, data, data_check, files, new_repo, open, read_tree, save_files, snapshot_of,
+};
 use zaibei_format::{Id, PackKind};
 use zaibei_repo::{
-    BlobSaver, CheckOptions, IndexedRepository, InitOptions, MaxUnused, PackWriter, PruneOptions,
-    PruneReport, RepoError, Repository, check, prune,
+    BlobSaver, MaxUnused, PackWriter, PruneOptions, PruneReport, RepoError, Repository, prune,
 };
 use zaibei_store::{FsStore, MemoryStore, Store};
-
-fn init_opts() -> InitOptions {
-    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
-    o.pack_size = 1 << 16; // many small packs
-    o
-}
-
-async fn new_repo(store: Arc<dyn Store>) {
-    Repository::init(store, b"pw", init_opts()).await.unwrap();
-}
-
-async fn open(store: &Arc<dyn Store>) -> Arc<IndexedRepository> {
-    Arc::new(
-        Repository::open(Arc::clone(store), b"pw")
-            .await
-            .unwrap()
-            .load_index()
-            .await
-            .unwrap(),
-    )
-}
-
-async fn backup(store: &Arc<dyn Store>, files: &Files) -> Id {
-    let repo = open(store).await;
-    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
-    let tree = save_files(&saver, files).await.unwrap();
-    saver.finish().await.unwrap();
-    repo.save_snapshot(&snapshot_of(tree)).await.unwrap()
-}
 
 /// Reads every file of a snapshot back.
 async fn read_back(store: &Arc<dyn Store>, snap: &Id) -> Files {
@@ -64,17 +36,7 @@ async fn run_prune(store: &Arc<dyn Store>, margin: u64, max_unused: MaxUnused) -
 }
 
 async fn assert_checks(store: &Arc<dyn Store>) {
-    let repo = open(store).await;
-    let report = check(
-        &repo,
-        CheckOptions {
-            read_data: true,
-            ..Default::default()
-        },
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap();
+    let report = data_check(&*open(store).await).await;
     assert_eq!(report.errors(), 0, "{:?}", report.problems);
 }
 

@@ -9,46 +9,17 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{Files, files, save_files, snapshot_of};
+use common::{Files, data_check, files, new_store, open, open_with, save_files, snapshot_of};
 use zaibei_crypto::{PasswordKdf, Suite};
 use zaibei_format::{Id, KeyScope, Node, NodeKind, PackKind, Tree};
 use zaibei_repo::repair::{
     REPAIRED_TAG, RemovalReason, RepairIndexOptions, RepairSnapshotsOptions, SnapshotOutcome,
 };
 use zaibei_repo::{
-    BlobSaver, CheckOptions, CheckReport, IndexedRepository, InitOptions, RepairIndexReport,
-    RepairSnapshotsReport, Repository, check, repair_index, repair_snapshots,
+    BlobSaver, CheckReport, IndexedRepository, RepairIndexReport, RepairSnapshotsReport,
+    Repository, repair_index, repair_snapshots,
 };
-use zaibei_store::{MemoryStore, Store};
-
-fn init_opts() -> InitOptions {
-    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
-    o.pack_size = 1 << 16; // many small packs
-    o
-}
-
-async fn new_store() -> Arc<dyn Store> {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    Repository::init(Arc::clone(&store), b"pw", init_opts())
-        .await
-        .unwrap();
-    store
-}
-
-async fn open_with(store: &Arc<dyn Store>, password: &[u8]) -> Arc<IndexedRepository> {
-    Arc::new(
-        Repository::open(Arc::clone(store), password)
-            .await
-            .unwrap()
-            .load_index()
-            .await
-            .unwrap(),
-    )
-}
-
-async fn open(store: &Arc<dyn Store>) -> Arc<IndexedRepository> {
-    open_with(store, b"pw").await
-}
+use zaibei_store::Store;
 
 /// Opens with a maintenance-only key (added on first use).
 async fn open_maintenance(store: &Arc<dyn Store>) -> Arc<IndexedRepository> {
@@ -89,7 +60,7 @@ async fn save_dirs(saver: &BlobSaver, dirs: &[(&str, Files)]) -> Id {
 }
 
 /// Backs up `dirs` (see [`save_dirs`]) as one snapshot.
-async fn backup(store: &Arc<dyn Store>, dirs: &[(&str, Files)]) -> Id {
+async fn backup_dirs(store: &Arc<dyn Store>, dirs: &[(&str, Files)]) -> Id {
     let repo = open(store).await;
     let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
     let tree = save_dirs(&saver, dirs).await;
@@ -132,17 +103,7 @@ fn expected(dirs: &[(&str, Files)]) -> BTreeMap<String, Vec<u8>> {
 }
 
 async fn run_check(store: &Arc<dyn Store>) -> CheckReport {
-    let repo = open(store).await;
-    check(
-        &repo,
-        CheckOptions {
-            read_data: true,
-            ..Default::default()
-        },
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap()
+    data_check(&*open(store).await).await
 }
 
 async fn assert_checks(store: &Arc<dyn Store>) {
@@ -274,8 +235,8 @@ fn dirs_b() -> Vec<(&'static str, Files)> {
 async fn a_deleted_index_is_rebuilt_from_the_packs() {
     let store = new_store().await;
     let (da, db) = (dirs_a(), dirs_b());
-    let sa = backup(&store, &da).await;
-    let sb = backup(&store, &db).await;
+    let sa = backup_dirs(&store, &da).await;
+    let sb = backup_dirs(&store, &db).await;
     let before = indexed_blobs(&open(&store).await);
     let old_index = names_in(&store, "index").await;
     assert!(!old_index.is_empty());
@@ -312,9 +273,9 @@ async fn a_deleted_index_is_rebuilt_from_the_packs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pack_missing_from_the_index_is_indexed_again() {
     let store = new_store().await;
-    backup(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_a()).await;
     let old_index = names_in(&store, "index").await;
-    backup(&store, &dirs_b()).await;
+    backup_dirs(&store, &dirs_b()).await;
     let before = indexed_blobs(&open(&store).await);
     // An interrupted backup: its packs are stored, its index object is not.
     let second: Vec<String> = names_in(&store, "index")
@@ -359,7 +320,7 @@ async fn a_pack_missing_from_the_index_is_indexed_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_data_pack_is_salvaged_with_the_full_key() {
     let store = new_store().await;
-    let sa = backup(&store, &dirs_a()).await;
+    let sa = backup_dirs(&store, &dirs_a()).await;
     let victim = blob_of(&store, &sa, "a", "f003").await;
     let before = indexed_blobs(&open(&store).await);
     let pack = corrupt_blob(&store, PackKind::Data, &victim).await;
@@ -434,7 +395,7 @@ async fn a_damaged_data_pack_is_salvaged_with_the_full_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_data_pack_keeps_its_index_entry_with_the_maintenance_key() {
     let store = new_store().await;
-    let sa = backup(&store, &dirs_a()).await;
+    let sa = backup_dirs(&store, &dirs_a()).await;
     let victim = blob_of(&store, &sa, "b", "f021").await;
     let before = indexed_blobs(&open(&store).await);
     let pack = corrupt_blob(&store, PackKind::Data, &victim).await;
@@ -509,7 +470,7 @@ async fn biggest_data_pack(store: &Arc<dyn Store>) -> (Id, Vec<(Id, u64, u64)>, 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_truncated_data_pack_is_salvaged_through_the_old_index() {
     let store = new_store().await;
-    backup(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_a()).await;
     let (pack, blobs, size) = biggest_data_pack(&store).await;
     let cut = size * 6 / 10;
     let (whole, cut_off): (Vec<_>, Vec<_>) = blobs.iter().partition(|(_, o, l)| o + l <= cut);
@@ -555,8 +516,8 @@ async fn a_truncated_data_pack_is_salvaged_through_the_old_index() {
 async fn a_pack_with_a_damaged_header_is_salvaged_through_the_old_index() {
     let store = new_store().await;
     let (da, db) = (dirs_a(), dirs_b());
-    let sa = backup(&store, &da).await;
-    let sb = backup(&store, &db).await;
+    let sa = backup_dirs(&store, &da).await;
+    let sb = backup_dirs(&store, &db).await;
     let before = indexed_blobs(&open(&store).await);
     let (pack, blobs, size) = biggest_data_pack(&store).await;
     // The sealed header lies between the last blob and the trailer.
@@ -590,7 +551,7 @@ async fn a_pack_with_a_damaged_header_is_salvaged_through_the_old_index() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repair_index_refuses_when_many_indexed_packs_are_missing() {
     let store = new_store().await;
-    backup(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_a()).await;
     let data = names_in(&store, "data").await;
     let index_before = names_in(&store, "index").await;
     assert!(data.len() >= 3, "{data:?}");
@@ -623,8 +584,8 @@ async fn repair_index_refuses_when_many_indexed_packs_are_missing() {
 async fn repaired_snapshots_leave_out_damaged_files_and_keep_the_originals() {
     let store = new_store().await;
     let (da, db) = (dirs_a(), dirs_b());
-    let sa = backup(&store, &da).await;
-    let sb = backup(&store, &db).await;
+    let sa = backup_dirs(&store, &da).await;
+    let sb = backup_dirs(&store, &db).await;
     let victim = blob_of(&store, &sa, "a", "f003").await;
     corrupt_blob(&store, PackKind::Data, &victim).await;
     repair_idx(&open(&store).await, false).await;
@@ -718,8 +679,8 @@ async fn repaired_snapshots_leave_out_damaged_files_and_keep_the_originals() {
 async fn forget_originals_in_one_run_leaves_a_repository_that_checks() {
     let store = new_store().await;
     let da = dirs_a();
-    let sa = backup(&store, &da).await;
-    let sb = backup(&store, &dirs_b()).await;
+    let sa = backup_dirs(&store, &da).await;
+    let sb = backup_dirs(&store, &dirs_b()).await;
     let victim = blob_of(&store, &sa, "b", "f025").await;
     corrupt_blob(&store, PackKind::Data, &victim).await;
     repair_idx(&open(&store).await, false).await;
@@ -759,8 +720,8 @@ async fn forget_originals_in_one_run_leaves_a_repository_that_checks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_runs_write_nothing() {
     let store = new_store().await;
-    let sa = backup(&store, &dirs_a()).await;
-    backup(&store, &dirs_b()).await;
+    let sa = backup_dirs(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_b()).await;
     let victim = blob_of(&store, &sa, "a", "f001").await;
     corrupt_blob(&store, PackKind::Data, &victim).await;
     // Also unindexed packs: one backup's index object is lost.
@@ -818,8 +779,8 @@ async fn dry_runs_write_nothing() {
 async fn a_missing_or_damaged_subtree_is_left_out() {
     let store = new_store().await;
     let da = dirs_a();
-    let sa = backup(&store, &da).await;
-    let sb = backup(&store, &dirs_b()).await;
+    let sa = backup_dirs(&store, &da).await;
+    let sb = backup_dirs(&store, &dirs_b()).await;
     let lost_tree = tree_of(&store, &sa, "a").await;
     corrupt_blob(&store, PackKind::Tree, &lost_tree).await;
 
@@ -868,7 +829,7 @@ async fn a_missing_or_damaged_subtree_is_left_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_whose_root_is_lost_is_reported_and_kept() {
     let store = new_store().await;
-    let sa = backup(&store, &dirs_a()).await;
+    let sa = backup_dirs(&store, &dirs_a()).await;
     let root = open(&store).await.load_snapshot(&sa).await.unwrap().tree;
     corrupt_blob(&store, PackKind::Tree, &root).await;
     repair_idx(&open(&store).await, false).await;
@@ -890,7 +851,7 @@ async fn a_snapshot_whose_root_is_lost_is_reported_and_kept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lost_reference_blobs_are_stored_again() {
     let store = new_store().await;
-    let sa = backup(&store, &dirs_a()).await;
+    let sa = backup_dirs(&store, &dirs_a()).await;
     let tree = tree_of(&store, &sa, "b").await;
     corrupt_blob(&store, PackKind::Refs, &tree).await;
     // Reference packs are salvaged with the maintenance key alone.
@@ -914,7 +875,7 @@ async fn lost_reference_blobs_are_stored_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repair_snapshots_needs_the_full_key_and_a_readable_index() {
     let store = new_store().await;
-    backup(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_a()).await;
     let err = repair_snapshots(
         open_maintenance(&store).await,
         &RepairSnapshotsOptions::default(),
@@ -947,8 +908,8 @@ async fn repair_snapshots_needs_the_full_key_and_a_readable_index() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repair_snapshots_refuses_while_an_intact_pack_is_unindexed() {
     let store = new_store().await;
-    backup(&store, &dirs_a()).await;
-    backup(&store, &dirs_b()).await;
+    backup_dirs(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_b()).await;
     let index = names_in(&store, "index").await;
     store.delete(&index[0]).await.unwrap();
     let before = everything(&store).await;
@@ -978,7 +939,7 @@ async fn repair_snapshots_refuses_while_an_intact_pack_is_unindexed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reference_blobs_of_a_deleted_pack_are_stored_again() {
     let store = new_store().await;
-    backup(&store, &dirs_a()).await;
+    backup_dirs(&store, &dirs_a()).await;
     let repo = open(&store).await;
     let refs: Vec<Id> = repo
         .index()
@@ -1018,7 +979,7 @@ async fn reference_blobs_of_a_deleted_pack_are_stored_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_whose_first_copy_is_gone_is_present_through_its_second() {
     let store = new_store().await;
-    let sa = backup(&store, &dirs_a()).await;
+    let sa = backup_dirs(&store, &dirs_a()).await;
     let blob = blob_of(&store, &sa, "a", "f003").await;
     // A second copy of the blob in a pack of its own, indexed.
     let repo = open(&store).await;

@@ -5,8 +5,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use zaibei_crypto::{PasswordKdf, Suite};
 use zaibei_format::{Id, Node, NodeKind, PackKind, Snapshot, SnapshotSummary, Timestamp, Tree};
-use zaibei_repo::{BlobSaver, IndexedRepository, RepoError};
+use zaibei_repo::{
+    BlobSaver, CheckOptions, CheckReport, IndexedRepository, InitOptions, RepoError, Repository,
+    check,
+};
+use zaibei_store::{MemoryStore, Store};
 
 /// Files of one directory: names and contents.
 pub type Files = Vec<(String, Vec<u8>)>;
@@ -84,4 +89,63 @@ pub async fn read_tree(repo: &Arc<IndexedRepository>, tree: &Id) -> Files {
         out.push((String::from_utf8(node.name.clone()).unwrap(), bytes));
     }
     out
+}
+
+/// Options of a test repository: `gm` suite, cheapest KDF, 64 KiB packs (many small packs).
+pub fn init_opts() -> InitOptions {
+    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
+    o.pack_size = 1 << 16;
+    o
+}
+
+/// A new repository with password `pw` in `store`.
+pub async fn new_repo(store: Arc<dyn Store>) {
+    Repository::init(store, b"pw", init_opts()).await.unwrap();
+}
+
+/// A memory store holding a new repository with password `pw`.
+pub async fn new_store() -> Arc<dyn Store> {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    new_repo(Arc::clone(&store)).await;
+    store
+}
+
+/// Opens the repository in `store` with `password` and loads its index.
+pub async fn open_with(store: &Arc<dyn Store>, password: &[u8]) -> Arc<IndexedRepository> {
+    Arc::new(
+        Repository::open(Arc::clone(store), password)
+            .await
+            .unwrap()
+            .load_index()
+            .await
+            .unwrap(),
+    )
+}
+
+/// Opens the repository in `store` with password `pw`.
+pub async fn open(store: &Arc<dyn Store>) -> Arc<IndexedRepository> {
+    open_with(store, b"pw").await
+}
+
+/// Backs up `files` as one directory; returns the snapshot id.
+pub async fn backup(store: &Arc<dyn Store>, files: &Files) -> Id {
+    let repo = open(store).await;
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
+    let tree = save_files(&saver, files).await.unwrap();
+    saver.finish().await.unwrap();
+    repo.save_snapshot(&snapshot_of(tree)).await.unwrap()
+}
+
+/// `check --read-data`.
+pub async fn data_check(repo: &IndexedRepository) -> CheckReport {
+    check(
+        repo,
+        CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )
+    .await
+    .unwrap()
 }
