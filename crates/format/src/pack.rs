@@ -62,6 +62,11 @@ impl PackKind {
         }
     }
 
+    /// Position of the kind in [`PackKind::ALL`] (0, 1 or 2), for per-kind arrays.
+    pub fn slot(self) -> usize {
+        self as usize - 1
+    }
+
     /// All kinds.
     pub const ALL: [PackKind; 3] = [PackKind::Data, PackKind::Tree, PackKind::Refs];
 }

@@ -96,10 +96,6 @@ pub struct BlobLocation<'a> {
     pub duplicated: bool,
 }
 
-fn slot(kind: PackKind) -> usize {
-    kind as usize - 1
-}
-
 impl MasterIndex {
     /// Adds the packs of one index object.
     pub fn add_file(&mut self, index_id: Id, file: &IndexFile) -> Result<()> {
@@ -142,7 +138,7 @@ impl MasterIndex {
             size: p.size,
         });
         self.pack_numbers.insert(p.id, number);
-        let map = &mut self.blobs[slot(p.kind)];
+        let map = &mut self.blobs[p.kind.slot()];
         for (id, loc) in locations {
             match map.entry(id) {
                 std::collections::hash_map::Entry::Occupied(_) => {
@@ -159,7 +155,7 @@ impl MasterIndex {
 
     /// Where a blob lies.
     pub fn lookup(&self, kind: PackKind, id: &Id) -> Option<BlobRef<'_>> {
-        let loc = self.blobs[slot(kind)].get(id)?;
+        let loc = self.blobs[kind.slot()].get(id)?;
         Some(BlobRef {
             pack: &self.packs[loc.pack as usize],
             offset: u64::from(loc.offset),
@@ -195,12 +191,12 @@ impl MasterIndex {
 
     /// Position in [`MasterIndex::packs`] of the pack holding a blob.
     pub fn pack_number(&self, kind: PackKind, id: &Id) -> Option<usize> {
-        self.blobs[slot(kind)].get(id).map(|loc| loc.pack as usize)
+        self.blobs[kind.slot()].get(id).map(|loc| loc.pack as usize)
     }
 
     /// True when the blob is indexed.
     pub fn contains(&self, kind: PackKind, id: &Id) -> bool {
-        self.blobs[slot(kind)].contains_key(id)
+        self.blobs[kind.slot()].contains_key(id)
     }
 
     /// All packs.
@@ -215,12 +211,12 @@ impl MasterIndex {
 
     /// Number of distinct blobs of a kind.
     pub fn blob_count(&self, kind: PackKind) -> usize {
-        self.blobs[slot(kind)].len()
+        self.blobs[kind.slot()].len()
     }
 
     /// Ids of all blobs of a kind with their locations.
     pub fn blobs(&self, kind: PackKind) -> impl Iterator<Item = (&Id, BlobRef<'_>)> {
-        self.blobs[slot(kind)].iter().map(|(id, loc)| {
+        self.blobs[kind.slot()].iter().map(|(id, loc)| {
             (
                 id,
                 BlobRef {
@@ -241,7 +237,7 @@ impl MasterIndex {
             .filter(|(k, _, _)| *k == kind)
             .map(|(_, id, _)| *id)
             .collect();
-        let first = self.blobs[slot(kind)]
+        let first = self.blobs[kind.slot()]
             .iter()
             .map(move |(id, loc)| BlobLocation {
                 id,

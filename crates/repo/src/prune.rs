@@ -263,7 +263,7 @@ pub async fn prune(
     let mut used_count = vec![0u64; npacks];
     let mut found = 0u64;
     for kind in PackKind::ALL {
-        let choice = &mut chosen[kind as usize - 1];
+        let choice = &mut chosen[kind.slot()];
         for loc in index.all_locations(kind) {
             if !used.contains(kind, loc.id) {
                 continue;
@@ -452,7 +452,7 @@ pub async fn prune(
     let mut keep_sets: std::collections::HashMap<usize, IdSet> =
         repack.iter().map(|&p| (p, IdSet::default())).collect();
     for kind in PackKind::ALL {
-        let slot = kind as usize - 1;
+        let slot = kind.slot();
         for loc in index.all_locations(kind) {
             if let Some(keep) = keep_sets.get_mut(&loc.pack)
                 && used.contains(kind, loc.id)

@@ -115,10 +115,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn slot(kind: PackKind) -> usize {
-    kind as usize - 1
-}
-
 impl BlobSaver {
     /// Starts a saver with at most `connections` uploads at a time. Must be called inside a
     /// tokio runtime. Reads the `condemned` state first (see the module docs).
@@ -183,7 +179,7 @@ impl BlobSaver {
     /// True when the repository already has the blob (outside condemned packs) or this saver
     /// stored it.
     pub fn has_blob(&self, kind: PackKind, id: &Id) -> bool {
-        self.indexed(kind, id) || lock(&self.shared.seen[slot(kind)]).contains(id)
+        self.indexed(kind, id) || lock(&self.shared.seen[kind.slot()]).contains(id)
     }
 
     /// True when the loaded index has the blob in a pack not condemned; records the reliance.
@@ -203,7 +199,7 @@ impl BlobSaver {
     /// uploads are behind. Call from a blocking thread, never from an async task.
     pub fn save_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<bool> {
         let s = &self.shared;
-        if self.indexed(kind, &id) || !lock(&s.seen[slot(kind)]).insert(id) {
+        if self.indexed(kind, &id) || !lock(&s.seen[kind.slot()]).insert(id) {
             return Ok(false);
         }
         self.store_blob(kind, id, payload)?;
@@ -214,7 +210,7 @@ impl BlobSaver {
     /// lost or damaged); only a blob this saver already stored is not stored twice. Returns
     /// true when it was stored. Call from a blocking thread, never from an async task.
     pub fn save_blob_again(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<bool> {
-        if !lock(&self.shared.seen[slot(kind)]).insert(id) {
+        if !lock(&self.shared.seen[kind.slot()]).insert(id) {
             return Ok(false);
         }
         self.store_blob(kind, id, payload)?;
@@ -225,7 +221,7 @@ impl BlobSaver {
     fn store_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<()> {
         let s = &self.shared;
         self.check_failure()?;
-        let pooled = lock(&s.pools[slot(kind)]).pop();
+        let pooled = lock(&s.pools[kind.slot()]).pop();
         let mut writer = match pooled {
             Some(w) => w,
             None => PackWriter::new(s.repo.keys(), kind, s.pack_size)
@@ -245,7 +241,7 @@ impl BlobSaver {
         if writer.len() >= s.pack_size {
             self.send(writer)?;
         } else {
-            lock(&s.pools[slot(kind)]).push(writer);
+            lock(&s.pools[kind.slot()]).push(writer);
         }
         Ok(())
     }
@@ -305,7 +301,7 @@ impl BlobSaver {
         tokio::task::spawn_blocking(move || -> Result<()> {
             for kind in PackKind::ALL {
                 let writers: Vec<PackWriter> =
-                    std::mem::take(&mut *lock(&shared.pools[slot(kind)]));
+                    std::mem::take(&mut *lock(&shared.pools[kind.slot()]));
                 for w in writers.into_iter().filter(|w| !w.is_empty()) {
                     this.send(w)?;
                 }
@@ -461,7 +457,7 @@ impl BlobSaver {
         let this = self.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             for (id, payload) in payloads {
-                lock(&this.shared.seen[slot(kind)]).insert(id);
+                lock(&this.shared.seen[kind.slot()]).insert(id);
                 this.store_blob(kind, id, &payload)?;
             }
             Ok(())

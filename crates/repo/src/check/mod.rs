@@ -620,21 +620,18 @@ async fn read_pack(
                 (loc.offset, *loc.id, loc.length, loc.raw_length);
             let object = format!("{} blob {id}", meta.kind.name());
             let cause = Cause::Record(meta.id, (meta.kind, id));
-            let record = usize::try_from(offset)
-                .ok()
-                .zip(
-                    offset
-                        .checked_add(length)
-                        .and_then(|e| usize::try_from(e).ok()),
-                )
-                .and_then(|(s, e)| bytes.get(s..e));
-            let Some(record) = record else {
-                problems.push((
-                    object,
-                    format!("lies at {offset}+{length}, past the end of {name}"),
-                    cause,
-                ));
-                continue;
+            let at = zaibei_format::pack::PackBlob {
+                id,
+                offset,
+                length,
+                raw_length,
+            };
+            let record = match crate::repack::blob_record(&name, &bytes, &at) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push((object, e.to_string(), cause));
+                    continue;
+                }
             };
             let loc = BlobRef {
                 pack: meta,

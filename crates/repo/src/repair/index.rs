@@ -176,10 +176,6 @@ enum Salvage {
     Unreadable(UnreadablePack),
 }
 
-fn kind_slot(kind: PackKind) -> usize {
-    kind as usize - 1
-}
-
 fn vanished(id: Id) -> UnreadablePack {
     UnreadablePack {
         id,
@@ -513,7 +509,7 @@ pub async fn repair_index(
     // Blobs that intact packs hold, by kind.
     let mut held: [IdSet; 3] = Default::default();
     for p in &intact {
-        held[kind_slot(p.kind)].extend(p.blobs.iter().map(|b| b.id));
+        held[p.kind.slot()].extend(p.blobs.iter().map(|b| b.id));
     }
 
     // 3. Damaged packs: what still authenticates and no intact pack holds goes into a new pack.
@@ -533,7 +529,7 @@ pub async fn repair_index(
             progress("salvage", done, total);
             match r? {
                 Salvage::Intact(p) => {
-                    held[kind_slot(p.kind)].extend(p.blobs.iter().map(|b| b.id));
+                    held[p.kind.slot()].extend(p.blobs.iter().map(|b| b.id));
                     intact.push(p);
                 }
                 Salvage::Unreadable(u) => report.unreadable.push(u),
@@ -541,7 +537,7 @@ pub async fn repair_index(
                     old,
                     header_damaged,
                 } => {
-                    held[kind_slot(old.kind)].extend(old.blobs.iter().map(|b| b.id));
+                    held[old.kind.slot()].extend(old.blobs.iter().map(|b| b.id));
                     report.damaged.push(DamagedPack {
                         id,
                         kind: old.kind,
@@ -565,7 +561,7 @@ pub async fn repair_index(
                     opened,
                     failed,
                 } => {
-                    let slot = kind_slot(kind);
+                    let slot = kind.slot();
                     let copy: Vec<PackBlob> = opened
                         .iter()
                         .filter(|b| !held[slot].contains(&b.id))
@@ -616,7 +612,7 @@ pub async fn repair_index(
     for (n, kind, failed) in failed_by_pack {
         report.damaged[n].lost = failed
             .iter()
-            .filter(|b| !held[kind_slot(kind)].contains(b))
+            .filter(|b| !held[kind.slot()].contains(b))
             .count();
     }
     report.damaged.sort_by_key(|d| d.id);
@@ -628,7 +624,7 @@ pub async fn repair_index(
         report.blobs_unindexed += repo
             .index()
             .blobs(kind)
-            .filter(|(id, _)| !held[kind_slot(kind)].contains(id))
+            .filter(|(id, _)| !held[kind.slot()].contains(id))
             .count() as u64;
     }
     intact.sort_by_key(|p| p.id);
