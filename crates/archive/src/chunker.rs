@@ -61,12 +61,17 @@ impl Chunker {
         n.clamp(1.min(data.len()), data.len())
     }
 
-    /// Streams the chunks of `reader`.
-    pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
+    /// Streams the chunks of `reader` through `buf`, a buffer the caller keeps between
+    /// streams: it grows to twice the maximum chunk size once and is then reused, so a stream
+    /// per small file costs no allocation and no clearing of megabytes.
+    pub fn stream<'b, R: Read>(&self, reader: R, buf: &'b mut Vec<u8>) -> ChunkStream<'_, 'b, R> {
+        if buf.len() < 2 * self.max {
+            buf.resize(2 * self.max, 0);
+        }
         ChunkStream {
             chunker: self,
             reader,
-            buf: vec![0; 2 * self.max],
+            buf,
             start: 0,
             end: 0,
             eof: false,
@@ -76,17 +81,17 @@ impl Chunker {
 }
 
 /// The chunks of a stream, read through a buffer of twice the maximum chunk size.
-pub struct ChunkStream<'c, R> {
+pub struct ChunkStream<'c, 'b, R> {
     chunker: &'c Chunker,
     reader: R,
-    buf: Vec<u8>,
+    buf: &'b mut Vec<u8>,
     start: usize,
     end: usize,
     eof: bool,
     bytes_read: u64,
 }
 
-impl<R: Read> ChunkStream<'_, R> {
+impl<R: Read> ChunkStream<'_, '_, R> {
     /// The next chunk, or `None` at the end of the stream.
     pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
         if self.end - self.start < self.chunker.max && !self.eof {
@@ -148,7 +153,8 @@ mod tests {
     }
 
     fn chunks(c: &Chunker, d: &[u8]) -> Vec<usize> {
-        let mut s = c.stream(d);
+        let mut buf = Vec::new();
+        let mut s = c.stream(d, &mut buf);
         let mut out = Vec::new();
         while let Some(ch) = s.next_chunk().unwrap_or(None) {
             out.push(ch.len());

@@ -4,6 +4,8 @@
 //! holds one zstd frame of it. The AAD is `"zaibei v1 blob" || kind (1 byte) || blob id (32)`,
 //! so storage cannot swap two validly encrypted blobs.
 
+use std::cell::RefCell;
+
 use zaibei_crypto::{Aead, NONCE_LEN, TAG_LEN, random_array};
 
 use crate::magic::{CODEC_NONE, CODEC_ZSTD};
@@ -22,16 +24,48 @@ fn aad(kind: PackKind, id: &Id) -> [u8; 14 + 1 + 32] {
     a
 }
 
+thread_local! {
+    /// This thread's zstd compression context and its level: a context costs hundreds of
+    /// kilobytes of tables to set up, too much to pay again for every small blob.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    /// This thread's zstd decompression context.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
 /// Compresses `payload` with zstd at `level` if that saves at least 1/32 of it; returns the
 /// codec byte and the bytes to store. A `level` of 0 disables compression.
 pub fn compress(payload: &[u8], level: i32) -> (u8, Option<Vec<u8>>) {
     if level == 0 || payload.len() < 64 {
         return (CODEC_NONE, None);
     }
-    match zstd::bulk::compress(payload, level) {
+    let compressed = COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot {
+            Some((_, c)) => c.compress(payload),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    });
+    match compressed {
         Ok(c) if c.len() + payload.len() / 32 < payload.len() => (CODEC_ZSTD, Some(c)),
         _ => (CODEC_NONE, None),
     }
+}
+
+/// Decompresses one zstd frame of at most `capacity` bytes with this thread's context.
+fn decompress(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot {
+            Some(d) => d.decompress(frame, capacity),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
 }
 
 /// Seals one blob: compresses (see [`compress`]) and encrypts `payload`, returning the bytes to
@@ -140,7 +174,7 @@ pub(crate) fn decode_payload_bounded(
             let len = zstd::bulk::Decompressor::upper_bound(&buf[1..])
                 .unwrap_or(max_len)
                 .min(max_len);
-            zstd::bulk::decompress(&buf[1..], len).map_err(|e| {
+            decompress(&buf[1..], len).map_err(|e| {
                 FormatError::invalid(what, format!("zstd payload does not decompress: {e}"))
             })
         }
@@ -148,5 +182,36 @@ pub(crate) fn decode_payload_bounded(
             what,
             format!("unknown compression codec {other}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_context_follows_the_level_and_round_trips() {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+            .collect();
+        let mut sizes = Vec::new();
+        for level in [1, 19, 1, 3] {
+            let (codec, body) = compress(&text, level);
+            assert_eq!(codec, CODEC_ZSTD);
+            let Some(body) = body else {
+                panic!("level {level}: not compressed");
+            };
+            let mut wrapped = vec![CODEC_ZSTD];
+            wrapped.extend_from_slice(&body);
+            let back = decode_payload("test", wrapped, text.len() as u64);
+            assert_eq!(back.ok().as_deref(), Some(&text[..]), "level {level}");
+            sizes.push(body.len());
+        }
+        // The context is rebuilt when the level changes: level 19 compresses better than 1,
+        // and going back to 1 gives exactly the first result again.
+        assert!(sizes[1] < sizes[0], "{sizes:?}");
+        assert_eq!(sizes[2], sizes[0]);
+        assert!(compress(&[7; 63], 3).1.is_none());
+        assert!(compress(&text, 0).1.is_none());
     }
 }

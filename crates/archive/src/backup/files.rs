@@ -35,8 +35,10 @@ pub(crate) enum FileOutcome {
 }
 
 pub(crate) fn run_worker(ctx: &Context<'_>, jobs: Receiver<FileJob>) {
+    // The chunker's read buffer, reused for every file this worker reads.
+    let mut buf = Vec::new();
     for job in jobs {
-        let outcome = match read_file(ctx, &job) {
+        let outcome = match read_file(ctx, &job, &mut buf) {
             Ok(node) => {
                 Counters::add(&ctx.counters.files, 1);
                 Counters::add(&ctx.counters.bytes_seen, node.size);
@@ -65,7 +67,7 @@ impl From<io::Error> for ReadError {
     }
 }
 
-fn read_file(ctx: &Context<'_>, job: &FileJob) -> Result<Node, ReadError> {
+fn read_file(ctx: &Context<'_>, job: &FileJob, buf: &mut Vec<u8>) -> Result<Node, ReadError> {
     let fd = job.fd.as_fd();
     let st = rustix::fs::fstat(fd).map_err(io::Error::from)?;
     // The open file is the truth: it may differ from what lstat saw a moment earlier.
@@ -83,7 +85,7 @@ fn read_file(ctx: &Context<'_>, job: &FileJob) -> Result<Node, ReadError> {
         index: 0,
         offset: 0,
     };
-    let mut stream = ctx.chunker.stream(reader);
+    let mut stream = ctx.chunker.stream(reader, buf);
     let mut content = Vec::new();
     let mut stored = 0u64;
     while let Some(chunk) = stream.next_chunk()? {

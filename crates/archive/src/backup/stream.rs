@@ -150,7 +150,8 @@ fn store_stream(
     counters: &Counters,
     reader: impl Read,
 ) -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
-    let mut stream = chunker.stream(reader);
+    let mut buf = Vec::new();
+    let mut stream = chunker.stream(reader, &mut buf);
     let mut content = Vec::new();
     let mut size = 0u64;
     while let Some(chunk) = stream
