@@ -2,8 +2,11 @@
 //! in the background, index objects as packs land.
 //!
 //! [`BlobSaver::save_blob`] is called from worker threads (never from async tasks: it may
-//! block when uploads fall behind, which is what bounds memory). Each kind of blob has a pool
-//! of open packs, so several workers compress and encrypt at the same time. Finished packs go
+//! block when uploads fall behind, which is what bounds memory) and compresses and encrypts on
+//! the caller's thread; [`BlobSaver::save_blob_queued`] hands a new blob to the saver's sealer
+//! threads (one per core, behind a short bounded queue) so that a reader of one large file is
+//! not left doing all the work alone. Each kind of blob has a pool of open packs, so several
+//! threads compress and encrypt at the same time. Finished packs go
 //! through a bounded channel to an uploader task that keeps up to `connections` uploads in
 //! flight and writes an index object for every [`PACKS_PER_INDEX`] packs stored. Nothing refers
 //! to a pack before it is stored, and nothing refers to a blob before its index object is:
@@ -18,7 +21,7 @@
 //! fails the backup instead of publishing a snapshot with missing data (docs/FORMAT.md §14).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use std::time::Duration;
 
@@ -100,10 +103,143 @@ struct Shared {
     bytes_stored: AtomicU64,
 }
 
+impl Shared {
+    /// Adds a blob to an open pack of its kind, unconditionally.
+    fn store_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<()> {
+        self.check_failure()?;
+        let pooled = lock(&self.pools[kind.slot()]).pop();
+        let mut writer = match pooled {
+            Some(w) => w,
+            None => PackWriter::new(self.repo.keys(), kind, self.pack_size)
+                .map_err(|e| RepoError::format("new pack", e))?,
+        };
+        let stored = writer
+            .add(id, payload, self.zstd_level)
+            .map_err(|e| RepoError::format(format!("blob {id}"), e))?;
+        self.bytes_raw
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.bytes_stored.fetch_add(stored, Ordering::Relaxed);
+        match kind {
+            PackKind::Data => self.data_blobs.fetch_add(1, Ordering::Relaxed),
+            PackKind::Tree => self.tree_blobs.fetch_add(1, Ordering::Relaxed),
+            PackKind::Refs => 0,
+        };
+        if writer.len() >= self.pack_size {
+            self.send(writer)?;
+        } else {
+            lock(&self.pools[kind.slot()]).push(writer);
+        }
+        Ok(())
+    }
+
+    fn send(&self, writer: PackWriter) -> Result<()> {
+        let repo = &self.repo;
+        let pack = writer
+            .finish(repo.keys().maintenance(), repo.suite())
+            .map_err(|e| RepoError::format("pack", e))?;
+        let tx = lock(&self.tx).clone();
+        let Some(tx) = tx else {
+            return Err(RepoError::Internal("blob saver already finished".into()));
+        };
+        if tx.blocking_send(UploadMsg::Pack(pack)).is_err() {
+            self.check_failure()?;
+            return Err(RepoError::Internal("pack uploader stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn check_failure(&self) -> Result<()> {
+        match lock(&self.failure).as_ref() {
+            Some(msg) => Err(RepoError::Internal(format!("upload failed earlier: {msg}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure of a background thread or task; later calls see it.
+    fn fail(&self, message: String) {
+        lock(&self.failure).get_or_insert(message);
+    }
+}
+
+/// A blob handed to the sealer threads.
+struct SealJob {
+    kind: PackKind,
+    id: Id,
+    payload: Vec<u8>,
+}
+
+/// Threads that compress, encrypt and pack the blobs handed over with
+/// [`BlobSaver::save_blob_queued`], so that the chunks of one large file keep every core busy.
+/// When the last [`BlobSaver`] holding the pool is dropped, the channel closes and the threads
+/// end.
+struct Sealers {
+    tx: Mutex<Option<crossbeam_channel::Sender<SealJob>>>,
+    queued: Arc<Queued>,
+}
+
+/// Number of blobs handed to the sealers and not yet in a pack.
+#[derive(Default)]
+struct Queued {
+    count: Mutex<usize>,
+    empty: Condvar,
+}
+
+impl Queued {
+    fn add(&self) {
+        *lock(&self.count) += 1;
+    }
+
+    fn done(&self) {
+        let mut count = lock(&self.count);
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.empty.notify_all();
+        }
+    }
+
+    fn wait_empty(&self) {
+        let mut count = lock(&self.count);
+        while *count > 0 {
+            count = self.empty.wait(count).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Sealers {
+    /// One thread per core, with a queue of two blobs per thread.
+    fn start(shared: &Arc<Shared>) -> Result<Self> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let (tx, rx) = crossbeam_channel::bounded::<SealJob>(threads * 2);
+        let queued = Arc::new(Queued::default());
+        for i in 0..threads {
+            let (rx, shared, queued) = (rx.clone(), Arc::clone(shared), Arc::clone(&queued));
+            std::thread::Builder::new()
+                .name(format!("zaibei-seal-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        if let Err(e) = shared.store_blob(job.kind, job.id, &job.payload) {
+                            shared.fail(format!("blob {}: {e}", job.id));
+                        }
+                        queued.done();
+                    }
+                })
+                .map_err(|e| RepoError::Internal(format!("starting a sealer thread: {e}")))?;
+        }
+        Ok(Sealers {
+            tx: Mutex::new(Some(tx)),
+            queued,
+        })
+    }
+}
+
 /// Saves blobs into new packs; see the module docs.
 #[derive(Clone)]
 pub struct BlobSaver {
     shared: Arc<Shared>,
+    /// `None` in the watcher's own handle, so that the watcher does not keep the threads alive.
+    sealers: Option<Arc<Sealers>>,
     uploader: Arc<Mutex<Option<UploaderHandle>>>,
     watcher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -154,13 +290,18 @@ impl BlobSaver {
                 shared.condemned_bits.set(n);
             }
         }
+        let sealers = Arc::new(Sealers::start(&shared)?);
         let handle = tokio::spawn(upload_loop(Arc::clone(&shared), rx, connections));
         let saver = BlobSaver {
             shared,
+            sealers: Some(sealers),
             uploader: Arc::new(Mutex::new(Some(handle))),
             watcher: Arc::new(Mutex::new(None)),
         };
-        let watcher = tokio::spawn(watch_loop(saver.clone()));
+        let watcher = tokio::spawn(watch_loop(BlobSaver {
+            sealers: None,
+            ..saver.clone()
+        }));
         *lock(&saver.watcher) = Some(watcher);
         Ok(saver)
     }
@@ -202,8 +343,47 @@ impl BlobSaver {
         if self.indexed(kind, &id) || !lock(&s.seen[kind.slot()]).insert(id) {
             return Ok(false);
         }
-        self.store_blob(kind, id, payload)?;
+        self.shared.store_blob(kind, id, payload)?;
         Ok(true)
+    }
+
+    /// Like [`save_blob`](Self::save_blob), but a new blob is copied and compressed, encrypted
+    /// and packed on the saver's own threads while the caller goes on (reading the next chunks,
+    /// say). Blocks while those threads are behind, which bounds the memory held by queued
+    /// blobs. Call from a blocking thread, never from an async task.
+    pub fn save_blob_queued(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<bool> {
+        let s = &self.shared;
+        if self.indexed(kind, &id) || !lock(&s.seen[kind.slot()]).insert(id) {
+            return Ok(false);
+        }
+        s.check_failure()?;
+        let pool = self
+            .sealers
+            .as_ref()
+            .and_then(|p| lock(&p.tx).clone().map(|tx| (p, tx)));
+        match pool {
+            Some((pool, tx)) => {
+                pool.queued.add();
+                let payload = payload.to_vec();
+                if tx.send(SealJob { kind, id, payload }).is_err() {
+                    pool.queued.done();
+                    return Err(RepoError::Internal("sealer threads stopped".into()));
+                }
+            }
+            None => s.store_blob(kind, id, payload)?,
+        }
+        Ok(true)
+    }
+
+    /// Waits until the sealer threads have packed every blob handed to them.
+    async fn wait_sealed(&self) -> Result<()> {
+        if let Some(pool) = &self.sealers {
+            let queued = Arc::clone(&pool.queued);
+            tokio::task::spawn_blocking(move || queued.wait_empty())
+                .await
+                .map_err(|e| RepoError::Internal(format!("waiting for the sealers: {e}")))?;
+        }
+        self.shared.check_failure()
     }
 
     /// Stores a blob even when the loaded index locates it (for a blob whose indexed copy is
@@ -213,37 +393,8 @@ impl BlobSaver {
         if !lock(&self.shared.seen[kind.slot()]).insert(id) {
             return Ok(false);
         }
-        self.store_blob(kind, id, payload)?;
+        self.shared.store_blob(kind, id, payload)?;
         Ok(true)
-    }
-
-    /// Adds a blob to an open pack of its kind, unconditionally.
-    fn store_blob(&self, kind: PackKind, id: Id, payload: &[u8]) -> Result<()> {
-        let s = &self.shared;
-        self.check_failure()?;
-        let pooled = lock(&s.pools[kind.slot()]).pop();
-        let mut writer = match pooled {
-            Some(w) => w,
-            None => PackWriter::new(s.repo.keys(), kind, s.pack_size)
-                .map_err(|e| RepoError::format("new pack", e))?,
-        };
-        let stored = writer
-            .add(id, payload, s.zstd_level)
-            .map_err(|e| RepoError::format(format!("blob {id}"), e))?;
-        s.bytes_raw
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        s.bytes_stored.fetch_add(stored, Ordering::Relaxed);
-        match kind {
-            PackKind::Data => s.data_blobs.fetch_add(1, Ordering::Relaxed),
-            PackKind::Tree => s.tree_blobs.fetch_add(1, Ordering::Relaxed),
-            PackKind::Refs => 0,
-        };
-        if writer.len() >= s.pack_size {
-            self.send(writer)?;
-        } else {
-            lock(&s.pools[kind.slot()]).push(writer);
-        }
-        Ok(())
     }
 
     /// Stores a tree and its reference blob; returns the tree's id. Call from a blocking thread.
@@ -255,29 +406,6 @@ impl BlobSaver {
             self.save_blob(PackKind::Refs, id, &TreeRefs::of_tree(tree).encode())?;
         }
         Ok(id)
-    }
-
-    fn send(&self, writer: PackWriter) -> Result<()> {
-        let repo = &self.shared.repo;
-        let pack = writer
-            .finish(repo.keys().maintenance(), repo.suite())
-            .map_err(|e| RepoError::format("pack", e))?;
-        let tx = lock(&self.shared.tx).clone();
-        let Some(tx) = tx else {
-            return Err(RepoError::Internal("blob saver already finished".into()));
-        };
-        if tx.blocking_send(UploadMsg::Pack(pack)).is_err() {
-            self.check_failure()?;
-            return Err(RepoError::Internal("pack uploader stopped".into()));
-        }
-        Ok(())
-    }
-
-    fn check_failure(&self) -> Result<()> {
-        match lock(&self.shared.failure).as_ref() {
-            Some(msg) => Err(RepoError::Internal(format!("upload failed earlier: {msg}"))),
-            None => Ok(()),
-        }
     }
 
     /// Figures so far.
@@ -297,13 +425,12 @@ impl BlobSaver {
     /// Sends every open pack to the uploader.
     async fn flush_pools(&self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
-        let this = self.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             for kind in PackKind::ALL {
                 let writers: Vec<PackWriter> =
                     std::mem::take(&mut *lock(&shared.pools[kind.slot()]));
                 for w in writers.into_iter().filter(|w| !w.is_empty()) {
-                    this.send(w)?;
+                    shared.send(w)?;
                 }
             }
             Ok(())
@@ -320,6 +447,11 @@ impl BlobSaver {
         if let Some(w) = lock(&self.watcher).take() {
             w.abort();
         }
+        self.wait_sealed().await?;
+        if let Some(pool) = &self.sealers {
+            // Every blob from now on is stored on the calling thread; the sealers end.
+            lock(&pool.tx).take();
+        }
         loop {
             self.flush_pools().await?;
             let tx = lock(&self.shared.tx).clone();
@@ -328,10 +460,10 @@ impl BlobSaver {
             };
             let (done_tx, done_rx) = oneshot::channel();
             if tx.send(UploadMsg::Flush(done_tx)).await.is_err() || done_rx.await.is_err() {
-                self.check_failure()?;
+                self.shared.check_failure()?;
                 return Err(RepoError::Internal("pack uploader stopped".into()));
             }
-            self.check_failure()?;
+            self.shared.check_failure()?;
             if self.recheck().await? == 0 {
                 break;
             }
@@ -458,7 +590,7 @@ impl BlobSaver {
         tokio::task::spawn_blocking(move || -> Result<()> {
             for (id, payload) in payloads {
                 lock(&this.shared.seen[kind.slot()]).insert(id);
-                this.store_blob(kind, id, &payload)?;
+                this.shared.store_blob(kind, id, &payload)?;
             }
             Ok(())
         })
@@ -511,8 +643,8 @@ async fn watch_loop(saver: BlobSaver) {
     loop {
         let interval = read(&saver.shared.watch).interval;
         tokio::time::sleep(interval).await;
-        // Only this task and the uploader still hold the saver: it was dropped unfinished.
-        if Arc::strong_count(&saver.shared) <= 2 {
+        // Only this task still holds the saver: it was dropped unfinished.
+        if Arc::strong_count(&saver.uploader) <= 1 {
             return;
         }
         if let Err(e) = saver.recheck().await {

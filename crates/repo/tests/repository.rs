@@ -365,3 +365,54 @@ async fn an_unreachable_store_is_never_reported_as_damage() {
         assert!(e.is_store_unreachable(), "{prefix}: {e}");
     }
 }
+
+/// Blobs handed to the sealer threads (`save_blob_queued`) from several threads at once, with
+/// duplicates and packs small enough that many close while others fill, are all stored and
+/// indexed once `finish` returns, each exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_blobs_are_all_stored_by_finish() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut o = opts(Suite::Gm);
+    o.pack_size = 64 << 10;
+    let repo = Repository::init(Arc::clone(&store), b"secret", o)
+        .await
+        .unwrap();
+    let repo = Arc::new(repo.load_index().await.unwrap());
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
+    let blobs: Vec<Vec<u8>> = (0..150u8)
+        .map(|i| data(i, 3000 + 97 * usize::from(i)))
+        .collect();
+    let blobs = Arc::new(blobs);
+    let mut threads = Vec::new();
+    for t in 0..3usize {
+        let (saver, blobs) = (saver.clone(), Arc::clone(&blobs));
+        threads.push(tokio::task::spawn_blocking(move || {
+            let mut new = 0;
+            // Every thread offers every blob: each must be stored once in all.
+            for i in 0..blobs.len() {
+                let b = &blobs[(i + 50 * t) % blobs.len()];
+                let id = saver.blob_id(b).unwrap();
+                new += usize::from(saver.save_blob_queued(PackKind::Data, id, b).unwrap());
+            }
+            new
+        }));
+    }
+    let mut new = 0;
+    for t in threads {
+        new += t.await.unwrap();
+    }
+    assert_eq!(new, blobs.len());
+    let stats = saver.finish().await.unwrap();
+    assert_eq!(stats.data_blobs, blobs.len() as u64);
+    assert!(stats.packs > 5, "only {} packs", stats.packs);
+    let reopened = Repository::open(Arc::clone(&store), b"secret")
+        .await
+        .unwrap()
+        .load_index()
+        .await
+        .unwrap();
+    for b in blobs.iter() {
+        let id = reopened.keys().content("test").unwrap().blob_id(b);
+        assert_eq!(&reopened.read_blob(PackKind::Data, &id).await.unwrap(), b);
+    }
+}

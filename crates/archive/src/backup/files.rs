@@ -94,7 +94,7 @@ fn read_file(ctx: &Context<'_>, job: &FileJob, buf: &mut Vec<u8>) -> Result<Node
             .blob_id(chunk)
             .map_err(|e| ReadError::Repo(e.into()))?;
         ctx.saver
-            .save_blob(PackKind::Data, id, chunk)
+            .save_blob_queued(PackKind::Data, id, chunk)
             .map_err(|e| ReadError::Repo(e.into()))?;
         Counters::add(&ctx.counters.bytes, chunk.len() as u64);
         stored += chunk.len() as u64;
