@@ -161,13 +161,8 @@ pub fn hmac_sm3_many_with(
 fn hmac_many(engine: Engine, key: &[u8], messages: &[&[u8]]) -> Vec<Digest> {
     let mut k0 = Zeroizing::new([0u8; BLOCK]);
     if key.len() > BLOCK {
-        let mut h = Zeroizing::new(IV);
-        let lane = Lane::new(key, 0);
-        portable_compress(&mut h, lane.full);
-        portable_compress(&mut h, lane.tail_blocks());
-        for (k, word) in k0.chunks_exact_mut(4).zip(h.iter()) {
-            k.copy_from_slice(&word.to_be_bytes());
-        }
+        let digest = Zeroizing::new(Lane::new(key, 0).finish_portable(&IV));
+        k0[..DIGEST_LEN].copy_from_slice(&*digest);
     } else {
         k0[..key.len()].copy_from_slice(key);
     }
