@@ -1,4 +1,5 @@
-//! Throughput of the primitives on the data path: the AEADs and the unkeyed hashes.
+//! Throughput of the primitives on the data path: the AEADs, the unkeyed hashes, and SM3 /
+//! HMAC-SM3 over many messages (single-stream versus multi-buffer).
 //!
 //! `cargo bench -p zaibei-crypto --bench crypto -- --warm-up-time 1 --measurement-time 3`
 
@@ -10,6 +11,7 @@ use aes_gcm::AesGcm;
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use zaibei_crypto::sm3_multi::{Sm3Impl, hmac_sm3_many_with, sm3_many_with};
 use zaibei_crypto::sm4_fast::{FastSm4, Sm4Impl};
 use zaibei_crypto::{Aead, Hasher, SecretKey, Suite};
 
@@ -91,5 +93,52 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Batches of messages for the multi-buffer hashes: (count, size, label).
+const BATCHES: [(usize, usize, &str); 2] = [(64, 16 << 10, "64x16KiB"), (16, 1 << 20, "16x1MiB")];
+
+fn bench_many(c: &mut Criterion) {
+    let key = SecretKey::from_bytes([0x42; 32]);
+    for (count, size, label) in BATCHES {
+        let data: Vec<Vec<u8>> = (0..count)
+            .map(|i| (0..size).map(|j| (i * 31 + j * 7) as u8).collect())
+            .collect();
+        let messages: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let mut group = c.benchmark_group(format!("many-{label}"));
+        group.throughput(Throughput::Bytes((count * size) as u64));
+        group.bench_function("sm3 single-stream", |b| {
+            b.iter(|| {
+                let digests: Vec<_> = messages.iter().map(|m| Suite::Gm.hash(m)).collect();
+                black_box(digests)
+            })
+        });
+        for imp in [Sm3Impl::Avx2, Sm3Impl::Portable] {
+            if !imp.is_supported() {
+                continue;
+            }
+            group.bench_function(format!("sm3_many ({imp:?})"), |b| {
+                b.iter(|| black_box(sm3_many_with(imp, black_box(&messages))))
+            });
+        }
+        group.bench_function("hmac-sm3 single-stream", |b| {
+            b.iter(|| {
+                let digests: Vec<_> = messages
+                    .iter()
+                    .map(|m| Suite::Gm.keyed_hash(&key, m))
+                    .collect();
+                black_box(digests)
+            })
+        });
+        for imp in [Sm3Impl::Avx2, Sm3Impl::Portable] {
+            if !imp.is_supported() {
+                continue;
+            }
+            group.bench_function(format!("hmac_sm3_many ({imp:?})"), |b| {
+                b.iter(|| black_box(hmac_sm3_many_with(imp, &key, black_box(&messages))))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_many);
 criterion_main!(benches);

@@ -67,3 +67,13 @@ pub(crate) fn keyed_hash(suite: Suite, key: &SecretKey, data: &[u8]) -> Digest {
         }
     }
 }
+
+pub(crate) fn keyed_hash_many(suite: Suite, key: &SecretKey, messages: &[&[u8]]) -> Vec<Digest> {
+    match suite {
+        Suite::Gm => crate::sm3_multi::hmac_sm3_many(key, messages),
+        Suite::Intl => messages
+            .iter()
+            .map(|m| keyed_hash(Suite::Intl, key, m))
+            .collect(),
+    }
+}

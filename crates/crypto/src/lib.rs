@@ -21,6 +21,7 @@ mod kdf;
 mod key;
 mod random;
 pub mod sm2;
+pub mod sm3_multi;
 pub mod sm4_fast;
 mod suite;
 

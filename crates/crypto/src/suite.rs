@@ -41,6 +41,15 @@ impl Suite {
         hash::keyed_hash(self, key, data)
     }
 
+    /// [`Suite::keyed_hash`] of each message, in order, under one key.
+    ///
+    /// In `gm` the messages are hashed eight at a time with AVX2 where the CPU has it (see
+    /// [`crate::sm3_multi`]): much faster than one by one when there are many. In `intl`
+    /// each message is hashed in turn (BLAKE3 is already vectorised within one message).
+    pub fn keyed_hash_many(self, key: &SecretKey, messages: &[&[u8]]) -> Vec<Digest> {
+        hash::keyed_hash_many(self, key, messages)
+    }
+
     /// Derives a subkey from `key` for the purpose named by `label`, optionally bound to `salt`.
     ///
     /// * `gm`: HKDF-SM3 (RFC 5869 with SM3) with `salt` as the HKDF salt (empty: none), `key`
@@ -118,6 +127,23 @@ mod tests {
         }
         assert!("GM".parse::<Suite>().is_err());
         assert!("".parse::<Suite>().is_err());
+    }
+
+    #[test]
+    fn keyed_hash_many_is_keyed_hash_of_each() {
+        let key = SecretKey::from_bytes([9; 32]);
+        let data: Vec<Vec<u8>> = (0..20usize).map(|i| vec![i as u8; i * 100]).collect();
+        let messages: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        for suite in [Suite::Gm, Suite::Intl] {
+            let many = suite.keyed_hash_many(&key, &messages);
+            let one: Vec<Digest> = messages.iter().map(|m| suite.keyed_hash(&key, m)).collect();
+            assert_eq!(many, one, "{suite}");
+            assert!(suite.keyed_hash_many(&key, &[]).is_empty());
+        }
+        assert_ne!(
+            Suite::Gm.keyed_hash_many(&key, &messages),
+            Suite::Intl.keyed_hash_many(&key, &messages)
+        );
     }
 
     #[test]

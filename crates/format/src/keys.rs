@@ -139,6 +139,16 @@ impl ContentKeys {
         Id(self.suite.keyed_hash(&self.blob_id, plaintext))
     }
 
+    /// The ids of many blobs at once, in order: [`ContentKeys::blob_id`] of each plaintext,
+    /// computed faster in the `gm` suite (multi-buffer HMAC-SM3).
+    pub fn blob_ids(&self, plaintexts: &[&[u8]]) -> Vec<Id> {
+        self.suite
+            .keyed_hash_many(&self.blob_id, plaintexts)
+            .into_iter()
+            .map(Id)
+            .collect()
+    }
+
     /// The blob-id key (for callers that batch hashing).
     pub fn blob_id_key(&self) -> &SecretKey {
         &self.blob_id
