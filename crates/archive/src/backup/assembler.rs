@@ -1,8 +1,10 @@
 //! The tree assembler: receives each directory's entries in post-order, waits for the entries
 //! still being read, stores the tree and answers the parent directory with its id.
 
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender};
-use zaibei_format::{Id, Node, NodeKind, SnapshotSummary, Tree};
+use zaibei_format::{Id, Node, NodeKind, PackKind, SnapshotSummary, Tree};
 
 use super::Context;
 use super::files::FileOutcome;
@@ -37,6 +39,8 @@ pub(crate) struct TreeJob {
     pub path: Vec<u8>,
     /// Its entries, sorted by name.
     pub children: Vec<Pending>,
+    /// The directory's tree in the parent snapshot, with its id.
+    pub parent: Option<(Id, Arc<Tree>)>,
     /// Where the tree's id goes.
     pub reply: Sender<Id>,
 }
@@ -100,7 +104,18 @@ pub(crate) fn run(
         tree.sort_and_check().map_err(|e| {
             ArchiveError::Internal(format!("{}: {e}", String::from_utf8_lossy(&job.path)))
         })?;
-        let id = ctx.saver.save_tree(&tree)?;
+        let id = match job.parent {
+            // Unchanged since the parent snapshot: its tree is reused without encoding and
+            // hashing it again, once the saver confirms both of its blobs are present.
+            Some((id, parent))
+                if parent.nodes == tree.nodes
+                    && ctx.saver.has_blob(PackKind::Tree, &id)
+                    && ctx.saver.has_blob(PackKind::Refs, &id) =>
+            {
+                id
+            }
+            _ => ctx.saver.save_tree(&tree)?,
+        };
         // The receiver is gone only when the walk already failed.
         let _ = job.reply.send(id);
     }

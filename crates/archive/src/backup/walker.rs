@@ -32,6 +32,8 @@ struct Frame<'t> {
     /// For directories on the way to a source: which children lead to sources.
     restrict: Option<&'t SourceNode>,
     parent_tree: Option<Arc<Tree>>,
+    /// The id of `parent_tree` (`None` for the root).
+    parent_tree_id: Option<Id>,
     /// This directory's node (`None` for the root).
     node: Option<Node>,
     children: Vec<Pending>,
@@ -87,6 +89,7 @@ pub(crate) fn walk(
         next: 0,
         restrict: Some(trie),
         parent_tree,
+        parent_tree_id: None,
         node: None,
         children: Vec::new(),
         source_dev: None,
@@ -115,6 +118,7 @@ impl<'t> Walker<'_, '_, 't> {
                 .send(TreeJob {
                     path: self.path.clone(),
                     children: frame.children,
+                    parent: frame.parent_tree_id.zip(frame.parent_tree),
                     reply: tx,
                 })
                 .map_err(|_| ArchiveError::Internal("tree assembler stopped".into()))?;
@@ -213,19 +217,20 @@ impl<'t> Walker<'_, '_, 't> {
         }
         node.user = self.names.user(node.uid);
         node.group = self.names.group(node.gid);
-        let parent_node = frame
-            .parent_tree
-            .as_ref()
+        // A reference count, not a copy: the parent's node is read in place.
+        let parent_tree = frame.parent_tree.clone();
+        let parent_node = parent_tree
+            .as_deref()
             .and_then(|t| t.find(&name))
-            .filter(|p| p.kind == node.kind)
-            .cloned();
+            .filter(|p| p.kind == node.kind);
         match node.kind {
             NodeKind::File => {
                 self.visit_file(depth, node, parent_node)?;
                 Ok(false)
             }
             NodeKind::Dir => {
-                self.visit_dir(depth, node, parent_node, &st, source, selected, explicit)
+                let parent_subtree = parent_node.and_then(|p| p.subtree);
+                self.visit_dir(depth, node, parent_subtree, &st, source, selected, explicit)
             }
             NodeKind::Symlink => {
                 match fsmeta::readlink_at(dir, &name)
@@ -261,20 +266,20 @@ impl<'t> Walker<'_, '_, 't> {
         &mut self,
         depth: usize,
         mut node: Node,
-        parent: Option<Node>,
+        parent: Option<&Node>,
     ) -> Result<(), ArchiveError> {
         let ctx = self.ctx;
         if let Some(p) = parent
             && !ctx.opts.force
-            && unchanged(&p, &node)
+            && unchanged(p, &node)
             && p.content
                 .iter()
                 .all(|id| ctx.saver.has_blob(PackKind::Data, id))
         {
             // ctime unchanged: contents, mode, owner and xattrs are unchanged too.
-            node.content = p.content;
-            node.extents = p.extents;
-            node.xattrs = p.xattrs;
+            node.content.clone_from(&p.content);
+            node.extents.clone_from(&p.extents);
+            node.xattrs.clone_from(&p.xattrs);
             self.stack[depth].children.push(Pending::Ready(node));
             return Ok(());
         }
@@ -316,7 +321,7 @@ impl<'t> Walker<'_, '_, 't> {
         &mut self,
         depth: usize,
         mut node: Node,
-        parent: Option<Node>,
+        parent_subtree: Option<Id>,
         st: &rustix::fs::Stat,
         source: Option<&'t SourceNode>,
         selected: bool,
@@ -390,7 +395,8 @@ impl<'t> Walker<'_, '_, 't> {
                 return Ok(false);
             }
         };
-        let parent_tree = match parent.and_then(|p| p.subtree) {
+        let parent_tree_id = parent_subtree;
+        let parent_tree = match parent_tree_id {
             Some(id) => match ctx.runtime.block_on(ctx.repo.load_tree(&id)) {
                 Ok(t) => Some(t),
                 Err(e) => {
@@ -410,6 +416,7 @@ impl<'t> Walker<'_, '_, 't> {
             entries,
             next: 0,
             restrict,
+            parent_tree_id: parent_tree_id.filter(|_| parent_tree.is_some()),
             parent_tree,
             node: Some(node),
             children: Vec::new(),
