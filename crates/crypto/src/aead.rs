@@ -45,16 +45,26 @@ impl Aead {
 
     /// Encrypts `buf` in place and appends the tag.
     pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) {
-        let tag: [u8; TAG_LEN] = match &self.0 {
+        let tag = self.seal_detached(nonce, aad, buf.as_mut_slice());
+        buf.extend_from_slice(&tag);
+    }
+
+    /// Encrypts `buf` in place and returns the tag, for callers that place it themselves.
+    pub fn seal_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        match &self.0 {
             Inner::Sm4Gcm(c) => c
-                .encrypt_inout_detached(nonce.into(), aad, buf.as_mut_slice().into())
+                .encrypt_inout_detached(nonce.into(), aad, buf.into())
                 .map(Into::into),
             Inner::Aes256Gcm(c) => c
-                .encrypt_inout_detached(nonce.into(), aad, buf.as_mut_slice().into())
+                .encrypt_inout_detached(nonce.into(), aad, buf.into())
                 .map(Into::into),
         }
-        .unwrap_or_else(|_| unreachable!("GCM encryption only fails past 64 GiB per message"));
-        buf.extend_from_slice(&tag);
+        .unwrap_or_else(|_| unreachable!("GCM encryption only fails past 64 GiB per message"))
     }
 
     /// Encrypts `plaintext`, returning `ciphertext || tag`.

@@ -29,6 +29,8 @@ thread_local! {
     /// kilobytes of tables to set up, too much to pay again for every small blob.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { RefCell::new(None) };
+    /// This thread's buffer for compressed payloads, kept between blobs.
+    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// This thread's zstd decompression context.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
@@ -37,21 +39,33 @@ thread_local! {
 /// Compresses `payload` with zstd at `level` if that saves at least 1/32 of it; returns the
 /// codec byte and the bytes to store. A `level` of 0 disables compression.
 pub fn compress(payload: &[u8], level: i32) -> (u8, Option<Vec<u8>>) {
-    if level == 0 || payload.len() < 64 {
-        return (CODEC_NONE, None);
+    let mut out = Vec::new();
+    match compress_into(payload, level, &mut out) {
+        CODEC_ZSTD => (CODEC_ZSTD, Some(out)),
+        codec => (codec, None),
     }
+}
+
+/// Like [`compress`], but the compressed bytes replace the contents of `out` (whose capacity is
+/// kept for the next call); returns the codec. With [`CODEC_NONE`], `out` means nothing.
+fn compress_into(payload: &[u8], level: i32, out: &mut Vec<u8>) -> u8 {
+    if level == 0 || payload.len() < 64 {
+        return CODEC_NONE;
+    }
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(payload.len()));
     let compressed = COMPRESSOR.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
             *slot = Some((level, zstd::bulk::Compressor::new(level)?));
         }
         match slot {
-            Some((_, c)) => c.compress(payload),
+            Some((_, c)) => c.compress_to_buffer(payload, out),
             None => Err(std::io::Error::other("no zstd context")),
         }
     });
     match compressed {
-        Ok(c) if c.len() + payload.len() / 32 < payload.len() => (CODEC_ZSTD, Some(c)),
-        _ => (CODEC_NONE, None),
+        Ok(len) if len + payload.len() / 32 < payload.len() => CODEC_ZSTD,
+        _ => CODEC_NONE,
     }
 }
 
@@ -77,20 +91,41 @@ pub fn seal_blob(
     payload: &[u8],
     zstd_level: i32,
 ) -> Result<Vec<u8>, FormatError> {
+    let mut out = Vec::new();
+    seal_blob_into(aead, kind, id, payload, zstd_level, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`seal_blob`], but appends the stored bytes to `out` (a pack being filled), compressing
+/// through a buffer the thread keeps: no allocation per blob. Returns the stored length.
+pub fn seal_blob_into(
+    aead: &Aead,
+    kind: PackKind,
+    id: &Id,
+    payload: &[u8],
+    zstd_level: i32,
+    out: &mut Vec<u8>,
+) -> Result<usize, FormatError> {
     let nonce: [u8; NONCE_LEN] = random_array().map_err(|source| FormatError::Crypto {
         what: "blob",
         source,
     })?;
-    let (codec, compressed) = compress(payload, zstd_level);
-    let body = compressed.as_deref().unwrap_or(payload);
-    let mut buf = Vec::with_capacity(NONCE_LEN + 1 + body.len() + TAG_LEN);
-    buf.extend_from_slice(&nonce);
-    buf.push(codec);
-    buf.extend_from_slice(body);
-    let mut sealed = buf.split_off(NONCE_LEN);
-    aead.seal_in_place(&nonce, &aad(kind, id), &mut sealed);
-    buf.extend_from_slice(&sealed);
-    Ok(buf)
+    let start = out.len();
+    COMPRESSED.with_borrow_mut(|compressed| {
+        let codec = compress_into(payload, zstd_level, compressed);
+        let body = if codec == CODEC_ZSTD {
+            &compressed[..]
+        } else {
+            payload
+        };
+        out.reserve(BLOB_OVERHEAD + body.len());
+        out.extend_from_slice(&nonce);
+        out.push(codec);
+        out.extend_from_slice(body);
+    });
+    let tag = aead.seal_detached(&nonce, &aad(kind, id), &mut out[start + NONCE_LEN..]);
+    out.extend_from_slice(&tag);
+    Ok(out.len() - start)
 }
 
 /// Authenticates and decrypts a stored blob, and decompresses it. `raw_len` is the payload
@@ -213,5 +248,52 @@ mod tests {
         assert_eq!(sizes[2], sizes[0]);
         assert!(compress(&[7; 63], 3).1.is_none());
         assert!(compress(&text, 0).1.is_none());
+    }
+
+    #[test]
+    fn blobs_sealed_one_after_the_other_into_a_buffer_open_from_their_slices() {
+        let aead = Aead::new(
+            zaibei_crypto::Suite::Gm,
+            &zaibei_crypto::SecretKey::from_bytes([9; 32]),
+        );
+        let text: Vec<u8> = b"compressible ".repeat(500);
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let blobs = [
+            (Id([1; 32]), &text[..]),
+            (Id([2; 32]), &noise[..]),
+            (Id([3; 32]), &b""[..]),
+        ];
+        let mut pack = b"prefix".to_vec();
+        let mut spans = Vec::new();
+        for (id, payload) in &blobs {
+            let start = pack.len();
+            let n = seal_blob_into(&aead, PackKind::Data, id, payload, 3, &mut pack);
+            assert_eq!(n.ok(), Some(pack.len() - start));
+            spans.push(start..pack.len());
+        }
+        assert!(spans[0].len() < text.len(), "the text was not compressed");
+        for ((id, payload), span) in blobs.iter().zip(spans) {
+            let opened = open_blob(
+                &aead,
+                PackKind::Data,
+                id,
+                &pack[span.clone()],
+                payload.len() as u64,
+            );
+            assert_eq!(opened.ok().as_deref(), Some(*payload));
+            // Bound to its id: the same bytes under another id do not open.
+            assert!(
+                open_blob(
+                    &aead,
+                    PackKind::Data,
+                    &Id([7; 32]),
+                    &pack[span],
+                    payload.len() as u64
+                )
+                .is_err()
+            );
+        }
     }
 }

@@ -56,17 +56,23 @@ impl PackWriter {
 
     /// Compresses, encrypts and appends a blob; returns its stored length.
     pub fn add(&mut self, id: Id, payload: &[u8], zstd_level: i32) -> Result<u64, FormatError> {
-        let stored = blob::seal_blob(&self.aead, self.kind, &id, payload, zstd_level)?;
         let offset = self.buf.len() as u64;
-        self.buf.extend_from_slice(&stored);
+        let stored = blob::seal_blob_into(
+            &self.aead,
+            self.kind,
+            &id,
+            payload,
+            zstd_level,
+            &mut self.buf,
+        )? as u64;
         self.blobs.push(PackBlob {
             id,
             offset,
-            length: stored.len() as u64,
+            length: stored,
             raw_length: payload.len() as u64,
         });
         self.raw_bytes += payload.len() as u64;
-        Ok(stored.len() as u64)
+        Ok(stored)
     }
 
     /// Bytes so far.

@@ -1,7 +1,13 @@
-//! File workers: read a changed file, find its data extents (holes are not read), chunk,
-//! hash, and hand each chunk to the saver.
+//! File workers: read changed files, find their data extents (holes are not read), chunk them,
+//! hash the chunks in batches and queue the new ones for the saver's sealer threads.
+//!
+//! A worker takes the files already waiting in the queue together (up to [`BATCH_FILES`]) and
+//! gathers their chunks into one batch, so that the chunks of many small files are hashed at
+//! once (multi-buffer HMAC-SM3 hashes eight at a time). A file's node is answered once every
+//! chunk of it is hashed and handed to the saver.
 
 use std::io::{self, Read};
+use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -11,6 +17,13 @@ use super::Context;
 use crate::ArchiveError;
 use crate::fsmeta;
 use crate::progress::Counters;
+
+/// Most files a worker takes from the queue at once.
+const BATCH_FILES: usize = 32;
+/// Bytes of chunks gathered before they are hashed together.
+const BATCH_BYTES: usize = 16 << 20;
+/// Most chunks hashed together.
+const BATCH_CHUNKS: usize = 64;
 
 /// A file to read.
 pub(crate) struct FileJob {
@@ -34,26 +47,124 @@ pub(crate) enum FileOutcome {
     Fatal(ArchiveError),
 }
 
+/// Chunks of one or more files waiting to be hashed, copied out of the read buffer.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    /// For each chunk: the file it belongs to (position in the worker's list) and its bytes.
+    chunks: Vec<(usize, Range<usize>)>,
+}
+
+impl Batch {
+    fn has_room_for(&self, len: usize) -> bool {
+        self.chunks.is_empty()
+            || (self.chunks.len() < BATCH_CHUNKS && self.data.len() + len <= BATCH_BYTES)
+    }
+
+    fn push(&mut self, file: usize, chunk: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(chunk);
+        self.chunks.push((file, start..self.data.len()));
+    }
+
+    /// Drops the chunks of `file` not yet hashed (it could not be read to the end).
+    fn drop_file(&mut self, file: usize) {
+        while let Some((f, range)) = self.chunks.last()
+            && *f == file
+        {
+            self.data.truncate(range.start);
+            self.chunks.pop();
+        }
+    }
+
+    /// Hashes the chunks, hands each to the saver and appends its id to its file's content.
+    fn flush(&mut self, ctx: &Context<'_>, contents: &mut [Vec<Id>]) -> Result<(), ArchiveError> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        let slices: Vec<&[u8]> = self
+            .chunks
+            .iter()
+            .map(|(_, r)| &self.data[r.clone()])
+            .collect();
+        let ids = ctx.saver.blob_ids(&slices)?;
+        for ((file, _), (id, chunk)) in self.chunks.iter().zip(ids.into_iter().zip(slices)) {
+            ctx.saver.save_blob_queued(PackKind::Data, id, chunk)?;
+            Counters::add(&ctx.counters.bytes, chunk.len() as u64);
+            if let Some(content) = contents.get_mut(*file) {
+                content.push(id);
+            }
+        }
+        self.data.clear();
+        self.chunks.clear();
+        Ok(())
+    }
+}
+
 pub(crate) fn run_worker(ctx: &Context<'_>, jobs: Receiver<FileJob>) {
-    // The chunker's read buffer, reused for every file this worker reads.
-    let mut buf = Vec::new();
-    for job in jobs {
-        let outcome = match read_file(ctx, &job, &mut buf) {
-            Ok(node) => {
+    // The chunker's read buffer and the batch, reused for every file this worker reads.
+    let mut read_buf = Vec::new();
+    let mut batch = Batch::default();
+    while let Ok(first) = jobs.recv() {
+        let mut files = vec![first];
+        while files.len() < BATCH_FILES
+            && let Ok(job) = jobs.try_recv()
+        {
+            files.push(job);
+        }
+        let outcomes = read_files(ctx, &files, &mut batch, &mut read_buf);
+        for (job, outcome) in files.into_iter().zip(outcomes) {
+            // The assembler may be gone after a fatal error elsewhere: nothing left to tell.
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Reads `files` into the batch, then hashes what is left; one outcome per file.
+fn read_files(
+    ctx: &Context<'_>,
+    files: &[FileJob],
+    batch: &mut Batch,
+    read_buf: &mut Vec<u8>,
+) -> Vec<FileOutcome> {
+    let mut contents: Vec<Vec<Id>> = vec![Vec::new(); files.len()];
+    let mut nodes: Vec<Option<Node>> = Vec::with_capacity(files.len());
+    for (i, job) in files.iter().enumerate() {
+        match read_file(ctx, job, i, batch, &mut contents, read_buf) {
+            Ok(node) => nodes.push(Some(node)),
+            Err(ReadError::Source(e)) => {
+                batch.drop_file(i);
+                ctx.skipped.record(&job.path, format!("cannot read: {e}"));
+                Counters::add(&ctx.counters.errors, 1);
+                nodes.push(None);
+            }
+            Err(ReadError::Repo(e)) => return fatal(files.len(), e),
+        }
+    }
+    if let Err(e) = batch.flush(ctx, &mut contents) {
+        return fatal(files.len(), e);
+    }
+    nodes
+        .into_iter()
+        .zip(contents)
+        .map(|(node, content)| match node {
+            Some(mut node) => {
+                node.content = content;
                 Counters::add(&ctx.counters.files, 1);
                 Counters::add(&ctx.counters.bytes_seen, node.size);
                 FileOutcome::Done(Box::new(node))
             }
-            Err(ReadError::Source(e)) => {
-                ctx.skipped.record(&job.path, format!("cannot read: {e}"));
-                Counters::add(&ctx.counters.errors, 1);
-                FileOutcome::Skipped
-            }
-            Err(ReadError::Repo(e)) => FileOutcome::Fatal(e),
-        };
-        // The assembler may be gone after a fatal error elsewhere: nothing left to tell.
-        let _ = job.reply.send(outcome);
-    }
+            None => FileOutcome::Skipped,
+        })
+        .collect()
+}
+
+/// The same fatal error for every file of a batch (the backup stops at the first).
+fn fatal(files: usize, e: ArchiveError) -> Vec<FileOutcome> {
+    let message = e.to_string();
+    let mut out = vec![FileOutcome::Fatal(e)];
+    out.extend((1..files).map(|_| FileOutcome::Fatal(ArchiveError::Internal(message.clone()))));
+    out
 }
 
 enum ReadError {
@@ -67,7 +178,16 @@ impl From<io::Error> for ReadError {
     }
 }
 
-fn read_file(ctx: &Context<'_>, job: &FileJob, buf: &mut Vec<u8>) -> Result<Node, ReadError> {
+/// Reads one file into the batch (hashing the batch whenever it fills); returns its node
+/// without content, which the caller fills in once the last chunks are hashed.
+fn read_file(
+    ctx: &Context<'_>,
+    job: &FileJob,
+    index: usize,
+    batch: &mut Batch,
+    contents: &mut [Vec<Id>],
+    read_buf: &mut Vec<u8>,
+) -> Result<Node, ReadError> {
     let fd = job.fd.as_fd();
     let st = rustix::fs::fstat(fd).map_err(io::Error::from)?;
     // The open file is the truth: it may differ from what lstat saw a moment earlier.
@@ -85,20 +205,14 @@ fn read_file(ctx: &Context<'_>, job: &FileJob, buf: &mut Vec<u8>) -> Result<Node
         index: 0,
         offset: 0,
     };
-    let mut stream = ctx.chunker.stream(reader, buf);
-    let mut content = Vec::new();
+    let mut stream = ctx.chunker.stream(reader, read_buf);
     let mut stored = 0u64;
     while let Some(chunk) = stream.next_chunk()? {
-        let id: Id = ctx
-            .saver
-            .blob_id(chunk)
-            .map_err(|e| ReadError::Repo(e.into()))?;
-        ctx.saver
-            .save_blob_queued(PackKind::Data, id, chunk)
-            .map_err(|e| ReadError::Repo(e.into()))?;
-        Counters::add(&ctx.counters.bytes, chunk.len() as u64);
+        if !batch.has_room_for(chunk.len()) {
+            batch.flush(ctx, contents).map_err(ReadError::Repo)?;
+        }
+        batch.push(index, chunk);
         stored += chunk.len() as u64;
-        content.push(id);
     }
     if stored != expected {
         return Err(ReadError::Source(io::Error::other(format!(
@@ -114,7 +228,6 @@ fn read_file(ctx: &Context<'_>, job: &FileJob, buf: &mut Vec<u8>) -> Result<Node
             String::from_utf8_lossy(&job.path)
         );
     }
-    node.content = content;
     node.extents = if dense || node.size == 0 {
         None
     } else {
@@ -151,5 +264,39 @@ impl Read for ExtentReader<'_> {
             self.offset += n as u64;
             return Ok(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_drops_only_the_unread_tail_of_the_failed_file() {
+        let mut b = Batch::default();
+        b.push(0, b"aaaa");
+        b.push(1, b"bb");
+        b.push(1, b"ccc");
+        b.drop_file(1);
+        assert_eq!(b.data, b"aaaa");
+        assert_eq!(b.chunks, vec![(0, 0..4)]);
+        // A file with nothing in the batch leaves it alone.
+        b.drop_file(2);
+        assert_eq!(b.chunks.len(), 1);
+        b.push(2, b"dd");
+        assert_eq!(b.chunks.last(), Some(&(2, 4..6)));
+    }
+
+    #[test]
+    fn a_batch_takes_a_first_chunk_of_any_size_then_stops_at_its_limits() {
+        let mut b = Batch::default();
+        assert!(b.has_room_for(BATCH_BYTES * 2));
+        b.push(0, &[0; 10]);
+        assert!(b.has_room_for(BATCH_BYTES - 10));
+        assert!(!b.has_room_for(BATCH_BYTES - 9));
+        for _ in 1..BATCH_CHUNKS {
+            b.push(0, &[1]);
+        }
+        assert!(!b.has_room_for(1));
     }
 }
