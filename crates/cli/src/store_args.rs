@@ -12,10 +12,11 @@ use zaibei_store::{BucketOptions, OpenOptions, RetryPolicy};
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Storage")]
 pub struct StoreArgs {
-    /// Requests to the repository in flight at most (uploads, downloads, listings).
-    #[arg(long, env = "ZAIBEI_CONNECTIONS", default_value_t = 8, global = true,
+    /// Requests to the repository in flight at most (uploads, downloads, listings) [default:
+    /// 8 on object storage, 2 on a local disk, where more would only hold more packs in memory].
+    #[arg(long, env = "ZAIBEI_CONNECTIONS", global = true,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub connections: u16,
+    pub connections: Option<u16>,
 
     /// Limit uploads to this many KiB/s, averaged over transfers (each pack still goes out
     /// at link speed; the pauses fall between packs).
@@ -82,8 +83,17 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// The options of [`zaibei_store::open`].
-    pub fn open_options(&self) -> Result<OpenOptions> {
+    /// Requests in flight at most: `--connections`, or the default for the kind of store.
+    pub fn connections(&self, remote: bool) -> usize {
+        match self.connections {
+            Some(n) => usize::from(n),
+            None if remote => 8,
+            None => 2,
+        }
+    }
+
+    /// The options of [`zaibei_store::open`] for a store on the network (`remote`) or not.
+    pub fn open_options(&self, remote: bool) -> Result<OpenOptions> {
         if self.access_key_id.is_some() != self.secret_access_key_file.is_some() {
             anyhow::bail!(crate::exit::WithCode(
                 crate::exit::USAGE,
@@ -113,7 +123,7 @@ impl StoreArgs {
                 profile: self.s3_profile.clone(),
                 io_timeout: Duration::from_secs(self.io_timeout.max(1)),
             },
-            connections: usize::from(self.connections),
+            connections: self.connections(remote),
             limit_upload: self.limit_upload,
             limit_download: self.limit_download,
             retry: RetryPolicy {

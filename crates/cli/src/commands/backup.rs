@@ -141,7 +141,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         parent,
         force: a.force,
         workers: a.workers,
-        connections: usize::from(cli.storage.connections),
+        connections: crate::repo::connections(cli),
         time: a.time,
     };
     let counters = Arc::new(Counters::default());
