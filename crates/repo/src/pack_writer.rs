@@ -36,7 +36,12 @@ impl PackWriter {
         let salt = new_pack_salt()?;
         let aead = keys.pack_aead(kind, &salt)?;
         let prefix = encode_pack_prefix(kind, &salt);
-        let mut buf = Vec::with_capacity(capacity + capacity / 8);
+        let mut buf = Vec::new();
+        // Data packs fill fast: room for all of it at once saves copies while growing. Tree
+        // and reference packs fill slowly and mostly close small: they grow as needed.
+        if kind == PackKind::Data {
+            buf.reserve(capacity + capacity / 8);
+        }
         buf.extend_from_slice(&prefix);
         Ok(PackWriter {
             kind,

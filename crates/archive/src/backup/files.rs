@@ -62,6 +62,11 @@ impl Batch {
     }
 
     fn push(&mut self, file: usize, chunk: &[u8]) {
+        if self.data.len() + chunk.len() > self.data.capacity() {
+            // Exactly the most a batch holds, rather than twice that by doubling.
+            self.data
+                .reserve_exact(BATCH_BYTES.max(self.data.len() + chunk.len()) - self.data.len());
+        }
         let start = self.data.len();
         self.data.extend_from_slice(chunk);
         self.chunks.push((file, start..self.data.len()));
