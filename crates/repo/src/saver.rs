@@ -1,5 +1,5 @@
-//! Saving blobs during a backup: deduplication, pack assembly on the caller's thread, uploads
-//! in the background, index objects as packs land.
+//! Saving blobs during a backup: deduplication, pack assembly on the caller's thread or on the
+//! saver's sealer threads, uploads in the background, index objects as packs land.
 //!
 //! [`BlobSaver::save_blob`] is called from worker threads (never from async tasks: it may
 //! block when uploads fall behind, which is what bounds memory) and compresses and encrypts on
@@ -150,7 +150,9 @@ impl Shared {
 
     fn check_failure(&self) -> Result<()> {
         match lock(&self.failure).as_ref() {
-            Some(msg) => Err(RepoError::Internal(format!("upload failed earlier: {msg}"))),
+            Some(msg) => Err(RepoError::Internal(format!(
+                "the backup failed earlier: {msg}"
+            ))),
             None => Ok(()),
         }
     }
@@ -205,6 +207,18 @@ impl Queued {
     }
 }
 
+/// Marks one queued blob done when dropped; a panic on the way fails the saver.
+struct Done<'a>(&'a Queued, &'a Shared);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.1.fail("a sealer thread panicked".into());
+        }
+        self.0.done();
+    }
+}
+
 impl Sealers {
     /// One thread per core, with a queue of two blobs per thread.
     fn start(shared: &Arc<Shared>) -> Result<Self> {
@@ -219,10 +233,11 @@ impl Sealers {
                 .name(format!("zaibei-seal-{i}"))
                 .spawn(move || {
                     for job in rx {
+                        // Counted done even if storing panics, so `finish` cannot wait forever.
+                        let _done = Done(&queued, &shared);
                         if let Err(e) = shared.store_blob(job.kind, job.id, &job.payload) {
                             shared.fail(format!("blob {}: {e}", job.id));
                         }
-                        queued.done();
                     }
                 })
                 .map_err(|e| RepoError::Internal(format!("starting a sealer thread: {e}")))?;
@@ -662,7 +677,7 @@ async fn watch_loop(saver: BlobSaver) {
             return;
         }
         if let Err(e) = saver.recheck().await {
-            *lock(&saver.shared.failure) = Some(e.to_string());
+            saver.shared.fail(e.to_string());
             return;
         }
     }
@@ -675,7 +690,7 @@ async fn upload_loop(
 ) -> Result<(u64, u64)> {
     let result = upload_all(&shared, &mut rx, connections).await;
     if let Err(e) = &result {
-        *lock(&shared.failure) = Some(e.to_string());
+        shared.fail(e.to_string());
         rx.close();
     }
     result
