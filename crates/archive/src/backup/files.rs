@@ -1,10 +1,11 @@
 //! File workers: read changed files, find their data extents (holes are not read), chunk them,
 //! hash the chunks in batches and queue the new ones for the saver's sealer threads.
 //!
-//! A worker takes the files already waiting in the queue together (up to [`BATCH_FILES`]) and
-//! gathers their chunks into one batch, so that the chunks of many small files are hashed at
-//! once (multi-buffer HMAC-SM3 hashes eight at a time). A file's node is answered once every
-//! chunk of it is hashed and handed to the saver.
+//! A worker takes the files already waiting in the queue together (up to [`BATCH_FILES`], and
+//! while they are smaller than a batch together) and gathers their chunks into one batch, so
+//! that the chunks of many small files are hashed at once (multi-buffer HMAC-SM3 hashes eight at
+//! a time). A file's node is answered as soon as it is read and every chunk of it is hashed and
+//! handed to the saver.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -19,7 +20,7 @@ use crate::fsmeta;
 use crate::progress::Counters;
 
 /// Most files a worker takes from the queue at once.
-const BATCH_FILES: usize = 32;
+const BATCH_FILES: usize = 16;
 /// Bytes of chunks gathered before they are hashed together.
 const BATCH_BYTES: usize = 16 << 20;
 /// Most chunks hashed together.
@@ -39,7 +40,8 @@ pub(crate) struct FileJob {
 
 /// What became of a file.
 pub(crate) enum FileOutcome {
-    /// Read and stored: the complete node.
+    /// Read, and every chunk handed to the saver (stored once the saver finishes): the
+    /// complete node.
     Done(Box<Node>),
     /// Could not be read; it is left out of the snapshot.
     Skipped,
@@ -111,65 +113,105 @@ pub(crate) fn run_worker(ctx: &Context<'_>, jobs: Receiver<FileJob>) {
     let mut read_buf = Vec::new();
     let mut batch = Batch::default();
     while let Ok(first) = jobs.recv() {
+        // The files already waiting join the group while they are small together: a large
+        // file ends the group, so it never holds back many others.
+        let mut bytes = first.node.size;
         let mut files = vec![first];
         while files.len() < BATCH_FILES
+            && bytes < BATCH_BYTES as u64
             && let Ok(job) = jobs.try_recv()
         {
+            bytes += job.node.size;
             files.push(job);
         }
-        let outcomes = read_files(ctx, &files, &mut batch, &mut read_buf);
-        for (job, outcome) in files.into_iter().zip(outcomes) {
+        let mut group = Group::new(&files);
+        group.read_all(ctx, &mut batch, &mut read_buf);
+    }
+}
+
+/// Files a worker reads together, answered in order as soon as each is read and its chunks
+/// are hashed and handed to the saver.
+struct Group<'f> {
+    files: &'f [FileJob],
+    /// Per file: `None` while unread, then the node (`Some(None)`: skipped).
+    nodes: Vec<Option<Option<Node>>>,
+    contents: Vec<Vec<Id>>,
+    /// Files answered so far (a prefix).
+    answered: usize,
+}
+
+impl<'f> Group<'f> {
+    fn new(files: &'f [FileJob]) -> Self {
+        Group {
+            files,
+            nodes: (0..files.len()).map(|_| None).collect(),
+            contents: vec![Vec::new(); files.len()],
+            answered: 0,
+        }
+    }
+
+    fn read_all(&mut self, ctx: &Context<'_>, batch: &mut Batch, read_buf: &mut Vec<u8>) {
+        let files = self.files;
+        for (i, job) in files.iter().enumerate() {
+            match read_file(ctx, job, i, batch, self, read_buf) {
+                Ok(node) => self.nodes[i] = Some(Some(node)),
+                Err(ReadError::Source(e)) => {
+                    batch.drop_file(i);
+                    ctx.skipped.record(&job.path, format!("cannot read: {e}"));
+                    Counters::add(&ctx.counters.errors, 1);
+                    self.nodes[i] = Some(None);
+                }
+                Err(ReadError::Repo(e)) => return self.fail(e),
+            }
+            self.answer_ready(ctx, batch);
+        }
+        if let Err(e) = self.flush(ctx, batch) {
+            self.fail(e);
+        }
+    }
+
+    /// Hashes the batch, hands its chunks to the saver and answers the files now complete.
+    fn flush(&mut self, ctx: &Context<'_>, batch: &mut Batch) -> Result<(), ArchiveError> {
+        batch.flush(ctx, &mut self.contents)?;
+        self.answer_ready(ctx, batch);
+        Ok(())
+    }
+
+    /// Answers, in order, the files read to the end with none of their chunks still in the
+    /// batch.
+    fn answer_ready(&mut self, ctx: &Context<'_>, batch: &Batch) {
+        let first_pending = batch.chunks.first().map_or(usize::MAX, |(file, _)| *file);
+        while self.answered < self.files.len() && self.answered < first_pending {
+            let Some(node) = self.nodes[self.answered].take() else {
+                return;
+            };
+            let outcome = match node {
+                Some(mut node) => {
+                    node.content = std::mem::take(&mut self.contents[self.answered]);
+                    Counters::add(&ctx.counters.files, 1);
+                    Counters::add(&ctx.counters.bytes_seen, node.size);
+                    FileOutcome::Done(Box::new(node))
+                }
+                None => FileOutcome::Skipped,
+            };
             // The assembler may be gone after a fatal error elsewhere: nothing left to tell.
-            let _ = job.reply.send(outcome);
+            let _ = self.files[self.answered].reply.send(outcome);
+            self.answered += 1;
         }
     }
-}
 
-/// Reads `files` into the batch, then hashes what is left; one outcome per file.
-fn read_files(
-    ctx: &Context<'_>,
-    files: &[FileJob],
-    batch: &mut Batch,
-    read_buf: &mut Vec<u8>,
-) -> Vec<FileOutcome> {
-    let mut contents: Vec<Vec<Id>> = vec![Vec::new(); files.len()];
-    let mut nodes: Vec<Option<Node>> = Vec::with_capacity(files.len());
-    for (i, job) in files.iter().enumerate() {
-        match read_file(ctx, job, i, batch, &mut contents, read_buf) {
-            Ok(node) => nodes.push(Some(node)),
-            Err(ReadError::Source(e)) => {
-                batch.drop_file(i);
-                ctx.skipped.record(&job.path, format!("cannot read: {e}"));
-                Counters::add(&ctx.counters.errors, 1);
-                nodes.push(None);
-            }
-            Err(ReadError::Repo(e)) => return fatal(files.len(), e),
+    /// Answers every file not answered yet with the error (the backup stops at the first).
+    fn fail(&mut self, e: ArchiveError) {
+        let message = e.to_string();
+        let mut first = Some(e);
+        for job in &self.files[self.answered..] {
+            let e = first
+                .take()
+                .unwrap_or_else(|| ArchiveError::Internal(message.clone()));
+            let _ = job.reply.send(FileOutcome::Fatal(e));
         }
+        self.answered = self.files.len();
     }
-    if let Err(e) = batch.flush(ctx, &mut contents) {
-        return fatal(files.len(), e);
-    }
-    nodes
-        .into_iter()
-        .zip(contents)
-        .map(|(node, content)| match node {
-            Some(mut node) => {
-                node.content = content;
-                Counters::add(&ctx.counters.files, 1);
-                Counters::add(&ctx.counters.bytes_seen, node.size);
-                FileOutcome::Done(Box::new(node))
-            }
-            None => FileOutcome::Skipped,
-        })
-        .collect()
-}
-
-/// The same fatal error for every file of a batch (the backup stops at the first).
-fn fatal(files: usize, e: ArchiveError) -> Vec<FileOutcome> {
-    let message = e.to_string();
-    let mut out = vec![FileOutcome::Fatal(e)];
-    out.extend((1..files).map(|_| FileOutcome::Fatal(ArchiveError::Internal(message.clone()))));
-    out
 }
 
 enum ReadError {
@@ -190,7 +232,7 @@ fn read_file(
     job: &FileJob,
     index: usize,
     batch: &mut Batch,
-    contents: &mut [Vec<Id>],
+    group: &mut Group<'_>,
     read_buf: &mut Vec<u8>,
 ) -> Result<Node, ReadError> {
     let fd = job.fd.as_fd();
@@ -214,7 +256,7 @@ fn read_file(
     let mut stored = 0u64;
     while let Some(chunk) = stream.next_chunk()? {
         if !batch.has_room_for(chunk.len()) {
-            batch.flush(ctx, contents).map_err(ReadError::Repo)?;
+            group.flush(ctx, batch).map_err(ReadError::Repo)?;
         }
         batch.push(index, chunk);
         stored += chunk.len() as u64;

@@ -191,7 +191,7 @@ fn run_pipeline(
     } else {
         ctx.opts.workers
     };
-    let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(workers * 16);
+    let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(workers * 8);
     let (tree_tx, tree_rx) = crossbeam_channel::bounded::<assembler::TreeJob>(1024);
     std::thread::scope(|scope| {
         let mut handles = Vec::new();
