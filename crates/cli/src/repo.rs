@@ -30,26 +30,25 @@ pub fn store(cli: &Cli) -> Result<OpenedStore> {
         ));
     };
     let location = Location::parse(text).map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
-    let remote = is_remote(&location);
-    let opened = zaibei_store::open(&location, &cli.storage.open_options(remote)?)
+    let opened = zaibei_store::open(&location, &cli.storage.open_options()?)
         .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
     let _ = TRAFFIC.set(Arc::clone(&opened.counters));
     Ok(opened)
 }
 
-fn is_remote(location: &Location) -> bool {
-    matches!(location, Location::Bucket(_))
-}
-
-/// Requests to the repository in flight at most: `--connections`, or the default for the kind
-/// of store `-r` names (8 on object storage, 2 on a local disk).
-pub fn connections(cli: &Cli) -> usize {
+/// Packs a backup uploads at a time: `--connections`, or 8 on object storage (where latency
+/// calls for many) and 2 on a local disk (where more would only hold more packs in memory).
+pub fn upload_connections(cli: &Cli) -> usize {
     let remote = cli
         .repo
         .as_deref()
         .and_then(|text| Location::parse(text).ok())
-        .is_some_and(|l| is_remote(&l));
-    cli.storage.connections(remote)
+        .is_some_and(|l| matches!(l, Location::Bucket(_)));
+    match cli.storage.connections {
+        Some(n) => usize::from(n),
+        None if remote => 8,
+        None => 2,
+    }
 }
 
 /// Attaches the metadata cache the options ask for (object storage only by default).

@@ -12,8 +12,9 @@ use zaibei_store::{BucketOptions, OpenOptions, RetryPolicy};
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Storage")]
 pub struct StoreArgs {
-    /// Requests to the repository in flight at most (uploads, downloads, listings) [default:
-    /// 8 on object storage, 2 on a local disk, where more would only hold more packs in memory].
+    /// Requests to the repository in flight at most (uploads, downloads, listings) [default: 8;
+    /// a backup to a local disk uploads 2 packs at a time, since more would only hold more
+    /// packs in memory].
     #[arg(long, env = "ZAIBEI_CONNECTIONS", global = true,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub connections: Option<u16>,
@@ -83,17 +84,13 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Requests in flight at most: `--connections`, or the default for the kind of store.
-    pub fn connections(&self, remote: bool) -> usize {
-        match self.connections {
-            Some(n) => usize::from(n),
-            None if remote => 8,
-            None => 2,
-        }
+    /// Requests in flight at most: `--connections`, 8 by default.
+    pub fn requests(&self) -> usize {
+        self.connections.map_or(8, usize::from)
     }
 
-    /// The options of [`zaibei_store::open`] for a store on the network (`remote`) or not.
-    pub fn open_options(&self, remote: bool) -> Result<OpenOptions> {
+    /// The options of [`zaibei_store::open`].
+    pub fn open_options(&self) -> Result<OpenOptions> {
         if self.access_key_id.is_some() != self.secret_access_key_file.is_some() {
             anyhow::bail!(crate::exit::WithCode(
                 crate::exit::USAGE,
@@ -123,7 +120,7 @@ impl StoreArgs {
                 profile: self.s3_profile.clone(),
                 io_timeout: Duration::from_secs(self.io_timeout.max(1)),
             },
-            connections: self.connections(remote),
+            connections: self.requests(),
             limit_upload: self.limit_upload,
             limit_download: self.limit_download,
             retry: RetryPolicy {

@@ -141,7 +141,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         parent,
         force: a.force,
         workers: a.workers,
-        connections: crate::repo::connections(cli),
+        connections: crate::repo::upload_connections(cli),
         time: a.time,
     };
     let counters = Arc::new(Counters::default());

@@ -87,7 +87,7 @@ pub async fn run(cli: &Cli, a: &PruneArgs) -> Result<u8> {
         max_repack: a.max_repack,
         margin: a.safety_margin,
         dry_run: a.dry_run,
-        connections: crate::repo::connections(cli).clamp(1, 16),
+        connections: cli.storage.requests().clamp(1, 16),
     };
     let r = prune(&repo, &opts, &progress).await?;
     if show {

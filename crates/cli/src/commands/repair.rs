@@ -88,7 +88,7 @@ fn progress(cli: &Cli, what: &'static str) -> (bool, impl Fn(&str, u64, u64) + S
 }
 
 fn connections(cli: &Cli) -> usize {
-    crate::repo::connections(cli).clamp(1, 16)
+    cli.storage.requests().clamp(1, 16)
 }
 
 #[derive(Serialize)]

@@ -63,7 +63,7 @@ pub async fn run(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
         workers: if a.workers == 0 {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .max(crate::repo::connections(cli))
+                .max(cli.storage.requests())
         } else {
             a.workers
         },
