@@ -6,8 +6,8 @@
 //! and transposed with an 8×8 transpose of 32-bit words (`unpack{lo,hi}_epi32`,
 //! `unpack{lo,hi}_epi64`, `permute2x128`), so that vector `w[i]` holds word `i` of all eight
 //! blocks. The message expansion (`W[0..68]`, `W'[j] = W[j] ^ W[j+4]`) and the 64 rounds are
-//! then the scalar algorithm with every operation on vectors; AVX2 has no rotate, so each
-//! rotation is two shifts and an OR.
+//! then the scalar algorithm with every operation on vectors; AVX2 has no rotate, so a rotation
+//! is two shifts and an OR, or one byte shuffle where the amount is a multiple of eight.
 //!
 //! There is no branch and no memory access that depends on the data: the round constants
 //! `T_j <<< j` are indexed by the round number only.
@@ -17,7 +17,7 @@ use core::arch::x86_64::*;
 use super::LANES;
 
 /// Word-sliced chaining values of eight messages: `state[i][l]` is word `i` of lane `l`.
-pub(super) type State8 = [[u32; 8]; LANES];
+pub(super) type State8 = [[u32; LANES]; 8];
 
 /// The round constants `T_j <<< (j mod 32)` (GB/T 32905 §4.2 and §5.3.3).
 const T_ROT: [u32; 64] = {
