@@ -3,8 +3,9 @@
 //! ```text
 //! walker thread ──file jobs──▶ N file workers ──▶ BlobSaver (packs) ──▶ uploader task
 //!      │  (lstat, compare with parent)   │ read, chunk, hash, compress, encrypt
-//!      └──tree jobs (post-order)──▶ assembler thread ── waits for each entry's result,
-//!                                                        stores the tree, answers its parent
+//!      ├──tree jobs (post-order)──▶ assembler thread ── waits for each entry's result,
+//!      │                                                 stores the tree, answers its parent
+//!      └──subtrees of the parent snapshot──▶ prefetch thread (loads them into the tree cache)
 //! ```
 //!
 //! All channels are bounded, so memory does not grow with the size of the tree. An unchanged
@@ -13,6 +14,7 @@
 
 mod assembler;
 mod files;
+mod prefetch;
 pub mod sources;
 mod stream;
 mod walker;
@@ -193,7 +195,10 @@ fn run_pipeline(
     };
     let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(workers * 8);
     let (tree_tx, tree_rx) = crossbeam_channel::bounded::<assembler::TreeJob>(1024);
+    let prefetcher = prefetch::Prefetcher::default();
     std::thread::scope(|scope| {
+        // Closes the prefetcher however the walk ends (a panic included), so its thread ends.
+        let _closer = prefetch::CloseOnDrop(&prefetcher);
         let mut handles = Vec::new();
         for i in 0..workers {
             let rx = file_rx.clone();
@@ -209,7 +214,27 @@ fn run_pipeline(
             .name("zaibei-trees".into())
             .spawn_scoped(scope, move || assembler::run(ctx, tree_rx))
             .map_err(|e| ArchiveError::Internal(format!("starting the assembler: {e}")))?;
-        let walked = walker::walk(ctx, trie, parent_tree, &file_tx, &tree_tx);
+        let prefetching = match parent_tree {
+            Some(_) => Some(
+                std::thread::Builder::new()
+                    .name("zaibei-prefetch".into())
+                    .spawn_scoped(scope, || prefetch::run(ctx, &prefetcher))
+                    .map_err(|e| ArchiveError::Internal(format!("starting the prefetch: {e}")))?,
+            ),
+            None => None,
+        };
+        let walked = walker::walk(
+            ctx,
+            trie,
+            parent_tree,
+            prefetching.as_ref().map(|_| &prefetcher),
+            &file_tx,
+            &tree_tx,
+        );
+        prefetcher.close();
+        if let Some(h) = prefetching {
+            let _ = h.join();
+        }
         drop(file_tx);
         drop(tree_tx);
         for h in handles {

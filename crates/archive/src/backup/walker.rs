@@ -14,6 +14,7 @@ use zaibei_format::{Id, Node, NodeKind, PackKind, Tree};
 use super::Context;
 use super::assembler::{FileState, Pending, TreeJob};
 use super::files::FileJob;
+use super::prefetch::Prefetcher;
 use super::sources::SourceNode;
 use crate::ArchiveError;
 use crate::fsmeta::{self, Names};
@@ -45,6 +46,8 @@ struct Walker<'c, 'a, 't> {
     ctx: &'c Context<'a>,
     file_tx: &'c Sender<FileJob>,
     tree_tx: &'c Sender<TreeJob>,
+    /// Loads the parent snapshot's trees ahead of the walk (when there is a parent).
+    prefetch: Option<&'c Prefetcher>,
     names: Names,
     path: Vec<u8>,
     stack: Vec<Frame<'t>>,
@@ -59,6 +62,7 @@ pub(crate) fn walk(
     ctx: &Context<'_>,
     trie: &SourceNode,
     parent_tree: Option<Arc<Tree>>,
+    prefetch: Option<&Prefetcher>,
     file_tx: &Sender<FileJob>,
     tree_tx: &Sender<TreeJob>,
 ) -> Result<Receiver<Id>, ArchiveError> {
@@ -74,6 +78,7 @@ pub(crate) fn walk(
         ctx,
         file_tx,
         tree_tx,
+        prefetch,
         names: Names::default(),
         path: Vec::new(),
         stack: Vec::new(),
@@ -81,6 +86,9 @@ pub(crate) fn walk(
         open: 1,
         empty_tree: None,
     };
+    if let (Some(p), Some(t)) = (prefetch, &parent_tree) {
+        p.ask(t);
+    }
     w.stack.push(Frame {
         fd: Some(root),
         identity: fsmeta::identity(&st),
@@ -397,8 +405,13 @@ impl<'t> Walker<'_, '_, 't> {
         };
         let parent_tree_id = parent_subtree;
         let parent_tree = match parent_tree_id {
-            Some(id) => match ctx.runtime.block_on(ctx.repo.load_tree(&id)) {
-                Ok(t) => Some(t),
+            Some(id) => match self.load_parent_tree(&id) {
+                Ok(t) => {
+                    if let Some(p) = self.prefetch {
+                        p.ask(&t);
+                    }
+                    Some(t)
+                }
                 Err(e) => {
                     tracing::warn!(
                         "parent tree of {} unusable: {e}",
@@ -430,6 +443,15 @@ impl<'t> Walker<'_, '_, 't> {
             self.lowest_open += 1;
         }
         Ok(true)
+    }
+
+    /// The parent snapshot's tree `id`: from the cache when the prefetch thread has loaded it
+    /// (waiting if it is loading it now), otherwise read here.
+    fn load_parent_tree(&self, id: &Id) -> Result<Arc<Tree>, zaibei_repo::RepoError> {
+        if let Some(p) = self.prefetch {
+            p.wait_for(id);
+        }
+        self.ctx.runtime.block_on(self.ctx.repo.load_tree(id))
     }
 
     fn empty_tree(&mut self) -> Result<Id, ArchiveError> {
