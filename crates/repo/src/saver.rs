@@ -172,11 +172,19 @@ struct SealJob {
 
 /// Threads that compress, encrypt and pack the blobs handed over with
 /// [`BlobSaver::save_blob_queued`], so that the chunks of one large file keep every core busy.
-/// When the last [`BlobSaver`] holding the pool is dropped, the channel closes and the threads
-/// end.
+/// They start with the first queued blob (a saver that only stores blobs itself, as repair
+/// does, starts none). When the last [`BlobSaver`] holding the pool is dropped, or `finish`
+/// closes it, the channel closes and the threads end.
 struct Sealers {
-    tx: Mutex<Option<crossbeam_channel::Sender<SealJob>>>,
+    shared: Arc<Shared>,
+    state: Mutex<SealerState>,
     queued: Arc<Queued>,
+}
+
+enum SealerState {
+    NotStarted,
+    Running(crossbeam_channel::Sender<SealJob>),
+    Closed,
 }
 
 /// Number of blobs handed to the sealers and not yet in a pack.
@@ -220,15 +228,41 @@ impl Drop for Done<'_> {
 }
 
 impl Sealers {
+    fn new(shared: &Arc<Shared>) -> Self {
+        Sealers {
+            shared: Arc::clone(shared),
+            state: Mutex::new(SealerState::NotStarted),
+            queued: Arc::new(Queued::default()),
+        }
+    }
+
+    /// The queue to the threads, starting them on first use; `None` once closed.
+    fn sender(&self) -> Result<Option<crossbeam_channel::Sender<SealJob>>> {
+        let mut state = lock(&self.state);
+        match &*state {
+            SealerState::Running(tx) => return Ok(Some(tx.clone())),
+            SealerState::Closed => return Ok(None),
+            SealerState::NotStarted => {}
+        }
+        let tx = self.spawn()?;
+        *state = SealerState::Running(tx.clone());
+        Ok(Some(tx))
+    }
+
+    /// Closes the queue; the threads end once it is drained.
+    fn close(&self) {
+        *lock(&self.state) = SealerState::Closed;
+    }
+
     /// One thread per core, with a queue of two blobs per thread.
-    fn start(shared: &Arc<Shared>) -> Result<Self> {
+    fn spawn(&self) -> Result<crossbeam_channel::Sender<SealJob>> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
         let (tx, rx) = crossbeam_channel::bounded::<SealJob>(threads * 2);
-        let queued = Arc::new(Queued::default());
         for i in 0..threads {
-            let (rx, shared, queued) = (rx.clone(), Arc::clone(shared), Arc::clone(&queued));
+            let (rx, shared) = (rx.clone(), Arc::clone(&self.shared));
+            let queued = Arc::clone(&self.queued);
             std::thread::Builder::new()
                 .name(format!("zaibei-seal-{i}"))
                 .spawn(move || {
@@ -242,10 +276,7 @@ impl Sealers {
                 })
                 .map_err(|e| RepoError::Internal(format!("starting a sealer thread: {e}")))?;
         }
-        Ok(Sealers {
-            tx: Mutex::new(Some(tx)),
-            queued,
-        })
+        Ok(tx)
     }
 }
 
@@ -307,7 +338,7 @@ impl BlobSaver {
                 shared.condemned_bits.set(n);
             }
         }
-        let sealers = Arc::new(Sealers::start(&shared)?);
+        let sealers = Arc::new(Sealers::new(&shared));
         let handle = tokio::spawn(upload_loop(Arc::clone(&shared), rx, connections));
         let saver = BlobSaver {
             shared,
@@ -386,10 +417,10 @@ impl BlobSaver {
             return Ok(false);
         }
         s.check_failure()?;
-        let pool = self
-            .sealers
-            .as_ref()
-            .and_then(|p| lock(&p.tx).clone().map(|tx| (p, tx)));
+        let pool = match &self.sealers {
+            Some(p) => p.sender()?.map(|tx| (p, tx)),
+            None => None,
+        };
         match pool {
             Some((pool, tx)) => {
                 pool.queued.add();
@@ -479,7 +510,7 @@ impl BlobSaver {
         self.wait_sealed().await?;
         if let Some(pool) = &self.sealers {
             // Every blob from now on is stored on the calling thread; the sealers end.
-            lock(&pool.tx).take();
+            pool.close();
         }
         loop {
             self.flush_pools().await?;
