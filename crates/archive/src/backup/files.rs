@@ -94,7 +94,7 @@ impl Batch {
             .iter()
             .map(|(_, r)| &self.data[r.clone()])
             .collect();
-        let ids = ctx.saver.blob_ids(&slices)?;
+        let ids = blob_ids(ctx, &slices)?;
         for ((file, _), (id, chunk)) in self.chunks.iter().zip(ids.into_iter().zip(slices)) {
             ctx.saver.save_blob_queued(PackKind::Data, id, chunk)?;
             Counters::add(&ctx.counters.bytes, chunk.len() as u64);
@@ -106,6 +106,41 @@ impl Batch {
         self.chunks.clear();
         Ok(())
     }
+}
+
+/// Below this many chunks a batch is too few for the hash lanes (see `sm3_multi`).
+const FEW_CHUNKS: usize = 3;
+/// A batch of few chunks this large together is hashed on two threads.
+const SPLIT_BYTES: usize = 4 << 20;
+
+/// The ids of a batch's chunks. A batch of one or two large chunks (8 MiB chunks of repetitive
+/// data, say) would leave the eight hash lanes idle and hash one stream at a time on this
+/// thread, the reader's; its second half is hashed on a helper thread instead.
+fn blob_ids(ctx: &Context<'_>, slices: &[&[u8]]) -> Result<Vec<Id>, ArchiveError> {
+    ids_in_halves(slices, |part| ctx.saver.blob_ids(part))
+}
+
+/// `hash(slices)`, computed as two halves on two threads when `slices` are few and large.
+fn ids_in_halves<F>(slices: &[&[u8]], hash: F) -> Result<Vec<Id>, ArchiveError>
+where
+    F: Fn(&[&[u8]]) -> Result<Vec<Id>, zaibei_repo::RepoError> + Sync,
+{
+    let total: usize = slices.iter().map(|c| c.len()).sum();
+    if slices.len() < 2 || slices.len() >= FEW_CHUNKS || total < SPLIT_BYTES {
+        return Ok(hash(slices)?);
+    }
+    let (first, second) = slices.split_at(slices.len() / 2);
+    let (ids, rest) = std::thread::scope(|scope| {
+        let helper = scope.spawn(|| hash(second));
+        let ids = hash(first);
+        let rest = helper
+            .join()
+            .map_err(|_| ArchiveError::Internal("a hashing thread panicked".into()));
+        (ids, rest)
+    });
+    let mut ids = ids?;
+    ids.extend(rest??);
+    Ok(ids)
 }
 
 pub(crate) fn run_worker(ctx: &Context<'_>, jobs: Receiver<FileJob>) {
@@ -332,6 +367,63 @@ mod tests {
         assert_eq!(b.chunks.len(), 1);
         b.push(2, b"dd");
         assert_eq!(b.chunks.last(), Some(&(2, 4..6)));
+    }
+
+    #[test]
+    fn ids_hashed_in_halves_keep_the_order_of_the_chunks() {
+        // A stand-in hash: the first byte and the length of each chunk.
+        let hash = |part: &[&[u8]]| -> Result<Vec<Id>, zaibei_repo::RepoError> {
+            Ok(part
+                .iter()
+                .map(|c| {
+                    let mut id = [0u8; 32];
+                    id[0] = c[0];
+                    id[1..9].copy_from_slice(&(c.len() as u64).to_le_bytes());
+                    Id(id)
+                })
+                .collect())
+        };
+        let big_a = vec![1u8; SPLIT_BYTES / 2];
+        let big_b = vec![2u8; SPLIT_BYTES / 2 + 1];
+        let small = [3u8; 10];
+        for slices in [
+            vec![&big_a[..], &big_b[..]],
+            vec![&small[..], &small[..]],
+            vec![&big_a[..]],
+            vec![&big_a[..], &small[..], &big_b[..]],
+        ] {
+            let ids = ids_in_halves(&slices, hash).unwrap();
+            let expected: Vec<(u8, usize)> = slices.iter().map(|c| (c[0], c.len())).collect();
+            let got: Vec<(u8, usize)> = ids
+                .iter()
+                .map(|id| {
+                    let len = u64::from_le_bytes(id.0[1..9].try_into().unwrap());
+                    (id.0[0], len as usize)
+                })
+                .collect();
+            assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn only_few_large_chunks_are_split_across_threads() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let hash = |part: &[&[u8]]| -> Result<Vec<Id>, zaibei_repo::RepoError> {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(part.iter().map(|_| Id::default()).collect())
+        };
+        let big = vec![0u8; SPLIT_BYTES];
+        let small = [0u8; 10];
+        ids_in_halves(&[&big[..], &big[..]], hash).unwrap();
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 2);
+        for slices in [
+            vec![&small[..], &small[..]],
+            vec![&big[..]],
+            vec![&big[..], &big[..], &big[..]],
+        ] {
+            ids_in_halves(&slices, hash).unwrap();
+            assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 1);
+        }
     }
 
     #[test]
