@@ -149,11 +149,6 @@ impl ContentKeys {
             .collect()
     }
 
-    /// The blob-id key (for callers that batch hashing).
-    pub fn blob_id_key(&self) -> &SecretKey {
-        &self.blob_id
-    }
-
     /// AEAD for the blobs of a data or tree pack.
     pub fn data_pack_aead(&self, salt: &[u8; 32]) -> Aead {
         self.suite

@@ -218,11 +218,6 @@ impl IndexedRepository {
         Ok(tree)
     }
 
-    /// The tree `id` if it is in the tree cache (nothing is read).
-    pub fn cached_tree(&self, id: &Id) -> Option<Arc<Tree>> {
-        self.cache().get(id).map(Arc::clone)
-    }
-
     /// Loads the reference blob of a tree (maintenance key suffices).
     pub async fn load_refs(&self, tree: &Id) -> Result<TreeRefs> {
         let body = self.read_blob(PackKind::Refs, tree).await?;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zaibei_format::refs::TreeRefs;
-use zaibei_format::{Id, IndexFile, IndexPack, PackKind, Tree};
+use zaibei_format::{ContentKeys, Id, IndexFile, IndexPack, PackKind, Tree};
 
 use crate::index::IdSet;
 use crate::pack_writer::{FinishedPack, PackWriter};
@@ -354,27 +354,24 @@ impl BlobSaver {
         Ok(saver)
     }
 
-    /// The id a blob with this plaintext would have.
-    pub fn blob_id(&self, plaintext: &[u8]) -> Result<Id> {
-        let content = self
-            .shared
+    /// The content keys, which name blobs.
+    fn content_keys(&self) -> Result<&ContentKeys> {
+        self.shared
             .repo
             .keys()
             .content("backup")
-            .map_err(|e| RepoError::format("key", e))?;
-        Ok(content.blob_id(plaintext))
+            .map_err(|e| RepoError::format("key", e))
+    }
+
+    /// The id a blob with this plaintext would have.
+    pub fn blob_id(&self, plaintext: &[u8]) -> Result<Id> {
+        Ok(self.content_keys()?.blob_id(plaintext))
     }
 
     /// The ids of many blobs at once, in order (multi-buffer HMAC-SM3 in the `gm` suite, several
     /// times faster than one plaintext at a time).
     pub fn blob_ids(&self, plaintexts: &[&[u8]]) -> Result<Vec<Id>> {
-        let content = self
-            .shared
-            .repo
-            .keys()
-            .content("backup")
-            .map_err(|e| RepoError::format("key", e))?;
-        Ok(content.blob_ids(plaintexts))
+        Ok(self.content_keys()?.blob_ids(plaintexts))
     }
 
     /// True when the repository already has the blob (outside condemned packs) or this saver

@@ -130,9 +130,8 @@ pub(crate) fn run(ctx: &Context<'_>, prefetcher: &Prefetcher) {
     let _ended = Ended(prefetcher);
     let mut finished = None;
     while let Some(id) = prefetcher.next(finished) {
-        if ctx.repo.cached_tree(&id).is_none()
-            && let Err(e) = ctx.runtime.block_on(ctx.repo.load_tree(&id))
-        {
+        // A tree already in the cache comes back at once.
+        if let Err(e) = ctx.runtime.block_on(ctx.repo.load_tree(&id)) {
             tracing::debug!("prefetching tree {}: {e}", id.short());
         }
         finished = Some(id);
