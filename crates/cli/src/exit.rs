@@ -17,6 +17,9 @@ pub const DAMAGED: u8 = 4;
 pub const NO_REPOSITORY: u8 = 10;
 /// Wrong password.
 pub const WRONG_PASSWORD: u8 = 12;
+/// A deletion refused by site fencing: this repository is not provably the current primary
+/// of its set of sites (a replica, a demoted primary, or a site that cannot reach the others).
+pub const FENCED: u8 = 14;
 /// The repository has a newer format than this zaibei reads.
 pub const UNSUPPORTED_VERSION: u8 = 13;
 /// Interrupted (Ctrl-C).

@@ -10,6 +10,7 @@ mod output;
 mod password;
 mod progress;
 mod repo;
+mod sites;
 mod store_args;
 
 use clap::Parser;

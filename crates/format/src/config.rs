@@ -103,18 +103,35 @@ impl RepoConfig {
         zstd_level: i32,
         pack_size: u64,
     ) -> Result<(Self, [u8; 32]), FormatError> {
+        let seed =
+            random_array::<32>().map_err(|source| FormatError::Crypto { what: WHAT, source })?;
+        let config =
+            Self::create_with_seed(content, maintenance, chunker, zstd_level, pack_size, &seed)?;
+        Ok((config, seed))
+    }
+
+    /// Creates a config with a new random id and the given chunker seed: a repository that
+    /// shares its key material and chunking with another (`init --from`), so that files chunk
+    /// alike in both and packs can be copied between them as they are.
+    pub fn create_with_seed(
+        content: &ContentKeys,
+        maintenance: &MaintenanceKeys,
+        chunker: ChunkerParams,
+        zstd_level: i32,
+        pack_size: u64,
+        seed: &[u8; 32],
+    ) -> Result<Self, FormatError> {
         chunker.validate()?;
-        let rnd =
-            || random_array::<32>().map_err(|source| FormatError::Crypto { what: WHAT, source });
-        let id = Id(rnd()?);
-        let seed = rnd()?;
+        let id =
+            Id(random_array::<32>()
+                .map_err(|source| FormatError::Crypto { what: WHAT, source })?);
         let nonce: [u8; NONCE_LEN] =
             random_array().map_err(|source| FormatError::Crypto { what: WHAT, source })?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(
             &content
                 .chunker_seed_aead()
-                .seal(&nonce, &seed_aad(&id), &seed),
+                .seal(&nonce, &seed_aad(&id), seed),
         );
         let mut cfg = RepoConfig {
             version: REPOSITORY_VERSION,
@@ -128,7 +145,7 @@ impl RepoConfig {
             mac: Id::default(),
         };
         cfg.mac = cfg.compute_mac(maintenance);
-        Ok((cfg, seed))
+        Ok(cfg)
     }
 
     fn map_without_mac(&self) -> MapBuilder {

@@ -49,6 +49,8 @@ pub const REFS_VERSION: u64 = 1;
 pub const STATE_VERSION: u64 = 1;
 /// Version of the body of the `condemned` state.
 pub const CONDEMNED_VERSION: u64 = 1;
+/// Version of the body of the `site` state (§13).
+pub const SITE_VERSION: u64 = 1;
 
 /// Compression codec byte: payload stored as is.
 pub const CODEC_NONE: u8 = 0;

@@ -29,6 +29,7 @@
 
 mod cache;
 mod check;
+pub mod copy;
 mod error;
 mod index;
 mod indexed;
@@ -36,11 +37,13 @@ mod keys;
 pub mod names;
 mod pack_writer;
 mod prune;
+mod reach;
 pub mod repack;
 pub mod repair;
 mod repository;
 pub mod retention;
 mod saver;
+pub mod site;
 mod snapshots;
 mod state;
 

@@ -29,6 +29,7 @@ use futures::StreamExt;
 use zaibei_format::{Condemned, CondemnedPack, Id, IndexFile, IndexPack, PackKind};
 
 use crate::index::{IdMap, IdSet};
+use crate::reach::Reachable;
 use crate::repack::shrink_pack;
 use crate::saver::{write_index, write_index_chunks};
 use crate::{CONDEMNED, IndexedRepository, PACKS_PER_INDEX, RepoError, Result, names};
@@ -163,22 +164,6 @@ pub struct PruneReport {
 
 /// Progress of a prune: phase name, items done, items in total (0: unknown).
 pub type PruneProgress<'a> = &'a (dyn Fn(&str, u64, u64) + Send + Sync);
-
-/// Blobs the snapshots need.
-#[derive(Default)]
-struct Used {
-    data: IdSet,
-    trees: IdSet,
-}
-
-impl Used {
-    fn contains(&self, kind: PackKind, id: &Id) -> bool {
-        match kind {
-            PackKind::Data => self.data.contains(id),
-            PackKind::Tree | PackKind::Refs => self.trees.contains(id),
-        }
-    }
-}
 
 /// What becomes of one pack of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -621,7 +606,7 @@ async fn walk_snapshots(
     repo: &IndexedRepository,
     report: &mut PruneReport,
     progress: PruneProgress<'_>,
-) -> Result<Used> {
+) -> Result<Reachable> {
     let list = repo.list_snapshots().await?;
     if let Some((name, e)) = list.damaged.first() {
         return Err(RepoError::Refused(format!(
@@ -630,40 +615,19 @@ async fn walk_snapshots(
         )));
     }
     report.snapshots = list.snapshots.len();
-    let mut used = Used::default();
-    let mut frontier: Vec<Id> = Vec::new();
-    for (_, snap) in &list.snapshots {
-        if used.trees.insert(snap.tree) {
-            frontier.push(snap.tree);
-        }
-    }
+    let mut used = Reachable::default();
     let mut done = 0u64;
-    while !frontier.is_empty() {
-        let batch = std::mem::take(&mut frontier);
-        let mut results = futures::stream::iter(
-            batch
-                .into_iter()
-                .map(|tree| async move { (tree, repo.load_refs(&tree).await) }),
-        )
-        .buffer_unordered(16);
-        while let Some((tree, r)) = results.next().await {
-            let refs = r.map_err(|e| match e {
-                e if e.is_store_unreachable() => e,
-                e => RepoError::Refused(format!(
-                    "the references of tree {tree} cannot be read ({e}); prune cannot know \
-                     what the snapshots need. Run `zaibei check`"
-                )),
-            })?;
-            used.data.extend(refs.data.iter().copied());
-            for t in refs.trees {
-                if used.trees.insert(t) {
-                    frontier.push(t);
-                }
-            }
-            done += 1;
-            progress("trees", done, 0);
-        }
-    }
+    used.extend_from(repo, list.snapshots.iter().map(|(_, s)| s.tree), || {
+        done += 1;
+        progress("trees", done, 0);
+    })
+    .await
+    .map_err(|e| match e {
+        RepoError::Refused(why) => RepoError::Refused(format!(
+            "{why}; prune cannot know what the snapshots need. Run `zaibei check`"
+        )),
+        e => e,
+    })?;
     Ok(used)
 }
 

@@ -77,15 +77,7 @@ impl Repository {
     /// The first key object is written before the config, and the config is published with
     /// create-if-absent: the repository exists once (and only if) the config exists.
     pub async fn init(store: Arc<dyn Store>, password: &[u8], opts: InitOptions) -> Result<Self> {
-        match store.stat(names::CONFIG).await {
-            Ok(_) => {
-                return Err(RepoError::AlreadyExists {
-                    location: store.location().to_owned(),
-                });
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        refuse_existing(store.as_ref()).await?;
         let master = SecretKey::random().map_err(|source| RepoError::Crypto {
             context: "creating the master key".into(),
             source,
@@ -102,6 +94,61 @@ impl Repository {
             opts.pack_size,
         )
         .map_err(|e| RepoError::format("config", e))?;
+        Self::publish_new(store, password, opts, keys, master, config, seed).await
+    }
+
+    /// Creates a repository in an empty store that shares `from`'s key material (its master
+    /// key, wrapped here under `password`), chunker seed and parameters, compression level and
+    /// pack size, under a repository id of its own: files chunk alike in both, and copying
+    /// between them moves packs as they are, without decrypting anything. `from` must have
+    /// been opened with a full key; `opts` gives only the KDF, host and user of the new key.
+    pub async fn init_sharing_keys(
+        store: Arc<dyn Store>,
+        password: &[u8],
+        opts: InitOptions,
+        from: &Repository,
+    ) -> Result<Self> {
+        if from.scope != KeyScope::Full {
+            return Err(RepoError::Refused(
+                "sharing key material needs the source's full key; it was opened with a \
+                 maintenance-only key"
+                    .into(),
+            ));
+        }
+        refuse_existing(store.as_ref()).await?;
+        let master = from.secret.clone();
+        let keys = RepoKeys::from_master(from.suite(), &master);
+        let content = keys
+            .content("init")
+            .map_err(|e| RepoError::format("config", e))?;
+        let seed = from.chunker_seed()?;
+        let src = from.config();
+        let config = RepoConfig::create_with_seed(
+            content,
+            keys.maintenance(),
+            src.chunker,
+            src.zstd_level,
+            src.pack_size,
+            &seed,
+        )
+        .map_err(|e| RepoError::format("config", e))?;
+        let opts = InitOptions {
+            suite: from.suite(),
+            ..opts
+        };
+        Self::publish_new(store, password, opts, keys, master, config, seed).await
+    }
+
+    /// Writes the first key object, then publishes the config (create-if-absent).
+    async fn publish_new(
+        store: Arc<dyn Store>,
+        password: &[u8],
+        opts: InitOptions,
+        keys: RepoKeys,
+        master: SecretKey,
+        config: RepoConfig,
+        seed: [u8; 32],
+    ) -> Result<Self> {
         let (key_id, key_bytes) = wrap_key(
             &config,
             KeyScope::Full,
@@ -136,6 +183,34 @@ impl Repository {
             chunker_seed: Some(seed),
             cache: None,
         })
+    }
+
+    /// Opens the repository in `store` with the keys `other` holds, without a password: it
+    /// succeeds only when the two share key material (one was created from the other with
+    /// [`init_sharing_keys`](Self::init_sharing_keys)), which the config's MAC proves.
+    /// Returns `Ok(None)` when the keys do not fit.
+    pub async fn open_sharing_keys(
+        store: Arc<dyn Store>,
+        other: &Repository,
+    ) -> Result<Option<Self>> {
+        let config = read_config(store.as_ref()).await?;
+        if config.suite != other.suite() || config.verify(other.keys.maintenance()).is_err() {
+            return Ok(None);
+        }
+        Self::from_secret(
+            store,
+            config,
+            other.scope,
+            other.key_id,
+            other.secret.clone(),
+        )
+        .map(Some)
+    }
+
+    /// True when `other` holds the same key material as this repository (packs of one are
+    /// valid in the other).
+    pub fn shares_keys_with(&self, other: &Repository) -> bool {
+        self.suite() == other.suite() && self.config.verify(other.keys.maintenance()).is_ok()
     }
 
     /// Opens the repository with `password`, trying every key object.
@@ -320,6 +395,17 @@ impl Repository {
             }
         }
         Ok(bytes)
+    }
+}
+
+/// Fails when the store already holds a repository.
+async fn refuse_existing(store: &dyn Store) -> Result<()> {
+    match store.stat(names::CONFIG).await {
+        Ok(_) => Err(RepoError::AlreadyExists {
+            location: store.location().to_owned(),
+        }),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -148,8 +148,9 @@ impl Repository {
                 tracing::warn!("losing state object {name} not deleted: {e}");
             }
             return Err(RepoError::Refused(format!(
-                "another process published {kind} state generation {} at the same time; \
-                 only one prune may run at a time: try again when it has finished",
+                "another process published {kind} state generation {} at the same time \
+                 (prunes, and changes of site roles, run one at a time): try again when it \
+                 has finished",
                 object.generation
             )));
         }

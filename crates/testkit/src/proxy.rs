@@ -102,7 +102,19 @@ impl FaultProxy {
         plan: FaultPlan,
         credentials: Option<S3Credentials>,
     ) -> std::io::Result<FaultProxy> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_at((Ipv4Addr::LOCALHOST, 0).into(), upstream, plan, credentials).await
+    }
+
+    /// Like [`start_with_credentials`](Self::start_with_credentials), listening on `listen`:
+    /// a proxy shut down to cut a site off can come back at the same address, which
+    /// repository locations recorded elsewhere still name.
+    pub async fn start_at(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        plan: FaultPlan,
+        credentials: Option<S3Credentials>,
+    ) -> std::io::Result<FaultProxy> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream,

@@ -131,6 +131,9 @@ pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
     }
     let group_by = GroupBy::parse(&a.group_by).map_err(|e| exit::WithCode(exit::USAGE, e))?;
     let repo = crate::repo::open(cli).await?;
+    if !a.dry_run {
+        crate::sites::require_primary(cli, &repo, "forget").await?;
+    }
     let list = repo.list_snapshots().await?;
     for (name, e) in &list.damaged {
         eprintln!("warning: {name} cannot be read and is left alone: {e}");

@@ -27,6 +27,15 @@ pub struct InitArgs {
     /// Cheapest KDF parameters, for tests only.
     #[arg(long, hide = true)]
     pub insecure_test_kdf: bool,
+    /// Share key material with this repository: the new one gets the same master key (wrapped
+    /// under the new password), chunker seed and parameters, compression level and pack size,
+    /// so copies between the two move packs as they are and never decrypt. How a replica site
+    /// is made. --suite, --compression and --pack-size are then taken from it.
+    #[arg(long, value_name = "LOCATION")]
+    pub from: Option<String>,
+    /// Password file of the --from repository (default: the same password as the new one).
+    #[arg(long, requires = "from")]
+    pub from_password_file: Option<std::path::PathBuf>,
 }
 
 fn parse_pack_size(text: &str) -> std::result::Result<u64, String> {
@@ -55,21 +64,43 @@ pub async fn run(cli: &Cli, a: &InitArgs) -> Result<u8> {
         cli.password_file.as_deref(),
         "enter password for new repository: ",
     )?;
-    let kdf = super::new_kdf(a.suite, a.kdf_time, a.insecure_test_kdf)?;
-    let mut opts = InitOptions::new(a.suite, kdf);
+    let from = match &a.from {
+        Some(loc) => {
+            let pw = match &a.from_password_file {
+                Some(f) => password::from_file(f)?,
+                None => password.clone(),
+            };
+            let parsed = zaibei_store::Location::parse(loc)
+                .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
+            let src_store = zaibei_store::open(&parsed, &cli.storage.open_options()?)
+                .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?
+                .store;
+            Some(
+                Repository::open(src_store, &pw)
+                    .await
+                    .with_context(|| format!("opening the repository {loc} to share its keys"))?,
+            )
+        }
+        None => None,
+    };
+    let suite = from.as_ref().map_or(a.suite, |f| f.suite());
+    let kdf = super::new_kdf(suite, a.kdf_time, a.insecure_test_kdf)?;
+    let mut opts = InitOptions::new(suite, kdf);
     opts.zstd_level = a.compression;
     opts.pack_size = a.pack_size;
     opts.hostname = super::hostname();
     opts.username = std::env::var("USER").unwrap_or_default();
     let location = store.location().to_owned();
-    let repo = Repository::init(store, &password, opts)
-        .await
-        .with_context(|| format!("creating repository at {location}"))?;
+    let repo = match &from {
+        Some(f) => Repository::init_sharing_keys(store, &password, opts, f).await,
+        None => Repository::init(store, &password, opts).await,
+    }
+    .with_context(|| format!("creating repository at {location}"))?;
     let out = Initialized {
         message_type: "initialized",
         id: repo.config().id.to_hex(),
         location: &location,
-        suite: a.suite.name(),
+        suite: suite.name(),
         key: repo.key_id().to_hex(),
         kdf: super::describe_kdf(&kdf),
     };

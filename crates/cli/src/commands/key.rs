@@ -56,6 +56,9 @@ struct KeyEntry {
 
 pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
     let mut repo = crate::repo::open(cli).await?;
+    if !matches!(cmd, KeyCommand::List) {
+        crate::sites::require_primary(cli, &repo, "changing keys").await?;
+    }
     match cmd {
         KeyCommand::List => {
             let keys = repo.list_keys().await?;

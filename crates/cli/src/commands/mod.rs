@@ -3,8 +3,11 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod dump;
+mod failback;
+mod failover;
 mod find;
 mod forget;
 mod init;
@@ -13,8 +16,10 @@ mod ls;
 mod prune;
 mod repair;
 mod restore;
+mod site;
 mod snapshots;
 mod stats;
+mod sync;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -57,6 +62,17 @@ pub enum Command {
     Cat(cat::CatArgs),
     /// Show sizes of snapshots (restore size or distinct raw data) and of the repository.
     Stats(stats::StatsArgs),
+    /// Copy snapshots from another repository (--from) into this one.
+    Copy(copy::CopyArgs),
+    /// Manage the disaster-recovery sites of this repository (primary and replicas).
+    #[command(subcommand)]
+    Site(site::SiteCommand),
+    /// Bring every replica site up to date and report each one's lag.
+    Sync(sync::SyncArgs),
+    /// Promote this replica site to primary (the old primary is fenced).
+    Failover(failover::FailoverArgs),
+    /// Merge both sides' snapshots and make this old primary the primary again.
+    Failback(failback::FailbackArgs),
 }
 
 /// Runs the command; returns the exit code.
@@ -77,6 +93,11 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Diff(a) => diff::run(cli, a).await,
         Command::Cat(a) => cat::run(cli, a).await,
         Command::Stats(a) => stats::run(cli, a).await,
+        Command::Copy(a) => copy::run(cli, a).await,
+        Command::Site(c) => site::run(cli, c).await,
+        Command::Sync(a) => sync::run(cli, a).await,
+        Command::Failover(a) => failover::run(cli, a).await,
+        Command::Failback(a) => failback::run(cli, a).await,
     }
 }
 

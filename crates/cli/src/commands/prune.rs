@@ -72,6 +72,9 @@ fn time(secs: u64) -> String {
 
 pub async fn run(cli: &Cli, a: &PruneArgs) -> Result<u8> {
     let repo = crate::repo::open_indexed(cli).await?;
+    if !a.dry_run {
+        crate::sites::require_primary(cli, &repo, "prune").await?;
+    }
     let show = !cli.quiet && !cli.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = move |phase: &str, done: u64, total: u64| {
         if show && (done.is_multiple_of(16) || done == total) {

@@ -1,0 +1,199 @@
+//! `zaibei sync`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use zaibei_format::{SiteRole, Timestamp};
+use zaibei_repo::copy::{CopyOptions, copy_snapshots, same_backup};
+use zaibei_repo::site;
+
+use crate::commands::copy::progress_printer;
+use crate::commands::site::record_of;
+use crate::sites::open_peers;
+use crate::{Cli, exit, output};
+
+/// Bring every replica of this primary (`-r`) up to date: copy the snapshots each one lacks
+/// (packs as they are), and report how far behind each site was and is.
+///
+/// A site's lag is the age of the oldest snapshot of the primary that it does not hold: how
+/// much recent history that site would lose if the primary burned down now (0 when it holds
+/// everything). Exit code 3 when some site could not be brought up to date.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Only these sites (repeatable; default every replica).
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// Only report each site's lag; copy nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Do not read objects back after writing them.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Serialize, Default)]
+struct SiteSync {
+    site: String,
+    location: String,
+    reachable: bool,
+    error: Option<String>,
+    missing_before: usize,
+    lag_seconds_before: Option<f64>,
+    snapshots_copied: usize,
+    bytes_written: u64,
+    missing_after: Option<usize>,
+    lag_seconds_after: Option<f64>,
+    role_updated: bool,
+}
+
+/// How many of `wanted` `have` lacks, and the age of the oldest of those, in seconds.
+fn lag(
+    wanted: &[(zaibei_format::Id, zaibei_format::Snapshot)],
+    have: &[(zaibei_format::Id, zaibei_format::Snapshot)],
+    now: Timestamp,
+) -> (usize, f64) {
+    let missing: Vec<&zaibei_format::Snapshot> = wanted
+        .iter()
+        .filter(|(id, s)| !have.iter().any(|(h, hs)| h == id || same_backup(hs, s)))
+        .map(|(_, s)| s)
+        .collect();
+    let oldest = missing.iter().map(|s| s.time).min();
+    (
+        missing.len(),
+        oldest.map_or(0.0, |t| output::seconds_between(t, now).max(0.0)),
+    )
+}
+
+pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
+    let started = std::time::SystemTime::now();
+    let repo = crate::repo::open(cli).await?;
+    let me = record_of(&repo).await?;
+    if me.role != SiteRole::Primary {
+        bail!(exit::WithCode(
+            exit::USAGE,
+            format!(
+                "sync runs at the primary; site {} is a replica of {}",
+                me.name, me.primary
+            )
+        ));
+    }
+    for s in &a.sites {
+        if me.peer(s).is_none() {
+            bail!(exit::WithCode(
+                exit::USAGE,
+                format!("the set has no site named {s}")
+            ));
+        }
+    }
+    let peers = open_peers(cli, &repo, &me).await;
+    // A primary that was failed over from must not push its role onto anyone.
+    for p in &peers {
+        if let Ok(r) = &p.repo
+            && let Some(theirs) = r.site_state().await?.record
+            && theirs.epoch > me.epoch
+        {
+            bail!(exit::WithCode(
+                exit::FENCED,
+                format!(
+                    "site {} records epoch {} with {} as the primary, later than this site's {}: \
+                     this site was failed over from; run `zaibei failback` here",
+                    theirs.name, theirs.epoch, theirs.primary, me.epoch
+                )
+            ));
+        }
+    }
+    let src = Arc::new(
+        repo.clone()
+            .load_index()
+            .await
+            .context("loading the index")?,
+    );
+    let ours = src.list_snapshots().await?.snapshots;
+    let opts = CopyOptions {
+        connections: cli.storage.requests().clamp(1, 32),
+        verify: !a.no_verify,
+        dry_run: a.dry_run,
+    };
+    let progress = progress_printer(cli, "sync");
+    let mut results = Vec::new();
+    let mut failed = false;
+    for p in peers
+        .iter()
+        .filter(|p| a.sites.is_empty() || a.sites.contains(&p.peer.name))
+    {
+        let mut r = SiteSync {
+            site: p.peer.name.clone(),
+            location: p.peer.location.clone(),
+            ..Default::default()
+        };
+        let outcome: Result<()> = async {
+            let peer = p.repo.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+            r.reachable = true;
+            let dst = Arc::new(
+                peer.clone()
+                    .load_index()
+                    .await
+                    .context("loading its index")?,
+            );
+            let theirs = dst.list_snapshots().await?.snapshots;
+            let (n, l) = lag(&ours, &theirs, Timestamp::now());
+            r.missing_before = n;
+            r.lag_seconds_before = Some(l);
+            let report = copy_snapshots(&src, &dst, ours.clone(), &opts, &progress).await?;
+            if !a.dry_run {
+                r.snapshots_copied = report.copied.len();
+                r.bytes_written = report.bytes_written;
+                r.role_updated = site::align_replica(&me, &p.peer.name, peer).await?;
+                let after = peer.list_snapshots().await?.snapshots;
+                let (n, l) = lag(&ours, &after, Timestamp::now());
+                r.missing_after = Some(n);
+                r.lag_seconds_after = Some(l);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            r.error = Some(exit::describe(&e));
+            failed = true;
+        }
+        results.push(r);
+    }
+    if cli.json {
+        output::json_line(&serde_json::json!({
+            "message_type": "summary",
+            "primary": me.name,
+            "epoch": me.epoch,
+            "dry_run": a.dry_run,
+            "sites": results,
+            "total_duration": output::seconds_since(started),
+        }))?;
+    } else if !cli.quiet {
+        crate::say!(
+            "{:<16} {:>8} {:>12} {:>8} {:>10} {:>12}",
+            "site",
+            "missing",
+            "lag before",
+            "copied",
+            "written",
+            "lag after"
+        )?;
+        for r in &results {
+            let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.0} s"));
+            crate::say!(
+                "{:<16} {:>8} {:>12} {:>8} {:>10} {:>12}{}",
+                r.site,
+                r.missing_before,
+                secs(r.lag_seconds_before),
+                r.snapshots_copied,
+                output::bytes(r.bytes_written),
+                secs(r.lag_seconds_after),
+                r.error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("  error: {e}"))
+            )?;
+        }
+    }
+    Ok(if failed { exit::PARTIAL } else { exit::OK })
+}
