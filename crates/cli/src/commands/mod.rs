@@ -19,7 +19,7 @@ mod restore;
 mod site;
 mod snapshots;
 mod stats;
-mod sync;
+pub mod sync;
 
 use anyhow::Result;
 use clap::Subcommand;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
-use zaibei_format::{SiteRole, Timestamp};
+use zaibei_format::{SiteRecord, SiteRole, Timestamp};
+use zaibei_repo::Repository;
 use zaibei_repo::copy::{CopyOptions, copy_snapshots, same_backup};
 use zaibei_repo::site;
 
@@ -33,19 +34,31 @@ pub struct SyncArgs {
     pub no_verify: bool,
 }
 
-#[derive(Serialize, Default)]
-struct SiteSync {
-    site: String,
-    location: String,
-    reachable: bool,
-    error: Option<String>,
-    missing_before: usize,
-    lag_seconds_before: Option<f64>,
-    snapshots_copied: usize,
-    bytes_written: u64,
-    missing_after: Option<usize>,
-    lag_seconds_after: Option<f64>,
-    role_updated: bool,
+/// How one site's sync went.
+#[derive(Serialize, Default, Debug, Clone)]
+pub struct SiteSync {
+    /// The site's name.
+    pub site: String,
+    /// Where its repository lives.
+    pub location: String,
+    /// Whether it could be reached.
+    pub reachable: bool,
+    /// Why it could not be brought up to date.
+    pub error: Option<String>,
+    /// Snapshots of the primary it lacked before.
+    pub missing_before: usize,
+    /// Age of the oldest of those, in seconds (0: none missing).
+    pub lag_seconds_before: Option<f64>,
+    /// Snapshots copied to it.
+    pub snapshots_copied: usize,
+    /// Bytes written to it.
+    pub bytes_written: u64,
+    /// Snapshots it lacks after the sync.
+    pub missing_after: Option<usize>,
+    /// Its lag after the sync, in seconds.
+    pub lag_seconds_after: Option<f64>,
+    /// Whether its site record was brought to this primary's epoch.
+    pub role_updated: bool,
 }
 
 /// How many of `wanted` `have` lacks, and the age of the oldest of those, in seconds.
@@ -66,10 +79,26 @@ fn lag(
     )
 }
 
-pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
-    let started = std::time::SystemTime::now();
-    let repo = crate::repo::open(cli).await?;
-    let me = record_of(&repo).await?;
+/// What syncing asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    /// Only these sites (empty: every replica).
+    pub sites: Vec<String>,
+    /// Only measure the lag.
+    pub dry_run: bool,
+    /// Read back what is written.
+    pub verify: bool,
+}
+
+/// Brings the replicas of the primary `repo` up to date (see [`SyncArgs`]); one entry per
+/// site. Fails only when this repository may not sync at all (not the primary, or fenced);
+/// a site that cannot be brought up to date is reported in its entry.
+pub async fn sync_sites(
+    cli: &Cli,
+    repo: &Repository,
+    req: &SyncRequest,
+) -> Result<(SiteRecord, Vec<SiteSync>)> {
+    let me = record_of(repo).await?;
     if me.role != SiteRole::Primary {
         bail!(exit::WithCode(
             exit::USAGE,
@@ -79,7 +108,7 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
             )
         ));
     }
-    for s in &a.sites {
+    for s in &req.sites {
         if me.peer(s).is_none() {
             bail!(exit::WithCode(
                 exit::USAGE,
@@ -87,7 +116,7 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
             ));
         }
     }
-    let peers = open_peers(cli, &repo, &me).await;
+    let peers = open_peers(cli, repo, &me).await;
     // A primary that was failed over from must not push its role onto anyone.
     for p in &peers {
         if let Ok(r) = &p.repo
@@ -113,15 +142,14 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
     let ours = src.list_snapshots().await?.snapshots;
     let opts = CopyOptions {
         connections: cli.storage.requests().clamp(1, 32),
-        verify: !a.no_verify,
-        dry_run: a.dry_run,
+        verify: req.verify,
+        dry_run: req.dry_run,
     };
     let progress = progress_printer(cli, "sync");
     let mut results = Vec::new();
-    let mut failed = false;
     for p in peers
         .iter()
-        .filter(|p| a.sites.is_empty() || a.sites.contains(&p.peer.name))
+        .filter(|p| req.sites.is_empty() || req.sites.contains(&p.peer.name))
     {
         let mut r = SiteSync {
             site: p.peer.name.clone(),
@@ -142,7 +170,7 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
             r.missing_before = n;
             r.lag_seconds_before = Some(l);
             let report = copy_snapshots(&src, &dst, ours.clone(), &opts, &progress).await?;
-            if !a.dry_run {
+            if !req.dry_run {
                 r.snapshots_copied = report.copied.len();
                 r.bytes_written = report.bytes_written;
                 r.role_updated = site::align_replica(&me, &p.peer.name, peer).await?;
@@ -156,10 +184,22 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
         .await;
         if let Err(e) = outcome {
             r.error = Some(exit::describe(&e));
-            failed = true;
         }
         results.push(r);
     }
+    Ok((me, results))
+}
+
+pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
+    let started = std::time::SystemTime::now();
+    let repo = crate::repo::open(cli).await?;
+    let req = SyncRequest {
+        sites: a.sites.clone(),
+        dry_run: a.dry_run,
+        verify: !a.no_verify,
+    };
+    let (me, results) = sync_sites(cli, &repo, &req).await?;
+    let failed = results.iter().any(|r| r.error.is_some());
     if cli.json {
         output::json_line(&serde_json::json!({
             "message_type": "summary",
