@@ -39,7 +39,8 @@ fn start_proxy(rt: &tokio::runtime::Runtime, target: &S3Target, at: SocketAddr) 
 /// Sets a variable for every run of `env`.
 fn set_var(env: &mut Env, name: &str, value: &str) {
     env.extra_env.retain(|(n, _)| n != name);
-    env.extra_env.push((name.to_owned(), Some(value.to_owned())));
+    env.extra_env
+        .push((name.to_owned(), Some(value.to_owned())));
 }
 
 /// The JSON a run printed: its whole output (pretty-printed lists), or its last JSON line.
@@ -62,11 +63,18 @@ fn write_version(src: &Path, n: u64) {
         fs::create_dir_all(src.join("db")).unwrap();
         fs::write(src.join("db/base"), pseudo_random(3 << 20, 7)).unwrap();
         for i in 0..30 {
-            fs::write(src.join(format!("note{i}.txt")), format!("note {i}\n").repeat(i + 1))
-                .unwrap();
+            fs::write(
+                src.join(format!("note{i}.txt")),
+                format!("note {i}\n").repeat(i + 1),
+            )
+            .unwrap();
         }
     }
-    fs::write(src.join(format!("db/log{n}")), pseudo_random(600 << 10, 100 + n)).unwrap();
+    fs::write(
+        src.join(format!("db/log{n}")),
+        pseudo_random(600 << 10, 100 + n),
+    )
+    .unwrap();
     fs::write(src.join("note0.txt"), format!("version {n}\n")).unwrap();
 }
 
@@ -160,7 +168,11 @@ fn sites_sync_failover_fencing_failback() {
     assert_eq!(b.snapshot_ids(), a.snapshot_ids());
     // Replicas do not delete.
     let out = b.expect(14, &[&"forget", &"--keep-last", &"1"]);
-    assert!(all_output(&out).contains("replica of beijing"), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("replica of beijing"),
+        "{}",
+        describe(&out)
+    );
 
     // 2. Another backup at the primary that never reaches the replica.
     backup(&a, 2, &mut versions);
@@ -168,7 +180,11 @@ fn sites_sync_failover_fencing_failback() {
     // 3. The primary's site burns down: its store is cut off. The replica takes over.
     rt.block_on(proxy.shutdown());
     let out = a.run(&[&"snapshots"]);
-    assert_ne!(out.status.code(), Some(0), "the cut-off store still answers");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the cut-off store still answers"
+    );
     let fo = json(&b.ok(&[&"--json", &"failover"]));
     assert_eq!(fo["epoch"], 2, "{fo}");
     assert_eq!(fo["unreachable"][0]["site"], "beijing", "{fo}");
@@ -176,7 +192,11 @@ fn sites_sync_failover_fencing_failback() {
     // The new primary may delete while the old one is known to be behind it... but only
     // once it can reach it; cut off, it cannot prove anything either.
     let out = b.expect(14, &[&"prune"]);
-    assert!(all_output(&out).contains("cannot be reached"), "{}", describe(&out));
+    assert!(
+        all_output(&out).contains("cannot be reached"),
+        "{}",
+        describe(&out)
+    );
 
     // 4. The old primary comes back. Its clients kept backing up to it; it may not delete.
     let proxy = start_proxy(&rt, &target, proxy_addr);
@@ -196,7 +216,11 @@ fn sites_sync_failover_fencing_failback() {
     }
     let out = a.expect(14, &[&"sync"]);
     assert!(all_output(&out).contains("failback"), "{}", describe(&out));
-    assert_eq!(a.snapshot_ids().len(), 3, "nothing was deleted at the old primary");
+    assert_eq!(
+        a.snapshot_ids().len(),
+        3,
+        "nothing was deleted at the old primary"
+    );
 
     // 5. Failback: both sides' snapshots merged into both; the old primary leads again.
     let fb = json(&a.ok(&[&"--json", &"failback"]));
@@ -220,6 +244,31 @@ fn sites_sync_failover_fencing_failback() {
     restore_all(&b, &versions, "shanghai");
     a.ok(&[&"check", &"--read-data"]);
     b.ok(&[&"check", &"--read-data"]);
+
+    // 7. Forgets at the primary reach the replica with the next sync; a snapshot taken at the
+    // replica itself (never the primary's) is left alone there.
+    let first = a.snapshot_ids()[0].clone();
+    a.ok(&[&"forget", &first.as_str()]);
+    write_version(&src, 5);
+    let own = b.backup(&[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sync = json(&a.ok(&[&"--json", &"sync", &"--prune"]));
+    let site = &sync["sites"][0];
+    assert_eq!(site["snapshots_forgotten"], 1, "{sync}");
+    assert!(site["pruned_bytes"].is_u64(), "{sync}");
+    let at_b = b.snapshot_ids();
+    assert!(
+        !at_b.contains(&first),
+        "the forget reached the replica: {at_b:?}"
+    );
+    assert!(
+        at_b.contains(&own),
+        "the replica's own snapshot stays: {at_b:?}"
+    );
+    assert_eq!(at_b.len(), 4, "{at_b:?}");
+    b.ok(&[&"check"]);
     rt.block_on(proxy.shutdown());
 }
 

@@ -7,10 +7,10 @@
 //! no site it knows holds a higher epoch. Peers are sorted by name and never include the site
 //! itself.
 
-use crate::FormatError;
 use crate::cbor::Value;
-use crate::fields::{Fields, MapBuilder};
-use crate::magic::SITE_VERSION;
+use crate::fields::{Fields, MapBuilder, id_value, value_to_id};
+use crate::magic::{SITE_VERSION, SYNCED_VERSION};
+use crate::{FormatError, Id};
 
 const WHAT: &str = "site state";
 
@@ -175,6 +175,62 @@ impl SiteRecord {
     }
 }
 
+/// The body of the `synced` state of a replica: which snapshots the primary held when it
+/// last synced this replica. A snapshot listed there that the primary no longer holds was
+/// forgotten at the primary, and the next sync forgets it here too; a snapshot of the replica
+/// not listed was taken here (while this site was the primary) and is left alone.
+///
+/// CBOR: `{"v": 1, "primary": text, "epoch": uint, "snapshots": [id, ...]}`, ids sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedRecord {
+    /// The primary that synced.
+    pub primary: String,
+    /// Its epoch then.
+    pub epoch: u64,
+    /// The snapshots it held, sorted.
+    pub snapshots: Vec<Id>,
+}
+
+impl SyncedRecord {
+    /// The CBOR value stored as the state's body.
+    pub fn to_value(&self) -> Value {
+        let mut ids = self.snapshots.clone();
+        ids.sort();
+        ids.dedup();
+        MapBuilder::new()
+            .uint("v", SYNCED_VERSION)
+            .text("primary", &self.primary)
+            .uint("epoch", self.epoch)
+            .value(
+                "snapshots",
+                Value::Array(ids.iter().map(id_value).collect()),
+            )
+            .build()
+    }
+
+    /// Decodes the state's body.
+    pub fn from_value(value: Value) -> Result<Self, FormatError> {
+        const WHAT: &str = "synced state";
+        let mut f = Fields::new(WHAT, value)?;
+        f.version(SYNCED_VERSION)?;
+        let primary = f.text("primary")?;
+        check_site_name(&primary)?;
+        let epoch = f.uint("epoch")?;
+        let mut snapshots = f
+            .array("snapshots")?
+            .iter()
+            .map(|v| value_to_id(WHAT, "snapshots", v))
+            .collect::<Result<Vec<_>, _>>()?;
+        snapshots.sort();
+        snapshots.dedup();
+        Ok(SyncedRecord {
+            primary,
+            epoch,
+            snapshots,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -230,6 +286,25 @@ mod tests {
         let mut r = replica();
         r.name = "bad name/..".into();
         assert!(SiteRecord::from_value(r.to_value()).is_err());
+    }
+
+    #[test]
+    fn synced_round_trip_sorts_ids() {
+        let r = SyncedRecord {
+            primary: "a".into(),
+            epoch: 7,
+            snapshots: vec![Id([9; 32]), Id([1; 32]), Id([9; 32])],
+        };
+        let back = SyncedRecord::from_value(r.to_value()).unwrap();
+        assert_eq!(back.snapshots, vec![Id([1; 32]), Id([9; 32])]);
+        assert_eq!(back.epoch, 7);
+        let bad = MapBuilder::new()
+            .uint("v", 1)
+            .text("primary", "a")
+            .uint("epoch", 1)
+            .value("snapshots", Value::Array(vec![Value::Uint(3)]))
+            .build();
+        assert!(SyncedRecord::from_value(bad).is_err());
     }
 
     #[test]

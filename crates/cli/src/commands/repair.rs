@@ -387,6 +387,9 @@ fn removed_json(r: &RemovedPath) -> RemovedJson {
 async fn snapshots(cli: &Cli, a: &SnapshotsArgs) -> Result<u8> {
     // Never through the cache: repair judges what the store holds.
     let repo = crate::repo::open_indexed_with(cli, false).await?;
+    if a.forget && !a.dry_run {
+        crate::sites::require_primary(cli, &repo, "repair snapshots --forget").await?;
+    }
     crate::repo::require_content(repo.repository(), "repair snapshots")?;
     let ids: Vec<Id> = if a.snapshots.is_empty() {
         Vec::new()

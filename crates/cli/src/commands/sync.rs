@@ -6,9 +6,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 use zaibei_format::{SiteRecord, SiteRole, Timestamp};
-use zaibei_repo::Repository;
 use zaibei_repo::copy::{CopyOptions, copy_snapshots, same_backup};
 use zaibei_repo::site;
+use zaibei_repo::{PruneOptions, Repository, prune};
 
 use crate::commands::copy::progress_printer;
 use crate::commands::site::record_of;
@@ -32,6 +32,10 @@ pub struct SyncArgs {
     /// Do not read objects back after writing them.
     #[arg(long)]
     pub no_verify: bool,
+    /// Also prune each replica (default safety margin) once forgets are carried over:
+    /// replicas delete only this way, under the primary's authority.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// How one site's sync went.
@@ -59,6 +63,10 @@ pub struct SiteSync {
     pub lag_seconds_after: Option<f64>,
     /// Whether its site record was brought to this primary's epoch.
     pub role_updated: bool,
+    /// Snapshots forgotten there because they were forgotten at the primary.
+    pub snapshots_forgotten: usize,
+    /// Bytes prune deleted there (with `--prune`).
+    pub pruned_bytes: Option<u64>,
 }
 
 /// How many of `wanted` `have` lacks, and the age of the oldest of those, in seconds.
@@ -88,6 +96,8 @@ pub struct SyncRequest {
     pub dry_run: bool,
     /// Read back what is written.
     pub verify: bool,
+    /// Prune each replica after carrying forgets over.
+    pub prune: bool,
 }
 
 /// Brings the replicas of the primary `repo` up to date (see [`SyncArgs`]); one entry per
@@ -174,6 +184,17 @@ pub async fn sync_sites(
                 r.snapshots_copied = report.copied.len();
                 r.bytes_written = report.bytes_written;
                 r.role_updated = site::align_replica(&me, &p.peer.name, peer).await?;
+                let held: Vec<_> = ours.iter().map(|(id, _)| *id).collect();
+                r.snapshots_forgotten = site::mirror_forgets(&me, &held, peer).await?.len();
+                if req.prune {
+                    let indexed = peer
+                        .clone()
+                        .load_index()
+                        .await
+                        .context("loading its index")?;
+                    let pruned = prune(&indexed, &PruneOptions::default(), &|_, _, _| {}).await?;
+                    r.pruned_bytes = Some(pruned.deleted_bytes);
+                }
                 let after = peer.list_snapshots().await?.snapshots;
                 let (n, l) = lag(&ours, &after, Timestamp::now());
                 r.missing_after = Some(n);
@@ -197,6 +218,7 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
         sites: a.sites.clone(),
         dry_run: a.dry_run,
         verify: !a.no_verify,
+        prune: a.prune,
     };
     let (me, results) = sync_sites(cli, &repo, &req).await?;
     let failed = results.iter().any(|r| r.error.is_some());

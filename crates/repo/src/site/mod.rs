@@ -12,6 +12,7 @@
 //! never fenced: snapshots are immutable, and backups taken at both sides during a partition
 //! are merged by failback.
 
+mod mirror;
 mod roles;
 
 use zaibei_format::site::SiteRecord;
@@ -19,6 +20,7 @@ use zaibei_format::{SitePeer, SiteRole};
 
 use crate::{RepoError, Repository, Result, StateHead};
 
+pub use mirror::{SYNCED, mirror_forgets};
 pub use roles::{
     PeerRepo, RoleChange, add_replica, align_replica, become_primary, create_set, remove_peer,
 };
