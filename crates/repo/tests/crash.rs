@@ -427,3 +427,118 @@ async fn prune_mark_then_sweep_survive_a_crash_at_every_write_and_delete() {
         ],
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Copy between repositories.
+// ---------------------------------------------------------------------------------------
+
+/// Copies every snapshot of `src` into the repository in `dst`.
+async fn run_copy(
+    src: &Arc<IndexedRepository>,
+    dst: Arc<dyn Store>,
+) -> Result<usize, zaibei_repo::RepoError> {
+    let dst = open(dst).await?;
+    let all = src.list_snapshots().await?.snapshots;
+    let opts = zaibei_repo::copy::CopyOptions::default();
+    let r = zaibei_repo::copy::copy_snapshots(src, &dst, all, &opts, &|_, _, _| {}).await?;
+    Ok(r.copied.len())
+}
+
+/// Crashes a copy from `src` into a copy of `dst_base` at every write, in both modes; after
+/// each crash the destination checks clean and holds only complete snapshots, and running the
+/// copy again finishes the work: every snapshot of the source reads back at the destination.
+async fn copy_survives_crashes(src_mem: &MemoryStore, dst_base: &MemoryStore) -> BTreeSet<String> {
+    let src = open(Arc::new(src_mem.clone())).await.unwrap();
+    let wanted = contents(&(Arc::new(src_mem.clone()) as Arc<dyn Store>)).await;
+    let before = contents(&(Arc::new(dst_base.clone()) as Arc<dyn Store>)).await;
+    let mut points = BTreeSet::new();
+    for mode in [Crash::Lost, Crash::Landed] {
+        let mut at = 1;
+        loop {
+            let mem = copy(dst_base).await;
+            let crash = Arc::new(CrashStore::new(mem.clone(), at, mode));
+            let result = run_copy(&src, Arc::clone(&crash) as Arc<dyn Store>).await;
+            points.extend(crash.points.lock().unwrap().iter().cloned());
+            let context = format!("copy, {mode:?} at write {at}");
+            if !crash.crashed.load(Ordering::SeqCst) {
+                result.unwrap_or_else(|e| panic!("{context}: failed without a crash: {e}"));
+                break;
+            }
+            assert!(result.is_err(), "{context}: a crash went unnoticed");
+            let store: Arc<dyn Store> = Arc::new(mem);
+            assert_checks(&store, false, &context).await;
+            let got = contents(&store).await;
+            for snapshot in &got {
+                assert!(
+                    wanted.contains(snapshot) || before.contains(snapshot),
+                    "{context}: a snapshot holds something never saved"
+                );
+            }
+            for b in &before {
+                assert!(
+                    got.contains(b),
+                    "{context}: a snapshot of the destination is lost"
+                );
+            }
+            // Resuming completes the copy.
+            run_copy(&src, Arc::clone(&store)).await.unwrap();
+            let done = contents(&store).await;
+            for w in &wanted {
+                assert!(done.contains(w), "{context}: resuming left a snapshot out");
+            }
+            assert_eq!(
+                run_copy(&src, Arc::clone(&store)).await.unwrap(),
+                0,
+                "{context}: a third run found work left"
+            );
+            assert_checks(&store, false, &format!("{context}, resumed")).await;
+            at += 1;
+        }
+        assert!(at > 1, "{mode:?}: the copy wrote nothing");
+    }
+    points
+}
+
+/// A source with two snapshots, and a destination that already holds the first: the copy
+/// must move the second's packs, whole where no blob of them is at the destination and
+/// shrunk where some are.
+async fn copy_bases(shared_keys: bool) -> (MemoryStore, MemoryStore) {
+    let src = new_base().await;
+    let a = files(0..4, 30_000);
+    backup(Arc::new(src.clone()), &a).await.unwrap();
+    let dst = MemoryStore::new();
+    let source = Repository::open(Arc::new(src.clone()), b"pw")
+        .await
+        .unwrap();
+    let mut o = InitOptions::new(Suite::Gm, PasswordKdf::insecure_for_tests(Suite::Gm));
+    o.pack_size = 1 << 16;
+    if shared_keys {
+        Repository::init_sharing_keys(Arc::new(dst.clone()), b"pw", o, &source)
+            .await
+            .unwrap();
+    } else {
+        Repository::init(Arc::new(dst.clone()), b"pw", o)
+            .await
+            .unwrap();
+    }
+    let src_indexed = open(Arc::new(src.clone())).await.unwrap();
+    run_copy(&src_indexed, Arc::new(dst.clone())).await.unwrap();
+    let mut b = files(2..7, 30_000);
+    b.push(("tiny".into(), data(5, 300)));
+    backup(Arc::new(src.clone()), &b).await.unwrap();
+    (src, dst)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_of_packs_survives_a_crash_at_every_write_and_resumes() {
+    let (src, dst) = copy_bases(true).await;
+    let points = copy_survives_crashes(&src, &dst).await;
+    expect(&points, &["put data", "put index", "put snapshots"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_by_reencryption_survives_a_crash_at_every_write_and_resumes() {
+    let (src, dst) = copy_bases(false).await;
+    let points = copy_survives_crashes(&src, &dst).await;
+    expect(&points, &["put data", "put index", "put snapshots"]);
+}
