@@ -293,12 +293,51 @@ proptest! {
     #[test]
     fn arbitrary_cbor_bodies_never_panic(v in prop_oneof![arb_value(), arb_schema_value()]) {
         let _ = zaibei_format::Condemned::from_value(v.clone());
+        let _ = zaibei_format::SiteRecord::from_value(v.clone());
+        let _ = zaibei_format::SyncedRecord::from_value(v.clone());
         let bytes = cbor::encode(&v);
         let _ = Tree::decode(&bytes);
         let _ = TreeRefs::decode(&bytes);
         let _ = Snapshot::decode_body(&bytes);
         let _ = IndexFile::decode_body(&bytes);
         let _ = StateObject::decode_body(&bytes);
+    }
+
+    #[test]
+    fn site_records_round_trip(
+        names in proptest::collection::btree_set("[A-Za-z0-9._-]{1,64}", 1..6),
+        primary_is_me in any::<bool>(),
+        epoch in any::<u64>(),
+        locations in proptest::collection::vec(".{0,40}", 6),
+    ) {
+        let names: Vec<String> = names.into_iter().collect();
+        let me = names[0].clone();
+        let peers: Vec<zaibei_format::SitePeer> = names[1..]
+            .iter()
+            .zip(&locations)
+            .map(|(n, l)| zaibei_format::SitePeer { name: n.clone(), location: l.clone() })
+            .collect();
+        let (role, primary) = if primary_is_me || peers.is_empty() {
+            (zaibei_format::SiteRole::Primary, me.clone())
+        } else {
+            (zaibei_format::SiteRole::Replica, peers[0].name.clone())
+        };
+        let r = zaibei_format::SiteRecord { name: me, role, epoch, primary, peers };
+        let bytes = cbor::encode(&r.to_value());
+        let back = zaibei_format::SiteRecord::from_value(cbor::decode(&bytes).unwrap()).unwrap();
+        prop_assert_eq!(back, r);
+    }
+
+    #[test]
+    fn synced_records_round_trip(ids in proptest::collection::btree_set(arb_id(), 0..30), epoch in any::<u64>()) {
+        let r = zaibei_format::SyncedRecord {
+            primary: "dc-1".into(),
+            epoch,
+            snapshots: ids.into_iter().collect(),
+        };
+        let bytes = cbor::encode(&r.to_value());
+        let back = zaibei_format::SyncedRecord::from_value(cbor::decode(&bytes).unwrap()).unwrap();
+        prop_assert_eq!(back, r);
     }
 
     #[test]
