@@ -17,11 +17,11 @@ pub const DAMAGED: u8 = 4;
 pub const NO_REPOSITORY: u8 = 10;
 /// Wrong password.
 pub const WRONG_PASSWORD: u8 = 12;
+/// The repository has a newer format than this zaibei reads.
+pub const UNSUPPORTED_VERSION: u8 = 13;
 /// A deletion refused by site fencing: this repository is not provably the current primary
 /// of its set of sites (a replica, a demoted primary, or a site that cannot reach the others).
 pub const FENCED: u8 = 14;
-/// The repository has a newer format than this zaibei reads.
-pub const UNSUPPORTED_VERSION: u8 = 13;
 /// Interrupted (Ctrl-C).
 pub const INTERRUPTED: u8 = 130;
 /// Standard output was closed by the reader (`zaibei ls ... | head`): the code a process

@@ -1,13 +1,14 @@
 //! Reaching the other sites of a repository's set: opening their repositories with this one's
 //! keys, asking them for their site state, and the fencing check before any deletion.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use zaibei_format::{SitePeer, SiteRecord};
 use zaibei_repo::Repository;
 use zaibei_repo::site::{PeerAnswer, PeerRepo, SiteState, fencing_verdict};
-use zaibei_store::Location;
+use zaibei_store::{Location, Store};
 
 use crate::{Cli, exit};
 
@@ -33,18 +34,27 @@ pub fn own_location(cli: &Cli) -> Result<String> {
     canonical_location(text)
 }
 
-/// Opens the repository at `location` with the keys `local` holds. Fails when it does not
-/// share key material with `local`.
-pub async fn open_peer(cli: &Cli, location: &str, local: &Repository) -> Result<Repository> {
+/// The store at `location`, with the storage options of the command line.
+pub fn open_store(cli: &Cli, location: &str) -> Result<Arc<dyn Store>> {
     let parsed =
         Location::parse(location).map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
-    let store = zaibei_store::open(&parsed, &cli.storage.open_options()?)
+    Ok(zaibei_store::open(&parsed, &cli.storage.open_options()?)
         .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?
-        .store;
+        .store)
+}
+
+/// Opens the repository at `location` with the keys `local` holds. Fails when it does not
+/// share key material with `local`, or is `local` itself.
+pub async fn open_peer(cli: &Cli, location: &str, local: &Repository) -> Result<Repository> {
+    let store = open_store(cli, location)?;
     match Repository::open_sharing_keys(store, local)
         .await
         .with_context(|| format!("opening the repository at {location}"))?
     {
+        Some(repo) if repo.config().id == local.config().id => bail!(
+            "{location} is this repository itself (a local path that names the same directory \
+             on this host?)"
+        ),
         Some(repo) => Ok(repo),
         None => bail!(
             "the repository at {location} does not share key material with {}: sites of one \

@@ -133,8 +133,11 @@ fn sites_sync_failover_fencing_failback() {
 
     a.ok(&[&"site", &"init", &"--name", &"beijing"]);
     a.ok(&[&"site", &"add", &"--name", &"shanghai", &b_path]);
+    // A site that is this repository itself is refused.
+    let out = a.expect(1, &[&"site", &"add", &"--name", &"mirror", &a_location]);
+    assert!(all_output(&out).contains("itself"), "{}", describe(&out));
     // Deleting is allowed at the primary while every site agrees.
-    a.ok(&[&"key", &"list"]);
+    a.ok(&[&"prune"]);
 
     let src = a.path("src");
     let mut versions: Vec<(String, PathBuf)> = Vec::new();
@@ -204,7 +207,7 @@ fn sites_sync_failover_fencing_failback() {
     for args in [
         vec!["forget", "--keep-last", "1"],
         vec!["prune"],
-        vec!["key", "add", "--insecure-test-kdf"],
+        vec!["key", "passwd", "--insecure-test-kdf"],
     ] {
         let args: Vec<&dyn AsRef<OsStr>> = args.iter().map(|x| x as &dyn AsRef<OsStr>).collect();
         let out = a.expect(14, &args);
@@ -220,6 +223,15 @@ fn sites_sync_failover_fencing_failback() {
         a.snapshot_ids().len(),
         3,
         "nothing was deleted at the old primary"
+    );
+    // Dropping the site that fences it needs an explicit word, and even then the new
+    // primary, reachable and ahead, refuses it.
+    a.expect(2, &[&"site", &"remove", &"shanghai"]);
+    let out = a.expect(14, &[&"site", &"remove", &"shanghai", &"--gone-for-good"]);
+    assert!(
+        all_output(&out).contains("failed over from"),
+        "{}",
+        describe(&out)
     );
 
     // 5. Failback: both sides' snapshots merged into both; the old primary leads again.
@@ -257,7 +269,10 @@ fn sites_sync_failover_fencing_failback() {
     let sync = json(&a.ok(&[&"--json", &"sync", &"--prune"]));
     let site = &sync["sites"][0];
     assert_eq!(site["snapshots_forgotten"], 1, "{sync}");
-    assert!(site["pruned_bytes"].is_u64(), "{sync}");
+    assert!(
+        site["pruned_waiting_packs"].as_u64().unwrap() > 0,
+        "prune at the replica condemned what the forgotten snapshot alone used: {sync}"
+    );
     let at_b = b.snapshot_ids();
     assert!(
         !at_b.contains(&first),
@@ -269,6 +284,18 @@ fn sites_sync_failover_fencing_failback() {
     );
     assert_eq!(at_b.len(), 4, "{at_b:?}");
     b.ok(&[&"check"]);
+
+    // 8. A drill at the primary measures the off-site copy: the replica answers, 0 s behind.
+    let history = a.path("drills");
+    let drill = json(&a.ok(&[&"--json", &"drill", &"--history", &history]));
+    let assessment = &drill["assessment"];
+    assert_eq!(assessment["offsite_measured"], true, "{drill}");
+    assert_eq!(
+        assessment["offsite_sites"][0]["name"], "shanghai",
+        "{drill}"
+    );
+    assert_eq!(assessment["offsite_sites"][0]["reachable"], true, "{drill}");
+    assert_eq!(assessment["offsite_sites"][0]["lag_seconds"], 0, "{drill}");
     rt.block_on(proxy.shutdown());
 }
 

@@ -522,6 +522,16 @@ async fn copy_bases(shared_keys: bool) -> (MemoryStore, MemoryStore) {
             .unwrap();
     }
     let src_indexed = open(Arc::new(src.clone())).await.unwrap();
+    let dst_indexed = open(Arc::new(dst.clone())).await.unwrap();
+    let expected = if shared_keys {
+        zaibei_repo::copy::CopyMode::Packs
+    } else {
+        zaibei_repo::copy::CopyMode::Reencrypt
+    };
+    assert_eq!(
+        zaibei_repo::copy::copy_mode(&src_indexed, &dst_indexed),
+        expected
+    );
     run_copy(&src_indexed, Arc::new(dst.clone())).await.unwrap();
     let mut b = files(2..7, 30_000);
     b.push(("tiny".into(), data(5, 300)));

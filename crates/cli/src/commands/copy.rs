@@ -8,7 +8,6 @@ use serde::Serialize;
 use zaibei_format::{Id, Snapshot};
 use zaibei_repo::copy::{CopyOptions, CopyReport, copy_snapshots};
 use zaibei_repo::{IndexedRepository, Repository};
-use zaibei_store::Location;
 
 use crate::{Cli, exit, output, password};
 
@@ -55,11 +54,7 @@ pub async fn open_source(
     password_file: Option<&std::path::Path>,
     dst: &Repository,
 ) -> Result<Repository> {
-    let parsed =
-        Location::parse(location).map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
-    let store = zaibei_store::open(&parsed, &cli.storage.open_options()?)
-        .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?
-        .store;
+    let store = crate::sites::open_store(cli, location)?;
     if let Some(repo) = Repository::open_sharing_keys(Arc::clone(&store), dst)
         .await
         .with_context(|| format!("opening the source repository {location}"))?

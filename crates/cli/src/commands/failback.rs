@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Serialize;
 use zaibei_format::SiteRole;
 use zaibei_repo::copy::{CopyOptions, copy_snapshots};
-use zaibei_repo::site;
+use zaibei_repo::site::{self, RoleChange};
 
 use crate::commands::copy::progress_printer;
 use crate::commands::site::record_of;
@@ -19,7 +19,9 @@ use crate::{Cli, exit, output};
 /// primary again at a new epoch.
 ///
 /// The current primary must be reachable. Nothing is deleted: backups taken here after the
-/// failover and backups taken at the new primary are all kept, at both sites.
+/// failover and backups taken at the new primary are all kept, at both sites. Snapshots the
+/// new primary forgot during the outage come back too (this site still holds them): forget
+/// them again here afterwards if they should go.
 #[derive(Debug, Args)]
 pub struct FailbackArgs {
     /// Do not read objects back after writing them.
@@ -40,18 +42,32 @@ pub async fn run(cli: &Cli, a: &FailbackArgs) -> Result<u8> {
     let repo = crate::repo::open(cli).await?;
     let me = record_of(&repo).await?;
     let peers = open_peers(cli, &repo, &me).await;
+    // The site holding the primary role now: a reachable peer that is primary at an epoch not
+    // below this site's (equal only in a split brain, which this resolves).
     let mut current: Option<(&str, &zaibei_repo::Repository, u64)> = None;
+    let mut names_me_ahead = false;
     for p in &peers {
-        if let Ok(r) = &p.repo
-            && let Some(rec) = r.site_state().await?.record
-            && rec.role == SiteRole::Primary
-            && rec.epoch > me.epoch
+        let Ok(r) = &p.repo else { continue };
+        let Some(rec) = r.site_state().await?.record else {
+            continue;
+        };
+        if rec.role == SiteRole::Primary
+            && rec.name != me.name
+            && rec.epoch >= me.epoch
             && current.is_none_or(|(_, _, e)| rec.epoch > e)
         {
             current = Some((p.peer.name.as_str(), r, rec.epoch));
         }
+        names_me_ahead |= rec.primary == me.name && rec.epoch > me.epoch;
     }
     let Some((primary, primary_repo, _)) = current else {
+        if names_me_ahead {
+            // An earlier failback demoted the others and stopped before promoting this site:
+            // finish it (the merge was done before the demotions).
+            let change = site::become_primary(&repo, &peers, false).await?;
+            report(cli, &change, "", &[], started)?;
+            return Ok(exit::OK);
+        }
         let unreachable: Vec<&str> = peers
             .iter()
             .filter(|p| p.repo.is_err())
@@ -66,8 +82,8 @@ pub async fn run(cli: &Cli, a: &FailbackArgs) -> Result<u8> {
                 )
             } else {
                 format!(
-                    "no reachable site holds the primary role at an epoch above this site's {} \
-                     (unreachable: {})",
+                    "no reachable site holds the primary role at an epoch of at least this \
+                     site's {} (unreachable: {})",
                     me.epoch,
                     if unreachable.is_empty() {
                         "none".into()
@@ -114,19 +130,31 @@ pub async fn run(cli: &Cli, a: &FailbackArgs) -> Result<u8> {
         });
     }
     let change = site::become_primary(&repo, &peers, true).await?;
+    report(cli, &change, primary, &merged, started)?;
+    Ok(exit::OK)
+}
+
+/// Prints what a failback did.
+fn report(
+    cli: &Cli,
+    change: &RoleChange,
+    previous: &str,
+    merged: &[Merged],
+    started: std::time::SystemTime,
+) -> Result<()> {
     if cli.json {
         output::json_line(&serde_json::json!({
             "message_type": "failback",
             "site": change.record.name,
             "epoch": change.record.epoch,
-            "previous_primary": primary,
+            "previous_primary": previous,
             "merged": merged,
             "updated": change.updated,
             "unreachable": change.unreachable.iter().map(|(n, e)| serde_json::json!({"site": n, "error": e})).collect::<Vec<_>>(),
             "total_duration": output::seconds_since(started),
         }))?;
     } else if !cli.quiet {
-        for m in &merged {
+        for m in merged {
             crate::say!(
                 "merged {} snapshot(s) from site {} into site {} ({})",
                 m.snapshots,
@@ -136,7 +164,7 @@ pub async fn run(cli: &Cli, a: &FailbackArgs) -> Result<u8> {
             )?;
         }
         crate::say!(
-            "site {} is the primary again (epoch {}); site {primary} is a replica",
+            "site {} is the primary again (epoch {})",
             change.record.name,
             change.record.epoch
         )?;
@@ -144,5 +172,5 @@ pub async fn run(cli: &Cli, a: &FailbackArgs) -> Result<u8> {
             crate::say!("  site {n} could not be reached ({e}); `zaibei sync` updates it later")?;
         }
     }
-    Ok(exit::OK)
+    Ok(())
 }

@@ -70,11 +70,7 @@ pub async fn run(cli: &Cli, a: &InitArgs) -> Result<u8> {
                 Some(f) => password::from_file(f)?,
                 None => password.clone(),
             };
-            let parsed = zaibei_store::Location::parse(loc)
-                .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
-            let src_store = zaibei_store::open(&parsed, &cli.storage.open_options()?)
-                .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?
-                .store;
+            let src_store = crate::sites::open_store(cli, loc)?;
             Some(
                 Repository::open(src_store, &pw)
                     .await

@@ -56,8 +56,9 @@ struct KeyEntry {
 
 pub async fn run(cli: &Cli, cmd: &KeyCommand) -> Result<u8> {
     let mut repo = crate::repo::open(cli).await?;
-    if !matches!(cmd, KeyCommand::List) {
-        crate::sites::require_primary(cli, &repo, "changing keys").await?;
+    // Removing or replacing a key deletes one; adding deletes nothing.
+    if matches!(cmd, KeyCommand::Remove { .. } | KeyCommand::Passwd(_)) {
+        crate::sites::require_primary(cli, &repo, "removing or replacing a key").await?;
     }
     match cmd {
         KeyCommand::List => {

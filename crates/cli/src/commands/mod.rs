@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod copy;
 mod diff;
+mod drill;
 mod dump;
 mod failback;
 mod failover;
@@ -73,6 +74,9 @@ pub enum Command {
     Failover(failover::FailoverArgs),
     /// Merge both sides' snapshots and make this old primary the primary again.
     Failback(failback::FailbackArgs),
+    /// Run a disaster-recovery drill: restore and verify a snapshot in scratch space,
+    /// measure RTO and RPO, report the GB/T 20988 level (table, --json, --html).
+    Drill(drill::DrillArgs),
 }
 
 /// Runs the command; returns the exit code.
@@ -98,6 +102,7 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Sync(a) => sync::run(cli, a).await,
         Command::Failover(a) => failover::run(cli, a).await,
         Command::Failback(a) => failback::run(cli, a).await,
+        Command::Drill(a) => drill::run(cli, a).await,
     }
 }
 

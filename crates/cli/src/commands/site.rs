@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use zaibei_format::{SitePeer, SiteRecord};
 use zaibei_repo::Repository;
-use zaibei_repo::site::{self, PeerAnswer};
+use zaibei_repo::site::{self, PeerAnswer, fencing_verdict};
 
 use crate::sites::open_peers;
 use crate::{Cli, exit, output, sites};
@@ -54,6 +54,11 @@ pub struct AddArgs {
 pub struct RemoveArgs {
     /// The site to drop.
     pub name: String,
+    /// Confirm that the site is gone for good. Dropping a site ends the fencing it provides:
+    /// if it was promoted by a failover this site never saw, its data is no longer protected
+    /// from deletions here.
+    #[arg(long)]
+    pub gone_for_good: bool,
 }
 
 #[derive(Serialize)]
@@ -163,6 +168,55 @@ pub async fn run(cli: &Cli, cmd: &SiteCommand) -> Result<u8> {
             }
         }
         SiteCommand::Remove(a) => {
+            if !a.gone_for_good {
+                bail!(exit::WithCode(
+                    exit::USAGE,
+                    format!(
+                        "dropping site {} ends the fencing that protects it; if it is gone for \
+                         good, say so with --gone-for-good",
+                        a.name
+                    )
+                ));
+            }
+            // Every site must agree that this one is the primary; the one dropped may be
+            // unreachable (it is gone), but if it answers, it must not be ahead.
+            let state = repo.site_state().await?;
+            let answers = sites::ask_peers(cli, &repo, &state).await;
+            let (dropped, staying): (Vec<_>, Vec<_>) =
+                answers.into_iter().partition(|(p, _)| p.name == a.name);
+            let mut without = state.clone();
+            if let Some(r) = without.record.as_mut() {
+                r.peers.retain(|p| p.name != a.name);
+            }
+            let dropped_ok = match dropped.first() {
+                Some((p, PeerAnswer::Reached(Some(theirs)))) => {
+                    let me = without.record.as_ref();
+                    let ahead = me.is_some_and(|m| {
+                        theirs.epoch > m.epoch
+                            || (theirs.role == zaibei_format::SiteRole::Primary
+                                && theirs.name != m.name)
+                    });
+                    if ahead {
+                        Err(format!(
+                            "site {} at {} records epoch {} with {} as the primary: this site \
+                             was failed over from and may not drop it",
+                            p.name, p.location, theirs.epoch, theirs.primary
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = dropped_ok
+                .map_err(zaibei_repo::RepoError::Refused)
+                .and_then(|()| fencing_verdict(&without, &staying))
+            {
+                bail!(exit::WithCode(
+                    exit::FENCED,
+                    format!("removing site {} refused: {e}", a.name)
+                ));
+            }
             let r = site::remove_peer(&repo, &a.name).await?;
             if !cli.quiet && !cli.json {
                 crate::say!("site {} left the set of {}", a.name, r.name)?;

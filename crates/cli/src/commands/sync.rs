@@ -1,13 +1,14 @@
 //! `zaibei sync`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
-use zaibei_format::{SiteRecord, SiteRole, Timestamp};
-use zaibei_repo::copy::{CopyOptions, copy_snapshots, same_backup};
-use zaibei_repo::site;
+use zaibei_format::{Id, SiteRecord, SiteRole, Snapshot, Timestamp};
+use zaibei_repo::copy::{CopyOptions, copy_snapshots};
+use zaibei_repo::site::{self, PeerAnswer, fencing_verdict};
 use zaibei_repo::{PruneOptions, Repository, prune};
 
 use crate::commands::copy::progress_printer;
@@ -67,17 +68,20 @@ pub struct SiteSync {
     pub snapshots_forgotten: usize,
     /// Bytes prune deleted there (with `--prune`).
     pub pruned_bytes: Option<u64>,
+    /// Packs prune condemned there that wait for the safety margin (with `--prune`).
+    pub pruned_waiting_packs: Option<usize>,
+    /// Why forgets were not carried over (and nothing was pruned) there: this primary could
+    /// not prove it is the current one.
+    pub deletions_skipped: Option<String>,
 }
 
-/// How many of `wanted` `have` lacks, and the age of the oldest of those, in seconds.
-fn lag(
-    wanted: &[(zaibei_format::Id, zaibei_format::Snapshot)],
-    have: &[(zaibei_format::Id, zaibei_format::Snapshot)],
-    now: Timestamp,
-) -> (usize, f64) {
-    let missing: Vec<&zaibei_format::Snapshot> = wanted
+/// How many of `wanted` `have` lacks, and the age of the oldest of those, in seconds. Sites
+/// share keys, so a snapshot there has the same id.
+pub fn lag(wanted: &[(Id, Snapshot)], have: &[(Id, Snapshot)], now: Timestamp) -> (usize, f64) {
+    let there: HashSet<Id> = have.iter().map(|(id, _)| *id).collect();
+    let missing: Vec<&Snapshot> = wanted
         .iter()
-        .filter(|(id, s)| !have.iter().any(|(h, hs)| h == id || same_backup(hs, s)))
+        .filter(|(id, _)| !there.contains(id))
         .map(|(_, s)| s)
         .collect();
     let oldest = missing.iter().map(|s| s.time).min();
@@ -127,10 +131,19 @@ pub async fn sync_sites(
         }
     }
     let peers = open_peers(cli, repo, &me).await;
-    // A primary that was failed over from must not push its role onto anyone.
+    // A primary that was failed over from must not push its role onto anyone; and only a
+    // primary that passes the fencing check (every site reached, none ahead) carries
+    // deletions over to the replicas.
+    let mut answers = Vec::new();
     for p in &peers {
-        if let Ok(r) = &p.repo
-            && let Some(theirs) = r.site_state().await?.record
+        let answer = match &p.repo {
+            Ok(r) => match r.site_state().await {
+                Ok(s) => PeerAnswer::Reached(s.record),
+                Err(e) => PeerAnswer::Unreachable(e.to_string()),
+            },
+            Err(why) => PeerAnswer::Unreachable(why.clone()),
+        };
+        if let PeerAnswer::Reached(Some(theirs)) = &answer
             && theirs.epoch > me.epoch
         {
             bail!(exit::WithCode(
@@ -142,7 +155,10 @@ pub async fn sync_sites(
                 )
             ));
         }
+        answers.push((p.peer.clone(), answer));
     }
+    let own_state = repo.site_state().await?;
+    let may_delete = fencing_verdict(&own_state, &answers).map_err(|e| e.to_string());
     let src = Arc::new(
         repo.clone()
             .load_index()
@@ -150,6 +166,8 @@ pub async fn sync_sites(
             .context("loading the index")?,
     );
     let ours = src.list_snapshots().await?.snapshots;
+    // Every snapshot object listed, readable or not: a damaged one is not "forgotten".
+    let held = src.snapshot_ids().await?;
     let opts = CopyOptions {
         connections: cli.storage.requests().clamp(1, 32),
         verify: req.verify,
@@ -184,16 +202,26 @@ pub async fn sync_sites(
                 r.snapshots_copied = report.copied.len();
                 r.bytes_written = report.bytes_written;
                 r.role_updated = site::align_replica(&me, &p.peer.name, peer).await?;
-                let held: Vec<_> = ours.iter().map(|(id, _)| *id).collect();
-                r.snapshots_forgotten = site::mirror_forgets(&me, &held, peer).await?.len();
-                if req.prune {
-                    let indexed = peer
-                        .clone()
-                        .load_index()
-                        .await
-                        .context("loading its index")?;
-                    let pruned = prune(&indexed, &PruneOptions::default(), &|_, _, _| {}).await?;
-                    r.pruned_bytes = Some(pruned.deleted_bytes);
+                match &may_delete {
+                    Ok(()) => {
+                        // Still the primary at this epoch, right before deleting there.
+                        if repo.site_state().await?.record.as_ref() != Some(&me) {
+                            bail!("this site's role changed during the sync; nothing deleted");
+                        }
+                        r.snapshots_forgotten = site::mirror_forgets(&me, &held, peer).await?.len();
+                        if req.prune {
+                            let indexed = peer
+                                .clone()
+                                .load_index()
+                                .await
+                                .context("loading its index")?;
+                            let pruned =
+                                prune(&indexed, &PruneOptions::default(), &|_, _, _| {}).await?;
+                            r.pruned_bytes = Some(pruned.deleted_bytes);
+                            r.pruned_waiting_packs = Some(pruned.waiting_packs);
+                        }
+                    }
+                    Err(why) => r.deletions_skipped = Some(why.clone()),
                 }
                 let after = peer.list_snapshots().await?.snapshots;
                 let (n, l) = lag(&ours, &after, Timestamp::now());

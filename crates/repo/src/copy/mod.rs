@@ -17,15 +17,18 @@
 //! Either way the destination is written like a backup writes: packs, then the index objects
 //! listing them, then the snapshots, so an interrupted copy leaves a valid repository and
 //! running it again transfers only what is still missing. A snapshot counts as present at the
-//! destination when one there has its id, or the same time, host, user, paths and tags.
+//! destination when one there has its id, or (re-encryption, where ids change) the same time,
+//! host, user, paths and tags.
 
 mod packs;
 mod reencrypt;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use zaibei_format::{Id, Snapshot};
 
+use crate::index::IdSet;
 use crate::{IndexedRepository, Result};
 
 /// How a copy moves data.
@@ -118,6 +121,17 @@ impl CopyReport {
     }
 }
 
+/// The snapshots a dry run would copy.
+fn planned(todo: &[(Id, Snapshot)]) -> Vec<CopiedSnapshot> {
+    todo.iter()
+        .map(|(id, s)| CopiedSnapshot {
+            source: *id,
+            destination: None,
+            time: s.time,
+        })
+        .collect()
+}
+
 /// Progress of a copy: phase name, items done, items in total (0: unknown).
 pub type CopyProgress<'a> = &'a (dyn Fn(&str, u64, u64) + Send + Sync);
 
@@ -130,13 +144,28 @@ pub fn copy_mode(src: &IndexedRepository, dst: &IndexedRepository) -> CopyMode {
     }
 }
 
-/// True when `a` and `b` record the same backup: the same time, host, user, paths and tags.
-pub fn same_backup(a: &Snapshot, b: &Snapshot) -> bool {
-    a.time == b.time
-        && a.hostname == b.hostname
-        && a.username == b.username
-        && a.paths == b.paths
-        && a.tags == b.tags
+/// What identifies a backup across repositories that do not share keys (where its ids
+/// differ): its time, host, user, paths and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackupKey<'a> {
+    time: zaibei_format::Timestamp,
+    hostname: &'a str,
+    username: &'a str,
+    paths: &'a [Vec<u8>],
+    tags: &'a [String],
+}
+
+impl<'a> BackupKey<'a> {
+    /// The key of `s`.
+    pub fn of(s: &'a Snapshot) -> Self {
+        BackupKey {
+            time: s.time,
+            hostname: &s.hostname,
+            username: &s.username,
+            paths: &s.paths,
+            tags: &s.tags,
+        }
+    }
 }
 
 /// Copies `snapshots` of `src` (ids and contents as listed there) to `dst`, skipping those
@@ -155,13 +184,22 @@ pub async fn copy_snapshots(
         tracing::warn!("destination snapshot {name} cannot be read ({e}); it is not compared");
     }
     snapshots.sort_by_key(|(_, s)| s.time);
-    snapshots.dedup_by_key(|(id, _)| *id);
+    let mut seen = IdSet::default();
+    snapshots.retain(|(id, _)| seen.insert(*id));
+    // With shared keys a copied snapshot keeps its id, so the id alone says whether it is
+    // there; otherwise the same backup is recognised by what it records.
+    let ids: IdSet = there.snapshots.iter().map(|(id, _)| *id).collect();
+    let backups: HashSet<BackupKey<'_>> = there
+        .snapshots
+        .iter()
+        .map(|(_, s)| BackupKey::of(s))
+        .collect();
     let mut todo = Vec::new();
     for (id, snap) in snapshots {
-        let present = there
-            .snapshots
-            .iter()
-            .any(|(other, s)| *other == id || same_backup(s, &snap));
+        let present = match mode {
+            CopyMode::Packs => ids.contains(&id),
+            CopyMode::Reencrypt => ids.contains(&id) || backups.contains(&BackupKey::of(&snap)),
+        };
         if present {
             report.present.push(id);
         } else {

@@ -86,25 +86,18 @@ pub(super) async fn copy(
         }
     }
     if opts.dry_run {
-        report.copied = todo
-            .iter()
-            .map(|(id, s)| CopiedSnapshot {
-                source: *id,
-                destination: None,
-                time: s.time,
-            })
-            .collect();
+        report.copied = super::planned(todo);
         return Ok(());
     }
 
     let total = wanted.len() as u64;
-    let mut results = futures::stream::iter(
-        wanted
-            .into_iter()
-            .map(|(pack, ids)| copy_pack(src, dst, pack, ids, opts.verify)),
-    )
-    .buffer_unordered(opts.connections.max(1));
+    let mut results =
+        futures::stream::iter(wanted.into_iter().map(|(pack, ids)| {
+            copy_pack(src, dst, pack, ids, condemned.contains(&pack), opts.verify)
+        }))
+        .buffer_unordered(opts.connections.max(1));
     let mut pending = Vec::new();
+    let mut wrote = IdSet::default();
     let mut done = 0u64;
     while let Some(written) = results.next().await {
         let w = written?;
@@ -115,6 +108,7 @@ pub(super) async fn copy(
         }
         report.bytes_written += w.bytes;
         report.objects_verified += u64::from(w.verified);
+        wrote.insert(w.index.id);
         pending.push(w.index);
         if pending.len() >= PACKS_PER_INDEX {
             write_index(dst, std::mem::take(&mut pending)).await?;
@@ -129,19 +123,31 @@ pub(super) async fn copy(
         report.index_objects += 1;
     }
 
-    // A pack deduplicated against that a prune condemned meanwhile may be deleted one margin
-    // from now: do not publish snapshots that rely on it (a new run copies its blobs again).
+    // A prune at the destination may have condemned (or, had this copy outlived its margin,
+    // deleted) a pack this copy wrote or deduplicated against; such a pack may go one margin
+    // from now, so no snapshot relying on it is published (running the copy again stores
+    // those blobs anew). Checked right before publishing: a pack condemned after this point
+    // is taken back by the next prune, since the snapshots then need it.
+    let mine: IdSet = relied.union(&wrote).copied().collect();
     let now = dst.condemned_state().await?;
-    if let Some(p) = now
-        .condemned
-        .packs
-        .iter()
-        .find(|p| relied.contains(&p.id) && !condemned.contains(&p.id))
-    {
+    if let Some(p) = now.condemned.packs.iter().find(|p| mine.contains(&p.id)) {
         return Err(RepoError::Refused(format!(
             "a prune at the destination condemned pack {} while this copy relied on it; no \
              snapshot was published: run the copy again",
             p.id
+        )));
+    }
+    let stored: IdSet = dst
+        .store()
+        .list(names::DATA)
+        .await?
+        .iter()
+        .filter_map(|o| names::id_of(&o.name))
+        .collect();
+    if let Some(gone) = mine.iter().find(|id| !stored.contains(id)) {
+        return Err(RepoError::Refused(format!(
+            "pack {gone}, which this copy wrote or relied on, is gone from the destination (a \
+             prune deleted it); no snapshot was published: run the copy again"
         )));
     }
 
@@ -163,11 +169,15 @@ pub(super) async fn copy(
 
 /// Copies the blobs `ids` of the source pack `pack`: the whole pack when it holds nothing
 /// else, or a pack shrunk to them.
+/// A pack whose id the destination has condemned is never copied whole: it would land under
+/// a name a prune is about to delete. It is rebuilt instead (same records, fresh header, new
+/// id).
 async fn copy_pack(
     src: &IndexedRepository,
     dst: &IndexedRepository,
     pack: Id,
     ids: IdSet,
+    condemned_there: bool,
     verify: bool,
 ) -> Result<Written> {
     let name = names::pack(&pack);
@@ -182,7 +192,7 @@ async fn copy_pack(
                  does not list it; run `zaibei repair index` at the source"
             )));
         }
-        if blobs.iter().all(|b| ids.contains(&b.id)) {
+        if !condemned_there && blobs.iter().all(|b| ids.contains(&b.id)) {
             let index = IndexPack {
                 id: pack,
                 kind,

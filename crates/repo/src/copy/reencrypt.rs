@@ -42,14 +42,7 @@ pub(super) async fn copy(
             .extend_from(src, todo.iter().map(|(_, s)| s.tree), || {})
             .await?;
         report.blobs = (needed.data.len() + needed.trees.len()) as u64;
-        report.copied = todo
-            .iter()
-            .map(|(id, s)| CopiedSnapshot {
-                source: *id,
-                destination: None,
-                time: s.time,
-            })
-            .collect();
+        report.copied = super::planned(todo);
         return Ok(());
     }
 
@@ -74,13 +67,17 @@ pub(super) async fn copy(
     report.packs_written = stats.packs;
     report.bytes_written = stats.bytes_stored;
     report.index_objects = stats.index_objects;
+    if opts.verify {
+        report.objects_verified = verify(dst, &done, progress).await?;
+    }
 
-    // Parents point into the source; keep those copied in this run, drop the others.
+    // Parents and originals point into the source; keep those copied in this run.
     let mut new_ids: IdMap<Id> = IdMap::default();
     for ((id, snap), root) in todo.iter().zip(roots) {
         let mut copy = snap.clone();
         copy.tree = root;
         copy.parent = snap.parent.and_then(|p| new_ids.get(&p).copied());
+        copy.original = snap.original.and_then(|p| new_ids.get(&p).copied());
         let new = dst.save_snapshot(&copy).await?;
         new_ids.insert(*id, new);
         report.copied.push(CopiedSnapshot {
@@ -90,6 +87,33 @@ pub(super) async fn copy(
         });
     }
     Ok(())
+}
+
+/// Reads every blob the rewrite produced back from the destination, through a freshly loaded
+/// index: each one is authenticated and checked against its id. Returns the blobs checked.
+async fn verify(
+    dst: &IndexedRepository,
+    done: &Rewritten,
+    progress: CopyProgress<'_>,
+) -> Result<u64> {
+    let reloaded = dst.repository().clone().load_index().await?;
+    let blobs = done
+        .trees
+        .values()
+        .flat_map(|id| [(PackKind::Tree, *id), (PackKind::Refs, *id)])
+        .chain(done.data.values().map(|id| (PackKind::Data, *id)));
+    let mut checked = 0u64;
+    for (kind, id) in blobs {
+        reloaded.read_blob(kind, &id).await.map_err(|e| {
+            RepoError::Refused(format!(
+                "{} blob {id} does not read back from the destination as written: {e}",
+                kind.name()
+            ))
+        })?;
+        checked += 1;
+        progress("verify", checked, 0);
+    }
+    Ok(checked)
 }
 
 /// One tree on the way down: its id, its contents, and the next node to look at.
@@ -147,7 +171,13 @@ fn rewrite(
         let mut tree = (*frame.tree).clone();
         for node in &mut tree.nodes {
             if let Some(sub) = node.subtree {
-                node.subtree = done.trees.get(&sub).copied();
+                let new = done.trees.get(&sub).copied().ok_or_else(|| {
+                    RepoError::Internal(format!(
+                        "subtree {sub} of tree {} was not rewritten before it",
+                        frame.id
+                    ))
+                })?;
+                node.subtree = Some(new);
             }
             for id in &mut node.content {
                 *id = rewrite_data(rt, src, saver, *id, done)?;

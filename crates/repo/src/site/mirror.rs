@@ -8,10 +8,11 @@ use crate::{RepoError, Repository, Result};
 /// State kind recording what the primary held at the last sync of a replica.
 pub const SYNCED: &str = "synced";
 
-/// Forgets at `replica` every snapshot that the primary `me` held at its last sync there and
-/// holds no more (`held`: the primary's snapshots now), then records `held` for the next
-/// sync. Snapshots taken at the replica itself were never listed and are left alone. Call
-/// only after the replica holds every snapshot of `held`. Returns the ids forgotten.
+/// Forgets at `replica` every snapshot that the primary `me` held at its last sync there (at
+/// the same epoch) and holds no more (`held`: the ids of every snapshot object the primary
+/// lists now, readable or not), then records `held` for the next sync. Snapshots taken at the
+/// replica itself were never listed and are left alone. The caller must have proved that `me`
+/// is the current primary (fencing). Returns the ids forgotten.
 pub async fn mirror_forgets(me: &SiteRecord, held: &[Id], replica: &Repository) -> Result<Vec<Id>> {
     let head = replica.read_state(SYNCED).await?;
     if head.newest_listed > head.generation {
@@ -29,7 +30,11 @@ pub async fn mirror_forgets(me: &SiteRecord, held: &[Id], replica: &Repository) 
     };
     let now: IdSet = held.iter().copied().collect();
     let mut forgotten = Vec::new();
-    if let Some(prev) = previous {
+    // Only a record this same primary wrote says what it forgot since: a snapshot it listed
+    // then and lacks now was forgotten here (it cannot lose one otherwise, and a failback
+    // merged in whatever the other side held). A record of another primary (written before a
+    // failover or failback) lists snapshots this one may never have held, and those stay.
+    if let Some(prev) = previous.filter(|p| p.primary == me.name && p.epoch <= me.epoch) {
         let there: IdSet = replica.snapshot_ids().await?.into_iter().collect();
         for id in prev.snapshots {
             if !now.contains(&id) && there.contains(&id) {

@@ -115,9 +115,8 @@ pub fn fencing_verdict(own: &SiteState, peers: &[(SitePeer, PeerAnswer)]) -> Res
                 return Err(RepoError::Refused(format!(
                     "site {} at {} cannot be reached ({why}), so site {} cannot prove it is \
                      still the primary: a failover there may have replaced it. Nothing is \
-                     deleted until every site answers (or `zaibei site remove {}` drops that \
-                     site for good)",
-                    peer.name, peer.location, me.name, peer.name
+                     deleted until every site answers",
+                    peer.name, peer.location, me.name
                 )));
             }
             Some(PeerAnswer::Reached(None)) => {
@@ -128,6 +127,14 @@ pub fn fencing_verdict(own: &SiteState, peers: &[(SitePeer, PeerAnswer)]) -> Res
                 )));
             }
             Some(PeerAnswer::Reached(Some(theirs))) => {
+                if theirs.name != peer.name {
+                    return Err(RepoError::Refused(format!(
+                        "the repository at {} calls itself site {}, not {}: the set's \
+                         locations are wrong (a local path may name another repository on \
+                         this host)",
+                        peer.location, theirs.name, peer.name
+                    )));
+                }
                 if theirs.epoch > me.epoch {
                     return Err(RepoError::Refused(format!(
                         "site {} records epoch {} with {} as the primary, later than this \
@@ -251,6 +258,16 @@ mod tests {
         refused(
             fencing_verdict(&state(Some(a), 1, 1), &peers),
             "failed over from",
+        );
+    }
+
+    #[test]
+    fn a_peer_answering_with_another_name_blocks_deletion() {
+        let a = record("a", SiteRole::Primary, 1, "a", &["b"]);
+        let peers = [(peer("b"), PeerAnswer::Reached(Some(a.clone())))];
+        refused(
+            fencing_verdict(&state(Some(a), 1, 1), &peers),
+            "calls itself site a",
         );
     }
 

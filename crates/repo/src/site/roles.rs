@@ -36,10 +36,22 @@ fn refused(msg: String) -> RepoError {
     RepoError::Refused(msg)
 }
 
+/// Refuses to change roles while a newer `site` generation is listed than could be read.
+fn refuse_unreadable(state: &SiteState) -> Result<()> {
+    if state.newer_unreadable() {
+        return Err(refused(format!(
+            "site state generation {} cannot be read, so the role is unknown; run `zaibei check`",
+            state.head.newest_listed
+        )));
+    }
+    Ok(())
+}
+
 /// Makes `local`, which belongs to no set yet, the primary of a new set at epoch 1.
 pub async fn create_set(local: &Repository, name: &str) -> Result<SiteRecord> {
     check_site_name(name).map_err(|e| RepoError::format("site name", e))?;
     let state = local.site_state().await?;
+    refuse_unreadable(&state)?;
     if let Some(r) = &state.record {
         return Err(refused(format!(
             "this repository is already site {} ({}, epoch {})",
@@ -71,6 +83,7 @@ pub async fn add_replica(
 ) -> Result<SiteRecord> {
     check_site_name(&new.name).map_err(|e| RepoError::format("site name", e))?;
     let state = local.site_state().await?;
+    refuse_unreadable(&state)?;
     let Some(mut me) = state.record.clone() else {
         return Err(refused(
             "this repository belongs to no set of sites: make it the primary of one with \
@@ -97,13 +110,14 @@ pub async fn add_replica(
             new.location
         )));
     }
-    let theirs = replica.site_state().await?;
-    if let Some(r) = &theirs.record {
+    if replica.config().id == local.config().id {
         return Err(refused(format!(
-            "the repository at {} is already site {} of a set",
-            new.location, r.name
+            "{} is this repository itself, not a replica",
+            new.location
         )));
     }
+    let theirs = replica.site_state().await?;
+    refuse_unreadable(&theirs)?;
     let mut their_peers: Vec<SitePeer> = me.peers.clone();
     their_peers.push(SitePeer {
         name: me.name.clone(),
@@ -116,7 +130,19 @@ pub async fn add_replica(
         primary: me.name.clone(),
         peers: their_peers,
     };
-    replica.publish_site(&theirs, &record).await?;
+    match &theirs.record {
+        // An earlier `site add` that stopped after this step: finish it.
+        Some(r) if *r == record => {}
+        Some(r) => {
+            return Err(refused(format!(
+                "the repository at {} is already site {} of a set",
+                new.location, r.name
+            )));
+        }
+        None => {
+            replica.publish_site(&theirs, &record).await?;
+        }
+    }
     me.peers.push(new.clone());
     local.publish_site(&state, &me).await?;
     for other in others {
@@ -150,6 +176,7 @@ async fn add_peer_to(repo: &Repository, peer: &SitePeer) -> Result<()> {
 /// is not contacted: it may be gone for good.
 pub async fn remove_peer(local: &Repository, name: &str) -> Result<SiteRecord> {
     let state = local.site_state().await?;
+    refuse_unreadable(&state)?;
     let Some(mut me) = state.record.clone() else {
         return Err(refused("this repository belongs to no set of sites".into()));
     };
@@ -177,12 +204,7 @@ pub async fn become_primary(
     need_primary_reachable: bool,
 ) -> Result<RoleChange> {
     let state: SiteState = local.site_state().await?;
-    if state.newer_unreadable() {
-        return Err(refused(format!(
-            "site state generation {} cannot be read; run `zaibei check`",
-            state.head.newest_listed
-        )));
-    }
+    refuse_unreadable(&state)?;
     let Some(me) = state.record.clone() else {
         return Err(refused("this repository belongs to no set of sites".into()));
     };
@@ -227,8 +249,11 @@ pub async fn become_primary(
              and needs it (use `zaibei failover` to take over without it)"
         )));
     }
-    let new_epoch = epoch + 1;
-    let mut updated = Vec::new();
+    let new_epoch = epoch
+        .checked_add(1)
+        .ok_or_else(|| refused("the fencing epoch cannot grow any more".into()))?;
+    // Every check before the first write, so that a refusal changes nothing.
+    let mut demotions = Vec::new();
     for (p, repo, s) in &reached {
         let Some(theirs) = &s.record else {
             unreachable.push((
@@ -237,18 +262,32 @@ pub async fn become_primary(
             ));
             continue;
         };
-        let mut demoted = theirs.clone();
-        demoted.role = SiteRole::Replica;
-        demoted.epoch = new_epoch;
-        demoted.primary = me.name.clone();
-        if demoted.peer(&me.name).is_none() {
+        if theirs.name != p.peer.name || theirs.peer(&me.name).is_none() {
             return Err(refused(format!(
-                "site {} does not list site {} among its peers; the sets disagree",
-                theirs.name, me.name
+                "the repository listed as site {} calls itself {} and lists {} among its \
+                 peers: the sets disagree; nothing was changed",
+                p.peer.name,
+                theirs.name,
+                theirs
+                    .peers
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
+        let demoted = SiteRecord {
+            role: SiteRole::Replica,
+            epoch: new_epoch,
+            primary: me.name.clone(),
+            ..theirs.clone()
+        };
+        demotions.push((*repo, s, demoted));
+    }
+    let mut updated = Vec::new();
+    for (repo, s, demoted) in demotions {
         repo.publish_site(s, &demoted).await?;
-        updated.push(theirs.name.clone());
+        updated.push(demoted.name);
     }
     let record = SiteRecord {
         role: SiteRole::Primary,
@@ -270,6 +309,7 @@ pub async fn become_primary(
 /// changed.
 pub async fn align_replica(primary: &SiteRecord, name: &str, repo: &Repository) -> Result<bool> {
     let state = repo.site_state().await?;
+    refuse_unreadable(&state)?;
     let Some(theirs) = state.record.clone() else {
         return Err(refused(format!(
             "the repository of site {name} records no site role"
