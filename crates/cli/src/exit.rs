@@ -13,6 +13,8 @@ pub const USAGE: u8 = 2;
 pub const PARTIAL: u8 = 3;
 /// The repository is damaged: check found errors, or an object failed authentication.
 pub const DAMAGED: u8 = 4;
+/// A drill restored and verified everything but missed its --rto-target or --rpo-target.
+pub const TARGET_MISSED: u8 = 5;
 /// No repository at the location.
 pub const NO_REPOSITORY: u8 = 10;
 /// Wrong password.

@@ -17,10 +17,6 @@ use zaibei_drill::{
 use crate::progress::Progress;
 use crate::{Cli, exit};
 
-/// Exit code of a drill that restored and verified everything but missed its --rto-target or
-/// --rpo-target (README, "Exit codes").
-pub const TARGET_MISSED: u8 = 5;
-
 const AFTER_HELP: &str = "\
 What a drill measures:
   RTO  from the start of the command (opening the repository and deriving the key included)
@@ -284,7 +280,7 @@ pub async fn run(cli: &Cli, a: &DrillArgs) -> Result<u8> {
         Some(exit::PARTIAL)
     } else if report.status == DrillStatus::TargetsMissed {
         eprintln!("zaibei: drill recovered everything but missed its target");
-        Some(TARGET_MISSED)
+        Some(exit::TARGET_MISSED)
     } else {
         Some(exit::OK)
     };
