@@ -11,5 +11,6 @@ pub mod progress;
 pub mod restore;
 pub mod snapshot_path;
 pub mod tree_walk;
+pub mod watch;
 
 pub use error::ArchiveError;

@@ -102,7 +102,12 @@ fn main() -> std::process::ExitCode {
             return exit::ERROR.into();
         }
     };
+    // `watch` ends on Ctrl-C itself, after the cycle under way.
+    let own_interrupts = matches!(cli.command, Command::Watch(_));
     let result = runtime.block_on(async {
+        if own_interrupts {
+            return commands::run(&cli).await;
+        }
         tokio::select! {
             r = commands::run(&cli) => r,
             _ = tokio::signal::ctrl_c() => Err(exit::Interrupted.into()),

@@ -113,12 +113,37 @@ pub(crate) struct Context<'a> {
     pub runtime: tokio::runtime::Handle,
 }
 
+/// A backup whose snapshot is not stored yet (see [`backup_unpublished`]).
+#[derive(Debug)]
+pub struct UnpublishedBackup {
+    /// The snapshot, ready to store.
+    pub snapshot: Snapshot,
+    /// Id of the parent used for change detection.
+    pub parent: Option<Id>,
+}
+
 /// Backs up `opts.paths` into a new snapshot.
 pub async fn backup(
     repo: Arc<IndexedRepository>,
     opts: BackupOptions,
     counters: Arc<Counters>,
 ) -> Result<BackupOutcome, ArchiveError> {
+    let done = backup_unpublished(Arc::clone(&repo), opts, counters).await?;
+    let snapshot_id = repo.save_snapshot(&done.snapshot).await?;
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot: done.snapshot,
+        parent: done.parent,
+    })
+}
+
+/// Backs up `opts.paths` like [`backup`], all data and trees stored, but leaves the snapshot
+/// to the caller (who may find it equal to its parent and not store it).
+pub async fn backup_unpublished(
+    repo: Arc<IndexedRepository>,
+    opts: BackupOptions,
+    counters: Arc<Counters>,
+) -> Result<UnpublishedBackup, ArchiveError> {
     if opts.paths.is_empty() {
         return Err(ArchiveError::Usage(
             "nothing to back up: give at least one path".into(),
@@ -173,9 +198,7 @@ pub async fn backup(
     summary.skipped = skipped_list;
     summary.skipped_count = skipped_count;
     let snapshot = new_snapshot(&opts, root, path_bytes, parent_id, summary);
-    let snapshot_id = repo.save_snapshot(&snapshot).await?;
-    Ok(BackupOutcome {
-        snapshot_id,
+    Ok(UnpublishedBackup {
         snapshot,
         parent: parent_id,
     })

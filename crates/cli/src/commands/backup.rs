@@ -19,24 +19,9 @@ pub struct BackupArgs {
     /// Files and directories to back up (with --stdin-from-command: the command and its
     /// arguments, after `--`).
     pub paths: Vec<PathBuf>,
-    /// Exclude paths matching a pattern (gitignore syntax; repeatable).
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
-    pub excludes: Vec<String>,
-    /// Read exclude patterns from a file (repeatable).
-    #[arg(long = "exclude-file", value_name = "FILE")]
-    pub exclude_files: Vec<PathBuf>,
-    /// Exclude directories that contain a file of this name (repeatable).
-    #[arg(long = "exclude-if-present", value_name = "NAME")]
-    pub exclude_if_present: Vec<String>,
-    /// Stay on the filesystem of each source path.
-    #[arg(short = 'x', long)]
-    pub one_file_system: bool,
-    /// Tag for the snapshot (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Host name to record (default: this machine's).
-    #[arg(long)]
-    pub host: Option<String>,
+    /// What to leave out and how to label the snapshot.
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Time to record for the snapshot instead of now: RFC 3339 (2026-11-23T02:00:00+08:00)
     /// or "YYYY-MM-DD HH:MM:SS" in the local time zone (e.g. when importing old backups).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -61,6 +46,54 @@ pub struct BackupArgs {
     /// File reading threads (default: number of CPUs).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+}
+
+/// The options of a backup of files that `watch` shares.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Exclude paths matching a pattern (gitignore syntax; repeatable).
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file (repeatable).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Exclude directories that contain a file of this name (repeatable).
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Stay on the filesystem of each source path.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Tag for the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+impl SourceArgs {
+    /// The options of a backup of `paths` with these settings, `workers` file readers and
+    /// the upload connections the global options ask for; the parent found as usual.
+    pub fn options(&self, cli: &Cli, paths: Vec<PathBuf>, workers: usize) -> BackupOptions {
+        BackupOptions {
+            paths,
+            excludes: self.excludes.clone(),
+            exclude_files: self.exclude_files.clone(),
+            exclude_if_present: self
+                .exclude_if_present
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+            one_file_system: self.one_file_system,
+            tags: self.tags.clone(),
+            host: self.host.clone().unwrap_or_else(super::hostname),
+            parent: None,
+            force: false,
+            workers,
+            connections: crate::repo::upload_connections(cli),
+            time: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -127,22 +160,10 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         None => None,
     };
     let base = BackupOptions {
-        paths: a.paths.clone(),
-        excludes: a.excludes.clone(),
-        exclude_files: a.exclude_files.clone(),
-        exclude_if_present: a
-            .exclude_if_present
-            .iter()
-            .map(|s| s.as_bytes().to_vec())
-            .collect(),
-        one_file_system: a.one_file_system,
-        tags: a.tags.clone(),
-        host: a.host.clone().unwrap_or_else(super::hostname),
         parent,
         force: a.force,
-        workers: a.workers,
-        connections: crate::repo::upload_connections(cli),
         time: a.time,
+        ..a.source.options(cli, a.paths.clone(), a.workers)
     };
     let counters = Arc::new(Counters::default());
     let progress = Progress::start("backup", Arc::clone(&counters), cli.json, cli.quiet);

@@ -14,9 +14,10 @@ use crate::commands::site::record_of;
 use crate::sites::open_peers;
 use crate::{Cli, exit, output};
 
-/// Fail back to this site (`-r`, an old primary that was failed over from): merge the
-/// snapshots written at each side during the outage into both, then make this site the
-/// primary again at a new epoch.
+/// Fail back to this old primary (`-r`): merge both sides' snapshots, take the primary role back.
+///
+/// Run at a site that was failed over from: the snapshots written at each side during the
+/// outage are copied into both, then this site becomes the primary again at a new epoch.
 ///
 /// The current primary must be reachable. Nothing is deleted: backups taken here after the
 /// failover and backups taken at the new primary are all kept, at both sites. Snapshots the

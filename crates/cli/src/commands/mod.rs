@@ -21,6 +21,7 @@ mod site;
 mod snapshots;
 mod stats;
 pub mod sync;
+mod watch;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -30,19 +31,12 @@ use crate::Cli;
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new repository.
     Init(init::InitArgs),
-    /// Back up files and directories, or a stream (--stdin, --stdin-from-command).
     Backup(backup::BackupArgs),
-    /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Remove snapshots by id or by retention policy (--keep-last, --keep-daily, ...).
     Forget(forget::ForgetArgs),
-    /// Delete data no snapshot needs (two phases, safe beside running backups).
     Prune(prune::PruneArgs),
-    /// Restore a snapshot (or part of one) into a directory.
     Restore(restore::RestoreArgs),
-    /// Check the repository's structure, and with --read-data every blob.
     Check(check::CheckArgs),
     /// Repair a damaged repository: `repair index` rebuilds the index from the packs,
     /// `repair snapshots` writes snapshots that leave out lost files.
@@ -51,31 +45,24 @@ pub enum Command {
     /// Manage keys (passwords) of the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// List the entries of a snapshot (SNAPSHOT[:PATH]), recursively.
     Ls(ls::LsArgs),
-    /// Find entries by name or path glob in snapshots.
     Find(find::FindArgs),
-    /// Write a file of a snapshot to standard output, or a directory as a tar archive.
     Dump(dump::DumpArgs),
     /// Show what changed between two snapshots.
     Diff(diff::DiffArgs),
-    /// Print a repository object (config, key, snapshot, index, pack, blob, tree, refs).
     Cat(cat::CatArgs),
-    /// Show sizes of snapshots (restore size or distinct raw data) and of the repository.
     Stats(stats::StatsArgs),
-    /// Copy snapshots from another repository (--from) into this one.
     Copy(copy::CopyArgs),
     /// Manage the disaster-recovery sites of this repository (primary and replicas).
     #[command(subcommand)]
     Site(site::SiteCommand),
-    /// Bring every replica site up to date and report each one's lag.
     Sync(sync::SyncArgs),
-    /// Promote this replica site to primary (the old primary is fenced).
     Failover(failover::FailoverArgs),
-    /// Merge both sides' snapshots and make this old primary the primary again.
     Failback(failback::FailbackArgs),
-    /// Run a disaster-recovery drill: restore and verify a snapshot in scratch space,
-    /// measure RTO and RPO, report the GB/T 20988 level (table, --json, --html).
+    /// Keep snapshots current from filesystem events: back up, sync to the sites, forget by
+    /// the --keep-* rules (never prune).
+    #[command(long_about = watch::LONG_ABOUT)]
+    Watch(watch::WatchArgs),
     Drill(drill::DrillArgs),
 }
 
@@ -102,6 +89,7 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Sync(a) => sync::run(cli, a).await,
         Command::Failover(a) => failover::run(cli, a).await,
         Command::Failback(a) => failback::run(cli, a).await,
+        Command::Watch(a) => watch::run(cli, a).await,
         Command::Drill(a) => drill::run(cli, a).await,
     }
 }

@@ -16,8 +16,10 @@ use crate::commands::site::record_of;
 use crate::sites::open_peers;
 use crate::{Cli, exit, output};
 
-/// Bring every replica of this primary (`-r`) up to date: copy the snapshots each one lacks
-/// (packs as they are), and report how far behind each site was and is.
+/// Bring every replica of this primary (`-r`) up to date and report each site's lag.
+///
+/// Copies the snapshots each replica lacks (packs as they are), carries the primary's forgets
+/// over, and reports how far behind each site was and is.
 ///
 /// A site's lag is the age of the oldest snapshot of the primary that it does not hold: how
 /// much recent history that site would lose if the primary burned down now (0 when it holds
