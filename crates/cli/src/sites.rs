@@ -72,30 +72,51 @@ fn peer_timeout(cli: &Cli) -> Duration {
 /// Opens every peer of `record` with `local`'s keys, all at once; a peer whose store does not
 /// answer in time (`--io-timeout`) counts as unreachable.
 pub async fn open_peers(cli: &Cli, local: &Repository, record: &SiteRecord) -> Vec<PeerRepo> {
+    reach_peers(cli, local, record)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Opens every peer of `record` and reads its site state, all at once and each within
+/// `--io-timeout`: the peer, and what it answered.
+pub async fn reach_peers(
+    cli: &Cli,
+    local: &Repository,
+    record: &SiteRecord,
+) -> Vec<(PeerRepo, PeerAnswer)> {
     let opens = record.peers.iter().map(|p| async move {
         let reach = async {
             let r = open_peer(cli, &p.location, local).await?;
             // Reach the store now: an unreachable site must show here, not later.
-            r.site_state().await?;
-            anyhow::Ok(r)
+            let state = r.site_state().await?;
+            anyhow::Ok((r, state.record))
         };
-        let repo = match tokio::time::timeout(peer_timeout(cli), reach).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(exit::describe(&e)),
-            Err(_) => Err(format!(
-                "no answer within {} s",
-                peer_timeout(cli).as_secs()
-            )),
+        let (repo, answer) = match tokio::time::timeout(peer_timeout(cli), reach).await {
+            Ok(Ok((r, record))) => (Ok(r), PeerAnswer::Reached(record)),
+            Ok(Err(e)) => {
+                let why = exit::describe(&e);
+                (Err(why.clone()), PeerAnswer::Unreachable(why))
+            }
+            Err(_) => {
+                let why = format!("no answer within {} s", peer_timeout(cli).as_secs());
+                (Err(why.clone()), PeerAnswer::Unreachable(why))
+            }
         };
-        PeerRepo {
-            peer: p.clone(),
-            repo,
-        }
+        (
+            PeerRepo {
+                peer: p.clone(),
+                repo,
+            },
+            answer,
+        )
     });
     futures::future::join_all(opens).await
 }
 
-/// Asks every peer of `state` for its site state.
+/// Asks every peer of `state` for its site state: each answer is the one read while the peer
+/// was reached, within `--io-timeout`, so a peer that stops answering cannot hang the caller.
 pub async fn ask_peers(
     cli: &Cli,
     local: &Repository,
@@ -104,18 +125,11 @@ pub async fn ask_peers(
     let Some(record) = &state.record else {
         return Vec::new();
     };
-    let mut answers = Vec::new();
-    for p in open_peers(cli, local, record).await {
-        let answer = match &p.repo {
-            Ok(r) => match r.site_state().await {
-                Ok(s) => PeerAnswer::Reached(s.record),
-                Err(e) => PeerAnswer::Unreachable(e.to_string()),
-            },
-            Err(why) => PeerAnswer::Unreachable(why.clone()),
-        };
-        answers.push((p.peer, answer));
-    }
-    answers
+    reach_peers(cli, local, record)
+        .await
+        .into_iter()
+        .map(|(p, answer)| (p.peer, answer))
+        .collect()
 }
 
 /// Refuses, with exit code [`exit::FENCED`], unless `repo` may delete: it belongs to no set of

@@ -371,3 +371,82 @@ fn copy_moves_packs_between_repositories_sharing_keys() {
     assert_rsync_clean(&src, &restored(&target, &src));
     b.ok(&[&"check", &"--read-data"]);
 }
+
+/// Snapshot objects removed at the primary without `forget` (here `rm`; in practice
+/// `aws s3 rm`, a lifecycle rule, a rolled-back store) are never mirrored as forgets: every
+/// sync keeps them at the replica and reports them, `--copy-back` brings them back, and only
+/// a real forget reaches the replica.
+#[test]
+fn snapshots_removed_at_the_primary_without_forget_stay_at_the_replica() {
+    let a = Env::init();
+    let b_path = a.path("site-b");
+    let b = Env {
+        repo: b_path.clone(),
+        dir: scratch(),
+        password: a.password.clone(),
+        bin: a.bin.clone(),
+        extra_env: Vec::new(),
+        extra_args: Vec::new(),
+    };
+    b.ok(&[&"init", &"--insecure-test-kdf", &"--from", &a.repo]);
+    a.ok(&[&"site", &"init", &"--name", &"one"]);
+    a.ok(&[&"site", &"add", &"--name", &"two", &b_path]);
+    let src = a.path("src");
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        write_version(&src, n);
+        ids.push(
+            a.backup(&[&src])["snapshot_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    a.ok(&[&"sync"]);
+    assert_eq!(b.snapshot_ids().len(), 3);
+
+    // Everything under snapshots/ but the newest goes, with no key.
+    for id in &ids[..2] {
+        fs::remove_file(a.repo.join("snapshots").join(id)).unwrap();
+    }
+    let mut gone = ids[..2].to_vec();
+    gone.sort();
+    let sync = json(&a.ok(&[&"--json", &"sync", &"--prune"]));
+    let site = &sync["sites"][0];
+    assert_eq!(site["snapshots_forgotten"], 0, "{sync}");
+    assert_eq!(
+        site["missing_at_primary"],
+        serde_json::json!(gone),
+        "{sync}"
+    );
+    assert_eq!(b.snapshot_ids().len(), 3, "the replica keeps them");
+    b.ok(&[&"check"]);
+    // Reported at every sync, with a warning in text mode.
+    let out = a.ok(&[&"sync"]);
+    assert!(
+        all_output(&out).contains("without a forget record"),
+        "{}",
+        describe(&out)
+    );
+
+    // Copied back from the replica.
+    let sync = json(&a.ok(&[&"--json", &"sync", &"--copy-back"]));
+    assert_eq!(sync["sites"][0]["snapshots_copied_back"], 2, "{sync}");
+    assert_eq!(a.snapshot_ids().len(), 3);
+    let sync = json(&a.ok(&[&"--json", &"sync"]));
+    assert_eq!(
+        sync["sites"][0]["missing_at_primary"],
+        serde_json::json!([]),
+        "{sync}"
+    );
+
+    // A forget publishes its record: that one reaches the replica.
+    a.ok(&[&"forget", &ids[0].as_str()]);
+    let sync = json(&a.ok(&[&"--json", &"sync"]));
+    assert_eq!(sync["sites"][0]["snapshots_forgotten"], 1, "{sync}");
+    let at_b = b.snapshot_ids();
+    assert_eq!(at_b.len(), 2, "{at_b:?}");
+    assert!(!at_b.contains(&ids[0]), "{at_b:?}");
+    a.ok(&[&"check"]);
+    b.ok(&[&"check"]);
+}

@@ -44,7 +44,7 @@ pub use keyfile::KeyFile;
 pub use keys::{ContentKeys, KeyScope, MaintenanceKeys, RepoKeys};
 pub use pack::{PackBlob, PackKind};
 pub use refs::TreeRefs;
-pub use site::{SitePeer, SiteRecord, SiteRole, SyncedRecord};
+pub use site::{ForgetEntry, ForgottenRecord, SitePeer, SiteRecord, SiteRole, SyncedRecord};
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use state::StateObject;
 pub use time::Timestamp;

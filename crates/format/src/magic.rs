@@ -53,6 +53,8 @@ pub const CONDEMNED_VERSION: u64 = 1;
 pub const SITE_VERSION: u64 = 1;
 /// Version of the body of the `synced` state (§13).
 pub const SYNCED_VERSION: u64 = 1;
+/// Version of the body of the `forgotten` state (§13.1).
+pub const FORGOTTEN_VERSION: u64 = 1;
 
 /// Compression codec byte: payload stored as is.
 pub const CODEC_NONE: u8 = 0;

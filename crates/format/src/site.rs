@@ -9,8 +9,8 @@
 
 use crate::cbor::Value;
 use crate::fields::{Fields, MapBuilder, id_value, value_to_id};
-use crate::magic::{SITE_VERSION, SYNCED_VERSION};
-use crate::{FormatError, Id};
+use crate::magic::{FORGOTTEN_VERSION, SITE_VERSION, SYNCED_VERSION};
+use crate::{FormatError, Id, Timestamp};
 
 const WHAT: &str = "site state";
 
@@ -176,9 +176,11 @@ impl SiteRecord {
 }
 
 /// The body of the `synced` state of a replica: which snapshots the primary held when it
-/// last synced this replica. A snapshot listed there that the primary no longer holds was
-/// forgotten at the primary, and the next sync forgets it here too; a snapshot of the replica
-/// not listed was taken here (while this site was the primary) and is left alone.
+/// last synced this replica (and which it had lost since without a forget record, which the
+/// replica keeps). A snapshot listed there that the primary no longer holds is forgotten at
+/// the replica only when the primary's `forgotten` state names it ([`ForgottenRecord`]);
+/// otherwise it is reported as missing at the primary and kept. A snapshot of the replica not
+/// listed was taken there and is left alone.
 ///
 /// CBOR: `{"v": 1, "primary": text, "epoch": uint, "snapshots": [id, ...]}`, ids sorted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +230,158 @@ impl SyncedRecord {
             epoch,
             snapshots,
         })
+    }
+}
+
+/// One batch of forgets in the `forgotten` state: the snapshots that one site forgot while it
+/// held one epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgetEntry {
+    /// The site that forgot them (`None`: the repository belonged to no set of sites then).
+    pub site: Option<String>,
+    /// Its fencing epoch then (0 outside a set of sites).
+    pub epoch: u64,
+    /// When the latest of them was forgotten (writer's clock; informational).
+    pub time: Timestamp,
+    /// The snapshots forgotten, sorted.
+    pub snapshots: Vec<Id>,
+}
+
+/// The body of the `forgotten` state (§13.1 of docs/FORMAT.md): the tombstones of every
+/// snapshot forgotten through `forget` (and `watch`'s retention, and `repair snapshots
+/// --forget`), published before the snapshot objects are deleted. A replica deletes a snapshot
+/// only when its primary's `forgotten` state names it, in an entry of that primary's name at an
+/// epoch not above the primary's current one: a snapshot that merely vanished at the primary
+/// (deleted with storage credentials, a lifecycle rule, a rolled-back store) is kept.
+///
+/// CBOR: `{"v": 1, "entries": [{"site": text | null, "epoch": uint, "time": timestamp,
+/// "snapshots": [id, ...]}, ...]}`, ids sorted within an entry, at most one entry per
+/// `(site, epoch)`. Each generation holds every entry of the one before it plus the new forgets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForgottenRecord {
+    /// The batches, oldest first.
+    pub entries: Vec<ForgetEntry>,
+}
+
+impl ForgottenRecord {
+    /// Adds `ids`, forgotten by `site` at `epoch` at `time`, to the entry of that site and
+    /// epoch (created at the end when there is none).
+    pub fn add(&mut self, site: Option<&str>, epoch: u64, time: Timestamp, ids: &[Id]) {
+        let pos = self
+            .entries
+            .iter()
+            .position(|e| e.site.as_deref() == site && e.epoch == epoch);
+        let entry = match pos {
+            Some(i) => &mut self.entries[i],
+            None => {
+                self.entries.push(ForgetEntry {
+                    site: site.map(str::to_owned),
+                    epoch,
+                    time,
+                    snapshots: Vec::new(),
+                });
+                let last = self.entries.len() - 1;
+                &mut self.entries[last]
+            }
+        };
+        entry.time = entry.time.max(time);
+        entry.snapshots.extend_from_slice(ids);
+        entry.snapshots.sort();
+        entry.snapshots.dedup();
+    }
+
+    /// The snapshots that the primary `site` forgot at an epoch of at most `epoch`: the only
+    /// forgets that a replica of that primary may carry over.
+    pub fn forgotten_by(&self, site: &str, epoch: u64) -> std::collections::BTreeSet<Id> {
+        self.entries
+            .iter()
+            .filter(|e| e.site.as_deref() == Some(site) && e.epoch <= epoch)
+            .flat_map(|e| e.snapshots.iter().copied())
+            .collect()
+    }
+
+    /// Number of snapshot ids recorded, over all entries.
+    pub fn len(&self) -> usize {
+        self.entries.iter().map(|e| e.snapshots.len()).sum()
+    }
+
+    /// True when no forget is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The CBOR value stored as the state's body.
+    pub fn to_value(&self) -> Value {
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| {
+                let mut ids = e.snapshots.clone();
+                ids.sort();
+                ids.dedup();
+                MapBuilder::new()
+                    .value(
+                        "site",
+                        e.site.as_deref().map(Value::text).unwrap_or(Value::Null),
+                    )
+                    .uint("epoch", e.epoch)
+                    .time("time", e.time)
+                    .value(
+                        "snapshots",
+                        Value::Array(ids.iter().map(id_value).collect()),
+                    )
+                    .build()
+            })
+            .collect();
+        MapBuilder::new()
+            .uint("v", FORGOTTEN_VERSION)
+            .value("entries", Value::Array(entries))
+            .build()
+    }
+
+    /// Decodes and checks the state's body.
+    pub fn from_value(value: Value) -> Result<Self, FormatError> {
+        const WHAT: &str = "forgotten state";
+        const ENTRY: &str = "forgotten state entry";
+        let mut f = Fields::new(WHAT, value)?;
+        f.version(FORGOTTEN_VERSION)?;
+        let mut entries: Vec<ForgetEntry> = Vec::new();
+        for v in f.array("entries")? {
+            let mut e = Fields::new(ENTRY, v)?;
+            let site = match e.take("site") {
+                None | Some(Value::Null) => None,
+                Some(Value::Text(name)) => {
+                    check_site_name(&name)?;
+                    Some(name)
+                }
+                Some(_) => {
+                    return Err(FormatError::field(ENTRY, "site", "expected text or null"));
+                }
+            };
+            let epoch = e.uint("epoch")?;
+            let time = e.time("time")?;
+            let mut snapshots = e
+                .array("snapshots")?
+                .iter()
+                .map(|v| value_to_id(ENTRY, "snapshots", v))
+                .collect::<Result<Vec<_>, _>>()?;
+            snapshots.sort();
+            snapshots.dedup();
+            if entries.iter().any(|x| x.site == site && x.epoch == epoch) {
+                return Err(FormatError::field(
+                    WHAT,
+                    "entries",
+                    format!("two entries for site {site:?} at epoch {epoch}"),
+                ));
+            }
+            entries.push(ForgetEntry {
+                site,
+                epoch,
+                time,
+                snapshots,
+            });
+        }
+        Ok(ForgottenRecord { entries })
     }
 }
 
@@ -305,6 +459,60 @@ mod tests {
             .value("snapshots", Value::Array(vec![Value::Uint(3)]))
             .build();
         assert!(SyncedRecord::from_value(bad).is_err());
+    }
+
+    #[test]
+    fn forgotten_entries_merge_per_site_and_epoch() {
+        let t = Timestamp { secs: 5, nanos: 0 };
+        let mut r = ForgottenRecord::default();
+        r.add(Some("a"), 1, t, &[Id([3; 32]), Id([1; 32])]);
+        r.add(None, 0, t, &[Id([7; 32])]);
+        r.add(Some("a"), 1, t, &[Id([2; 32]), Id([1; 32])]);
+        r.add(Some("a"), 4, t, &[Id([8; 32])]);
+        r.add(Some("b"), 2, t, &[Id([9; 32])]);
+        assert_eq!(r.entries.len(), 4);
+        assert_eq!(r.len(), 6);
+        let back = ForgottenRecord::from_value(r.to_value()).unwrap();
+        assert_eq!(back, r);
+        let by_a: Vec<Id> = back.forgotten_by("a", 3).into_iter().collect();
+        assert_eq!(by_a, vec![Id([1; 32]), Id([2; 32]), Id([3; 32])]);
+        assert_eq!(back.forgotten_by("a", 4).len(), 4);
+        assert!(back.forgotten_by("c", u64::MAX).is_empty());
+        // Entries of no site are never carried over.
+        assert!(!back.forgotten_by("a", 9).contains(&Id([7; 32])));
+    }
+
+    #[test]
+    fn malformed_forgotten_records_are_refused() {
+        let entry = |site: Value| {
+            MapBuilder::new()
+                .value("site", site)
+                .uint("epoch", 1)
+                .time("time", Timestamp { secs: 1, nanos: 0 })
+                .value("snapshots", Value::Array(vec![id_value(&Id([1; 32]))]))
+                .build()
+        };
+        let body = |entries: Vec<Value>| {
+            MapBuilder::new()
+                .uint("v", 1)
+                .value("entries", Value::Array(entries))
+                .build()
+        };
+        assert!(ForgottenRecord::from_value(body(vec![entry(Value::text("a"))])).is_ok());
+        assert!(ForgottenRecord::from_value(body(vec![entry(Value::Uint(1))])).is_err());
+        assert!(ForgottenRecord::from_value(body(vec![entry(Value::text("bad/name"))])).is_err());
+        assert!(
+            ForgottenRecord::from_value(body(vec![
+                entry(Value::text("a")),
+                entry(Value::text("a"))
+            ]))
+            .is_err()
+        );
+        let newer = MapBuilder::new()
+            .uint("v", 2)
+            .value("entries", Value::Array(Vec::new()))
+            .build();
+        assert!(ForgottenRecord::from_value(newer).is_err());
     }
 
     #[test]

@@ -76,6 +76,10 @@ const SCHEMA_KEYS: &[&str] = &[
     "mtime",
     "atime",
     "ctime",
+    "entries",
+    "site",
+    "epoch",
+    "snapshots",
 ];
 
 /// CBOR values shaped like the format's objects: maps keyed by schema names (a `v` of 1 most
@@ -295,6 +299,7 @@ proptest! {
         let _ = zaibei_format::Condemned::from_value(v.clone());
         let _ = zaibei_format::SiteRecord::from_value(v.clone());
         let _ = zaibei_format::SyncedRecord::from_value(v.clone());
+        let _ = zaibei_format::ForgottenRecord::from_value(v.clone());
         let bytes = cbor::encode(&v);
         let _ = Tree::decode(&bytes);
         let _ = TreeRefs::decode(&bytes);
@@ -338,6 +343,37 @@ proptest! {
         let bytes = cbor::encode(&r.to_value());
         let back = zaibei_format::SyncedRecord::from_value(cbor::decode(&bytes).unwrap()).unwrap();
         prop_assert_eq!(back, r);
+    }
+
+    #[test]
+    fn forgotten_records_round_trip(
+        batches in proptest::collection::vec(
+            (
+                proptest::option::of("[A-Za-z0-9._-]{1,64}"),
+                0u64..4,
+                arb_time(),
+                proptest::collection::vec(arb_id(), 0..12),
+            ),
+            0..10,
+        ),
+    ) {
+        let mut r = zaibei_format::ForgottenRecord::default();
+        for (site, epoch, time, ids) in &batches {
+            r.add(site.as_deref(), *epoch, *time, ids);
+        }
+        let bytes = cbor::encode(&r.to_value());
+        let back = zaibei_format::ForgottenRecord::from_value(cbor::decode(&bytes).unwrap()).unwrap();
+        prop_assert_eq!(&back, &r);
+        // Every id added is found under its site at its epoch, and under no other site.
+        for (site, epoch, _, ids) in &batches {
+            if let Some(site) = site {
+                let by = back.forgotten_by(site, *epoch);
+                for id in ids {
+                    prop_assert!(by.contains(id));
+                }
+            }
+        }
+        prop_assert!(back.forgotten_by("not a site", u64::MAX).is_empty());
     }
 
     #[test]

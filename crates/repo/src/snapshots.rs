@@ -24,11 +24,34 @@ impl Repository {
         self.put_hashed(names::SNAPSHOTS, bytes).await
     }
 
-    /// Deletes a snapshot object (`forget`): the snapshot is gone; the data it referenced stays
-    /// until prune finds it unreferenced.
+    /// Forgets one snapshot: [`Repository::forget_snapshots`] with one id.
     pub async fn forget_snapshot(&self, id: &Id) -> Result<()> {
+        self.forget_snapshots(std::slice::from_ref(id)).await
+    }
+
+    /// Forgets snapshots: first publishes a forget record naming them (the `forgotten` state,
+    /// docs/FORMAT.md §13.1), which is what lets replicas forget them too, then deletes their
+    /// objects. The data they referenced stays until prune finds it unreferenced. A crash
+    /// after the record leaves snapshots that a second run forgets; until then the record
+    /// is harmless (replicas delete only what the primary no longer holds). Snapshot objects
+    /// already gone are skipped.
+    pub async fn forget_snapshots(&self, ids: &[Id]) -> Result<()> {
+        self.record_forgets(ids).await?;
+        for id in ids {
+            self.delete_snapshot_object(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a snapshot object, without a forget record. Only for callers that publish the
+    /// record themselves.
+    async fn delete_snapshot_object(&self, id: &Id) -> Result<()> {
         let name = names::snapshot(id);
-        self.store.delete(&name).await?;
+        match self.store.delete(&name).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
         if let Some(cache) = &self.cache {
             cache.forget(&name);
         }

@@ -84,6 +84,48 @@ impl Repository {
         })
     }
 
+    /// Reads the newest listed generation of a state, which must be valid: of the objects
+    /// listed (newest generation first, smaller id first), the first that still exists is
+    /// returned, and an error naming it when it cannot be read or opened. An object deleted
+    /// since the listing (an older generation a writer removed, or a losing writer's) is
+    /// skipped.
+    pub(crate) async fn read_newest_state(&self, kind: &str) -> Result<StateHead> {
+        let mut listed: Vec<(u64, Id, String)> = self
+            .store
+            .list(&state_dir(kind))
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let file = o.name.rsplit('/').next()?;
+                let (g, id) = zaibei_format::state::parse_state_name(file)?;
+                Some((g, id, o.name))
+            })
+            .collect();
+        listed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let newest_listed = listed.first().map_or(0, |l| l.0);
+        for (generation, id, name) in listed {
+            match self.read_state_object(&name, kind, generation).await {
+                Ok(obj) => {
+                    return Ok(StateHead {
+                        generation,
+                        id: Some(id),
+                        object: Some(obj),
+                        newest_listed,
+                    });
+                }
+                Err(RepoError::Store(e)) if e.is_not_found() => continue,
+                // A format error names the object; a store error names it too.
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(StateHead {
+            generation: 0,
+            id: None,
+            object: None,
+            newest_listed,
+        })
+    }
+
     /// Reads, verifies and opens the state object `name`, which its name says is generation
     /// `generation` of `kind`.
     pub(crate) async fn read_state_object(

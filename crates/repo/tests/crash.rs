@@ -346,7 +346,7 @@ async fn forget_survives_a_crash_at_every_delete() {
         std::slice::from_ref(&b),
     )
     .await;
-    expect(&points, &["delete snapshots"]);
+    expect(&points, &["put state/forgotten", "delete snapshots"]);
 }
 
 /// Three snapshots sharing data; the middle one forgotten, so prune both deletes whole packs

@@ -140,7 +140,7 @@ pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
     }
 
     let mut groups = Vec::new();
-    let mut doomed: Vec<(Id, String)> = Vec::new();
+    let mut doomed: Vec<Id> = Vec::new();
     if a.snapshots.is_empty() {
         let considered: Vec<(Id, Snapshot)> = list
             .snapshots
@@ -170,7 +170,7 @@ pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
                 if d.keep() {
                     group.keep.push(item(&d.id, snap, reasons));
                 } else {
-                    doomed.push((d.id, output::time(snap.time)));
+                    doomed.push(d.id);
                     group.remove.push(item(&d.id, snap, reasons));
                 }
             }
@@ -185,7 +185,7 @@ pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
             remove: Vec::new(),
         };
         for (id, snap) in repo.find_snapshots(&a.snapshots).await? {
-            doomed.push((id, output::time(snap.time)));
+            doomed.push(id);
             group.remove.push(item(&id, &snap, Vec::new()));
         }
         groups.push(group);
@@ -227,17 +227,16 @@ pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
     }
 
     let mut removed = 0;
-    if !a.dry_run {
-        for (id, time) in &doomed {
-            repo.forget_snapshot(id).await.with_context(|| {
-                format!(
-                    "removing snapshot {} ({time}); {removed} of {} removed before this",
-                    id.short(),
-                    doomed.len()
-                )
-            })?;
-            removed += 1;
-        }
+    if !a.dry_run && !doomed.is_empty() {
+        // One forget record for all of them (replicas forget only what such a record names),
+        // published before the first snapshot object is deleted.
+        repo.forget_snapshots(&doomed).await.with_context(|| {
+            format!(
+                "removing {} snapshot(s); run forget again to finish",
+                doomed.len()
+            )
+        })?;
+        removed = doomed.len();
     }
     if cli.json {
         output::json_pretty(&Report {

@@ -13,13 +13,19 @@ use zaibei_repo::{PruneOptions, Repository, prune};
 
 use crate::commands::copy::progress_printer;
 use crate::commands::site::record_of;
-use crate::sites::open_peers;
+use crate::sites::reach_peers;
 use crate::{Cli, exit, output};
 
 /// Bring every replica of this primary (`-r`) up to date and report each site's lag.
 ///
 /// Copies the snapshots each replica lacks (packs as they are), carries the primary's forgets
 /// over, and reports how far behind each site was and is.
+///
+/// A replica forgets a snapshot only when a forget record of the primary (written by `forget`,
+/// `watch`'s retention, `repair snapshots --forget`, sealed with the repository's keys) names
+/// it. A snapshot that vanished at the primary without one (its object deleted with storage
+/// credentials alone, a lifecycle rule, a store rolled back) is kept at the replica and
+/// reported as missing at the primary at every sync; --copy-back copies it back.
 ///
 /// A site's lag is the age of the oldest snapshot of the primary that it does not hold: how
 /// much recent history that site would lose if the primary burned down now (0 when it holds
@@ -39,6 +45,10 @@ pub struct SyncArgs {
     /// replicas delete only this way, under the primary's authority.
     #[arg(long)]
     pub prune: bool,
+    /// Copy snapshots that vanished at the primary without a forget record back from the
+    /// replicas that still hold them.
+    #[arg(long)]
+    pub copy_back: bool,
 }
 
 /// How one site's sync went.
@@ -66,8 +76,13 @@ pub struct SiteSync {
     pub lag_seconds_after: Option<f64>,
     /// Whether its site record was brought to this primary's epoch.
     pub role_updated: bool,
-    /// Snapshots forgotten there because they were forgotten at the primary.
+    /// Snapshots forgotten there because a forget record of the primary names them.
     pub snapshots_forgotten: usize,
+    /// Snapshots the primary held at an earlier sync and lacks now without a forget record
+    /// (deleted there without the repository's keys?): kept at this site.
+    pub missing_at_primary: Vec<String>,
+    /// Of those, how many were copied back to the primary (with `--copy-back`).
+    pub snapshots_copied_back: usize,
     /// Bytes prune deleted there (with `--prune`).
     pub pruned_bytes: Option<u64>,
     /// Packs prune condemned there that wait for the safety margin (with `--prune`).
@@ -104,6 +119,8 @@ pub struct SyncRequest {
     pub verify: bool,
     /// Prune each replica after carrying forgets over.
     pub prune: bool,
+    /// Copy snapshots that vanished at the primary back from the replicas.
+    pub copy_back: bool,
 }
 
 /// Brings the replicas of the primary `repo` up to date (see [`SyncArgs`]); one entry per
@@ -132,19 +149,14 @@ pub async fn sync_sites(
             ));
         }
     }
-    let peers = open_peers(cli, repo, &me).await;
+    // Each peer's site state is read while it is reached, within --io-timeout.
+    let (peers, all_answers): (Vec<_>, Vec<_>) =
+        reach_peers(cli, repo, &me).await.into_iter().unzip();
     // A primary that was failed over from must not push its role onto anyone; and only a
     // primary that passes the fencing check (every site reached, none ahead) carries
     // deletions over to the replicas.
     let mut answers = Vec::new();
-    for p in &peers {
-        let answer = match &p.repo {
-            Ok(r) => match r.site_state().await {
-                Ok(s) => PeerAnswer::Reached(s.record),
-                Err(e) => PeerAnswer::Unreachable(e.to_string()),
-            },
-            Err(why) => PeerAnswer::Unreachable(why.clone()),
-        };
+    for (p, answer) in peers.iter().zip(all_answers) {
         if let PeerAnswer::Reached(Some(theirs)) = &answer
             && theirs.epoch > me.epoch
         {
@@ -210,7 +222,23 @@ pub async fn sync_sites(
                         if repo.site_state().await?.record.as_ref() != Some(&me) {
                             bail!("this site's role changed during the sync; nothing deleted");
                         }
-                        r.snapshots_forgotten = site::mirror_forgets(&me, &held, peer).await?.len();
+                        let mirrored = site::mirror_forgets(repo, &me, &held, peer).await?;
+                        r.snapshots_forgotten = mirrored.forgotten.len();
+                        r.missing_at_primary =
+                            mirrored.missing_at_primary.iter().map(Id::to_hex).collect();
+                        if req.copy_back && !mirrored.missing_at_primary.is_empty() {
+                            let back: Vec<(Id, Snapshot)> = dst
+                                .list_snapshots()
+                                .await?
+                                .snapshots
+                                .into_iter()
+                                .filter(|(id, _)| mirrored.missing_at_primary.contains(id))
+                                .collect();
+                            let copied = copy_snapshots(&dst, &src, back, &opts, &progress)
+                                .await
+                                .context("copying snapshots back to the primary")?;
+                            r.snapshots_copied_back = copied.copied.len();
+                        }
                         if req.prune {
                             let indexed = peer
                                 .clone()
@@ -249,6 +277,7 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
         dry_run: a.dry_run,
         verify: !a.no_verify,
         prune: a.prune,
+        copy_back: a.copy_back,
     };
     let (me, results) = sync_sites(cli, &repo, &req).await?;
     let failed = results.iter().any(|r| r.error.is_some());
@@ -285,6 +314,23 @@ pub async fn run(cli: &Cli, a: &SyncArgs) -> Result<u8> {
                     .as_ref()
                     .map_or(String::new(), |e| format!("  error: {e}"))
             )?;
+        }
+    }
+    if !cli.json {
+        for r in results.iter().filter(|r| !r.missing_at_primary.is_empty()) {
+            eprintln!(
+                "warning: {} snapshot(s) that this primary held at an earlier sync are missing \
+                 here without a forget record (deleted without the repository's keys?); site {} \
+                 keeps them{}: {}",
+                r.missing_at_primary.len(),
+                r.site,
+                if r.snapshots_copied_back > 0 {
+                    format!(", and {} were copied back here", r.snapshots_copied_back)
+                } else {
+                    " (`zaibei sync --copy-back` copies them back here)".to_owned()
+                },
+                r.missing_at_primary.join(", ")
+            );
         }
     }
     Ok(if failed { exit::PARTIAL } else { exit::OK })

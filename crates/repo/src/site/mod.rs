@@ -12,6 +12,7 @@
 //! never fenced: snapshots are immutable, and backups taken at both sides during a partition
 //! are merged by failback.
 
+mod forgotten;
 mod mirror;
 mod roles;
 
@@ -20,7 +21,8 @@ use zaibei_format::{SitePeer, SiteRole};
 
 use crate::{RepoError, Repository, Result, StateHead};
 
-pub use mirror::{SYNCED, mirror_forgets};
+pub use forgotten::{FORGOTTEN, ForgottenState};
+pub use mirror::{MirrorReport, SYNCED, mirror_forgets};
 pub use roles::{
     PeerRepo, RoleChange, add_replica, align_replica, become_primary, create_set, remove_peer,
 };
