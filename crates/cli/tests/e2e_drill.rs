@@ -2,8 +2,9 @@
 //! sources and of `/usr/share/doc`, backed up twice with changes between. The drill must
 //! produce the three report forms (table, `--json`, `--html`) with measured figures that
 //! agree with what the tree and `snapshots --json` say, record one history entry per drill,
-//! judge targets, and — after one data pack's bytes are flipped — fail with exit code 4 and
-//! name exactly the files `check --read-data` says are lost.
+//! judge targets, measure the RPO's worst gap inside its window, keep going when the HTML page
+//! cannot be written, and — after one data pack's bytes are flipped — fail with exit code 4
+//! and name exactly the files `check --read-data` says are lost.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -197,8 +198,16 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
     assert!(num(rto, "bytes_restored") > 0 && num(rto, "bytes_restored") <= bytes);
     assert!(f64_of(&rto["restore_bytes_per_second"], "restore rate") > 0.0);
     assert!(num(rto, "bytes_downloaded") > 0);
+    assert_eq!(
+        num(v, "cause_bytes_downloaded"),
+        0,
+        "nothing failed to trace"
+    );
+    assert_eq!(v["causes_incomplete"], false);
     // RPO: the gap is the difference of the two snapshots' times.
     let rpo = &r["rpo"];
+    assert_eq!(f64_of(&rpo["window_seconds"], "window"), 7.0 * 86_400.0);
+    assert_eq!(num(rpo, "restorable_in_window"), 2);
     assert_eq!(num(rpo, "snapshots"), 2);
     assert_eq!(num(rpo, "restorable"), 2);
     let worst = f64_of(&rpo["worst_gap_seconds"], "worst gap");
@@ -254,6 +263,7 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
         "恢复点 RPO",
         "GB/T 20988-2025",
         "worst gap",
+        "window      last 7 d 00 h (2 restorable snapshots in it)",
     ] {
         assert!(text.contains(want), "the table lacks {want:?}:\n{text}");
     }
@@ -266,6 +276,10 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
     );
     assert!(html.contains(&format!(r#"<span class="level">{level}</span>"#)));
     assert!(html.contains("Past drills (2)"));
+    assert!(
+        html.contains("窗口 window</td><td>last 7 d 00 h"),
+        "the page states the window"
+    );
     assert!(
         html.contains(&format!("{files} / {files}")),
         "files verified of expected"
@@ -295,6 +309,8 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
         &"1ns",
         &"--rpo-target",
         &"100years",
+        &"--rpo-window",
+        &"1ns",
     ]);
     expect_code(&out, TARGET_MISSED, "drill --rto-target 1ns");
     let r = report(&out);
@@ -302,6 +318,10 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
     assert_eq!(r["recovered"], true);
     assert_eq!(r["targets"]["rto"]["met"], false);
     assert_eq!(r["targets"]["rpo"]["met"], true);
+    // Both snapshots are older than the window: no gap in it, the newest age is the RPO.
+    assert_eq!(r["rpo"]["worst_gap_seconds"], Value::Null);
+    assert_eq!(num(&r["rpo"], "restorable_in_window"), 0);
+    assert_eq!(r["rpo"]["rpo_seconds"], r["rpo"]["newest_age_seconds"]);
     assert_eq!(history(&hist).len(), 3);
 
     // 5. A chosen target: refused when not empty; kept with --keep.
@@ -335,8 +355,45 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
             .is_file()
     );
     assert_eq!(history(&hist).len(), 4);
+    // A snapshot named by id must match the filters.
+    let out = env.run(&[
+        &"drill",
+        &id1,
+        &"--tag",
+        &"no-such-tag",
+        &"--history",
+        &hist,
+    ]);
+    expect_code(&out, code::ERROR, "drill ID --tag OTHER");
+    assert!(
+        all_output(&out).contains("does not match"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(history(&hist).len(), 4);
 
-    // 6. Damage: flip bytes in the largest data pack (pack kind byte 1).
+    // 6. An HTML page that cannot be written is a warning: the report is printed, recorded,
+    // and the exit code is the drill's.
+    let nowhere = env.path("no-such-dir").join("drill.html");
+    let out = env.run(&[
+        &"--json",
+        &"drill",
+        &"--history",
+        &hist,
+        &"--html",
+        &nowhere,
+    ]);
+    expect_code(&out, code::OK, "drill --html in a missing directory");
+    assert_eq!(report(&out)["status"], "passed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTML report could not be written"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!nowhere.exists());
+    assert_eq!(history(&hist).len(), 5);
+
+    // 7. Damage: flip bytes in the largest data pack (pack kind byte 1).
     let mut packs: Vec<PathBuf> = env
         .objects("data")
         .into_iter()
@@ -402,16 +459,27 @@ fn drill_on_a_real_tree_reports_measured_figures_and_finds_damage() {
         failures.iter().all(|f| f["cause"] == "repository_damage"),
         "{failures:#?}"
     );
+    let v = &r["verification"];
+    assert_eq!(
+        num(&v["failure_causes"], "repository_damage"),
+        lost.len() as u64
+    );
+    assert_eq!(v["causes_incomplete"], false);
+    assert!(
+        num(v, "cause_bytes_downloaded") > 0,
+        "tracing the failures read their data again: {v:#}"
+    );
     assert_eq!(
         num(&r["verification"], "files_verified"),
         files - lost.len() as u64
     );
     assert_eq!(r["rpo"]["not_restorable"][0]["id"], id2);
     assert_eq!(num(&r["assessment"], "level"), 0);
-    assert_eq!(history(&hist).len(), 5);
+    assert_eq!(history(&hist).len(), 6);
     let html = fs::read_to_string(&bad_page).unwrap();
     assert!(html.contains("FAILED"));
-    assert!(html.contains("Past drills (5)"));
+    assert!(html.contains("Past drills (6)"));
+    assert!(html.contains("repository damage"));
     let first_lost = lost.iter().next().unwrap();
     assert!(html.contains(&first_lost.replace('&', "&amp;").replace('<', "&lt;")));
     // The table names the failed files too.

@@ -16,6 +16,11 @@ use crate::units;
 /// The standard reports follow.
 pub const STANDARD: &str = "GB/T 20988-2025";
 
+/// How far behind a site's copy may be and still count as an off-site copy, in seconds, when
+/// whether it holds the drilled snapshot is not known: the weekly full backup of levels 1
+/// and 2.
+pub const OFFSITE_MAX_LAG: u64 = 7 * 86_400;
+
 /// What a drill measured, as the assessment needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured<'a> {
@@ -107,6 +112,56 @@ fn rpo_check(level: &Level, m: &Measured<'_>) -> Check {
     check(level.number, "rpo", text_zh, text_en, status, detail)
 }
 
+/// An off-site copy: a reachable site that holds the drilled snapshot, or (when that is not
+/// known) is at most [`OFFSITE_MAX_LAG`] behind. A site that merely answers proves nothing.
+fn offsite_copy(sites: &[OffsiteSite]) -> (CheckStatus, String) {
+    if sites.is_empty() {
+        return (CheckStatus::NotMeasured, "no site facts given".into());
+    }
+    let reachable = || sites.iter().filter(|s| s.reachable);
+    if let Some(s) = reachable().find(|s| s.holds_drilled == Some(true)) {
+        return (
+            CheckStatus::Met,
+            format!(
+                "site {} ({}) holds the drilled snapshot",
+                s.name, s.location
+            ),
+        );
+    }
+    if let Some(s) = reachable()
+        .find(|s| s.holds_drilled.is_none() && s.lag_seconds.is_some_and(|l| l <= OFFSITE_MAX_LAG))
+    {
+        return (
+            CheckStatus::Met,
+            format!(
+                "site {} ({}) is {} behind",
+                s.name,
+                s.location,
+                units::duration(s.lag_seconds.unwrap_or(0) as f64)
+            ),
+        );
+    }
+    if reachable().any(|s| s.holds_drilled.is_none() && s.lag_seconds.is_none()) {
+        return (
+            CheckStatus::NotMeasured,
+            "what the reachable sites hold is not known".into(),
+        );
+    }
+    if reachable().next().is_some() {
+        return (
+            CheckStatus::NotMet,
+            format!(
+                "no reachable site holds the drilled snapshot or is within {} of this repository",
+                units::duration(OFFSITE_MAX_LAG as f64)
+            ),
+        );
+    }
+    (
+        CheckStatus::NotMet,
+        "no site holding a copy could be reached".into(),
+    )
+}
+
 /// A standby site at most `max_lag` seconds behind: met, not met, or not measured.
 fn lag_status(sites: &[OffsiteSite], max_lag: u64) -> (CheckStatus, String) {
     if sites.is_empty() {
@@ -175,21 +230,7 @@ fn backup_check(
                 ),
             }
         }
-        BackupRequirement::OffsiteCopy => {
-            if sites.is_empty() {
-                (CheckStatus::NotMeasured, "no site facts given".into())
-            } else if let Some(s) = sites.iter().find(|s| s.reachable) {
-                (
-                    CheckStatus::Met,
-                    format!("a copy at site {} ({})", s.name, s.location),
-                )
-            } else {
-                (
-                    CheckStatus::NotMet,
-                    "no site holding a copy could be reached".into(),
-                )
-            }
-        }
+        BackupRequirement::OffsiteCopy => offsite_copy(sites),
         BackupRequirement::BatchTransfer(max) | BackupRequirement::RealTimeReplication(max) => {
             lag_status(sites, max)
         }

@@ -34,6 +34,7 @@ fn site(lag: Option<u64>, reachable: bool) -> OffsiteFacts {
             name: "dr-b".into(),
             location: "Guiyang".into(),
             lag_seconds: lag,
+            holds_drilled: (reachable && lag.is_some()).then_some(true),
             reachable,
         }],
     }
@@ -103,11 +104,12 @@ fn standby_lag_at_the_transfer_and_replication_limits() {
     let a = assess(&m, &site(Some(0), false));
     assert_eq!(a.level, 0);
     assert_eq!(status(&a, 1, "offsite_copy"), CheckStatus::NotMet);
-    // A reachable site whose lag is unknown leaves transfer unmeasured.
+    // A reachable site whose lag and holdings are unknown leaves the copy and the transfer
+    // unmeasured.
     let a = assess(&m, &site(None, true));
     assert_eq!(a.level, 5);
-    assert_eq!(a.confirmed_level, 2);
-    assert_eq!(status(&a, 1, "offsite_copy"), CheckStatus::Met);
+    assert_eq!(a.confirmed_level, 0);
+    assert_eq!(status(&a, 1, "offsite_copy"), CheckStatus::NotMeasured);
     assert_eq!(
         status(&a, 3, "batch_transfer_to_standby"),
         CheckStatus::NotMeasured
@@ -215,4 +217,33 @@ fn one_snapshot_leaves_the_interval_unmeasured_but_an_old_one_fails_it() {
     let none = RpoMeasure::default();
     let a = assess(&measured(&none, MIN), &site(Some(60), true));
     assert_eq!(a.level, 0);
+}
+
+#[test]
+fn an_offsite_copy_must_hold_the_drilled_snapshot() {
+    let r = rpo(Some(20.0 * MIN), MIN);
+    let m = measured(&r, MIN);
+    let with = |holds: Option<bool>, lag: Option<u64>| OffsiteFacts {
+        sites: vec![OffsiteSite {
+            name: "dr-b".into(),
+            location: "Guiyang".into(),
+            lag_seconds: lag,
+            holds_drilled: holds,
+            reachable: true,
+        }],
+    };
+    // A reachable site that holds nothing (its lag is the age of this repository's oldest
+    // snapshot) is no off-site copy.
+    let empty = assess(&m, &with(Some(false), Some(400 * 86_400)));
+    assert_eq!(status(&empty, 1, "offsite_copy"), CheckStatus::NotMet);
+    assert_eq!(empty.level, 0);
+    // Holding the drilled snapshot is enough for the copy, whatever the lag.
+    let holds = assess(&m, &with(Some(true), Some(400 * 86_400)));
+    assert_eq!(status(&holds, 1, "offsite_copy"), CheckStatus::Met);
+    assert_eq!(holds.level, 2);
+    // Holdings unknown: a bounded lag counts, a longer one does not.
+    let near = assess(&m, &with(None, Some(OFFSITE_MAX_LAG)));
+    assert_eq!(status(&near, 1, "offsite_copy"), CheckStatus::Met);
+    let far = assess(&m, &with(None, Some(OFFSITE_MAX_LAG + 1)));
+    assert_eq!(status(&far, 1, "offsite_copy"), CheckStatus::NotMet);
 }

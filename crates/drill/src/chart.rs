@@ -50,10 +50,22 @@ pub(crate) struct LineChart<'a> {
     pub target: Option<(f64, String)>,
 }
 
+/// The largest duration an axis reaches: a hundred years. Larger values (a history file
+/// edited by hand, say) are drawn at the top.
+const AXIS_MAX: f64 = 100.0 * 365.25 * 86_400.0;
+
+/// Most grid lines an axis draws.
+const MAX_TICKS: usize = 12;
+
+/// A value fit to draw: finite and not negative (`None` otherwise).
+fn drawable(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite() && *v >= 0.0)
+}
+
 /// The tick step and top of a duration axis whose largest value is `max`.
 fn axis(max: f64) -> (f64, f64) {
     let max = if max.is_finite() && max > 0.0 {
-        max
+        max.min(AXIS_MAX)
     } else {
         1.0
     };
@@ -82,14 +94,18 @@ pub(crate) fn line_chart(c: &LineChart<'_>) -> String {
     let data_max = c
         .series
         .iter()
-        .flat_map(|se| se.values.iter().flatten().copied())
-        .fold(0.0f64, f64::max);
-    let target = c.target.as_ref().filter(|t| t.0 <= data_max * TARGET_SCALE);
+        .flat_map(|se| se.values.iter().filter_map(|v| drawable(*v)))
+        .fold(0.0f64, f64::max)
+        .min(AXIS_MAX);
+    let target = c
+        .target
+        .as_ref()
+        .filter(|t| drawable(Some(t.0)).is_some() && t.0 <= data_max * TARGET_SCALE);
     let max = data_max.max(target.map_or(0.0, |t| t.0));
     if n == 0
         || c.series
             .iter()
-            .all(|se| se.values.iter().all(Option::is_none))
+            .all(|se| se.values.iter().all(|v| drawable(*v).is_none()))
     {
         let _ = write!(
             s,
@@ -110,9 +126,10 @@ pub(crate) fn line_chart(c: &LineChart<'_>) -> String {
             LEFT + plot_w * i as f64 / (n - 1) as f64
         }
     };
-    // Grid and y labels.
-    let mut tick = 0.0;
-    while tick <= top + step / 2.0 {
+    // Grid and y labels (a bounded count of them, whatever the values).
+    let ticks = ((top / step).round() as usize).min(MAX_TICKS);
+    for k in 0..=ticks {
+        let tick = step * k as f64;
         let ty = y(tick);
         let _ = write!(
             s,
@@ -126,7 +143,6 @@ pub(crate) fn line_chart(c: &LineChart<'_>) -> String {
                 escape(&units::duration(tick))
             }
         );
-        tick += step;
     }
     // X labels: at most six, first and last included; times of day when all drills fall on
     // one day.
@@ -162,7 +178,7 @@ pub(crate) fn line_chart(c: &LineChart<'_>) -> String {
             WIDTH - RIGHT,
             TOP - 4.0,
             escape(label),
-            if data_max > 0.0 {
+            if data_max > 0.0 && *t / data_max < 1e6 {
                 format!(", {}×", (*t / data_max).round())
             } else {
                 String::new()
@@ -185,7 +201,7 @@ pub(crate) fn line_chart(c: &LineChart<'_>) -> String {
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .filter_map(|(i, v)| drawable(*v).map(|v| format!("{:.1},{:.1}", x(i), y(v))))
             .collect();
         if points.len() > 1 {
             let _ = write!(
@@ -196,17 +212,17 @@ pub(crate) fn line_chart(c: &LineChart<'_>) -> String {
             );
         }
         for (i, v) in se.values.iter().enumerate() {
-            let Some(v) = v else { continue };
+            let Some(v) = drawable(*v) else { continue };
             let bad = c.failed.get(i).copied().unwrap_or(false);
             let _ = write!(
                 s,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}"><title>{}: {} {}</title></circle>"#,
                 x(i),
-                y(*v),
+                y(v),
                 if bad { "#c62828" } else { se.color },
                 escape(c.labels.get(i).map_or("", String::as_str)),
                 escape(&se.name),
-                escape(&units::duration(*v))
+                escape(&units::duration(v))
             );
         }
     }
@@ -233,14 +249,15 @@ const PHASE_COLORS: [&str; 5] = ["#8e99ab", "#5c6bc0", "#26a69a", "#1e88e5", "#4
 
 /// The phases of one drill as one horizontal stacked bar, with a legend.
 pub(crate) fn phase_bar(phases: &[PhaseTime]) -> String {
-    let total: f64 = phases.iter().map(|p| p.seconds).sum();
+    let seconds = |p: &PhaseTime| drawable(Some(p.seconds)).unwrap_or(0.0).min(AXIS_MAX);
+    let total: f64 = phases.iter().map(seconds).sum();
     let mut s = String::from(
         r#"<svg class="chart" viewBox="0 0 720 90" role="img" aria-label="RTO phases">"#,
     );
     let (x0, w) = (10.0, 700.0);
     let mut x = x0;
     for (i, p) in phases.iter().enumerate() {
-        let share = if total > 0.0 { p.seconds / total } else { 0.0 };
+        let share = if total > 0.0 { seconds(p) / total } else { 0.0 };
         let pw = share * w;
         let color = PHASE_COLORS[i % PHASE_COLORS.len()];
         let _ = write!(
@@ -277,6 +294,58 @@ mod tests {
         assert_eq!(axis(f64::NAN), (0.2, 1.0));
         let (step, top) = axis(1e9);
         assert!(top >= 1e9 && top / step <= 6.0);
+        // Values no history should hold are clamped to a finite axis.
+        for huge in [f64::MAX, f64::MAX / 2.0, 1e300, f64::INFINITY] {
+            let (step, top) = axis(huge);
+            assert!(step.is_finite() && top.is_finite() && step > 0.0, "{huge}");
+            assert!(top / step <= MAX_TICKS as f64, "{huge}");
+        }
+    }
+
+    #[test]
+    fn absurd_values_from_a_hand_edited_history_still_draw() {
+        let labels = vec![
+            "2026-03-01".to_owned(),
+            "2026-03-02".to_owned(),
+            "2026-03-03".to_owned(),
+            "2026-03-04".to_owned(),
+            "2026-03-05".to_owned(),
+        ];
+        let series = [Series {
+            name: "RPO".into(),
+            color: "#000",
+            values: vec![
+                Some(f64::MAX),
+                Some(f64::INFINITY),
+                Some(f64::NAN),
+                Some(-5.0),
+                Some(60.0),
+            ],
+        }];
+        let svg = line_chart(&LineChart {
+            title: "t",
+            labels: &labels,
+            failed: &[false; 5],
+            series: &series,
+            target: Some((f64::MAX, "target".into())),
+        });
+        assert!(svg.ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+        assert!(svg.matches("class=\"grid\"").count() <= MAX_TICKS + 1);
+        for bad in ["inf", "NaN"] {
+            assert!(!svg.contains(bad), "{bad} in {svg}");
+        }
+        let bar = phase_bar(&[
+            PhaseTime {
+                phase: Phase::Open,
+                seconds: f64::MAX,
+            },
+            PhaseTime {
+                phase: Phase::Restore,
+                seconds: f64::NAN,
+            },
+        ]);
+        assert!(!bar.contains("NaN") && !bar.contains("inf"), "{bar}");
     }
 
     #[test]

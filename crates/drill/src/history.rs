@@ -175,6 +175,9 @@ impl History {
             match fs::hard_link(&tmp, &path) {
                 Ok(()) => {
                     let _ = fs::remove_file(&tmp);
+                    // The new name is durable only once the directory is.
+                    sync_dir(&self.dir)
+                        .map_err(|e| DrillError::io("writing drill history", &self.dir, e))?;
                     return Ok(path);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -190,6 +193,11 @@ impl History {
             self.dir.display()
         )))
     }
+}
+
+/// Makes the entries of `dir` (names added, renamed or removed) durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 impl Loaded {

@@ -4,11 +4,13 @@
 //! hostile).
 
 use std::fmt::Write;
+use std::io::Write as _;
+use std::path::Path;
 
 use crate::chart::{self, LineChart, Series};
 use crate::report::{CheckStatus, DrillReport, DrillStatus, FailurePhase};
-use crate::table::{cause_label, check_label};
-use crate::units;
+use crate::table::{cause_label, causes_text, check_label, window_text};
+use crate::{DrillError, units};
 
 /// Past drills drawn in the charts at most (the newest ones).
 pub const MAX_CHARTED: usize = 60;
@@ -112,6 +114,38 @@ pub fn render(r: &DrillReport, history: &[DrillReport]) -> String {
     }
     o.push_str("</main></body></html>\n");
     o
+}
+
+/// Writes `page` to `path` so that a crash leaves either the old file or the new one: a
+/// temporary file in the same directory, flushed to disk, then renamed over `path`.
+pub fn write_page(path: &Path, page: &str) -> Result<(), DrillError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name() else {
+        return Err(DrillError::io(
+            "writing the HTML report",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        ));
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(page.as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DrillError::io("writing the HTML report", path, e));
+    }
+    crate::history::sync_dir(dir).map_err(|e| DrillError::io("writing the HTML report", dir, e))
 }
 
 fn summary(o: &mut String, r: &DrillReport) {
@@ -319,7 +353,7 @@ fn rto(o: &mut String, r: &DrillReport) {
             units::rate(r.rto.restore_bytes_per_second),
         ),
         (
-            "下载 downloaded",
+            "下载 downloaded (until verified)",
             r.rto.bytes_downloaded.map_or("—".into(), units::bytes),
         ),
         ("应有文件 files expected", v.files_expected.to_string()),
@@ -330,6 +364,12 @@ fn rto(o: &mut String, r: &DrillReport) {
         ),
         ("失败项 failures", v.failures_total.to_string()),
     ];
+    let rows = rows.into_iter().chain(v.cause_bytes_downloaded.map(|b| {
+        (
+            "追查原因下载 downloaded to trace failures (not in the RTO)",
+            units::bytes(b),
+        )
+    }));
     for (k, val) in rows {
         row(o, &[k, &val]);
     }
@@ -361,7 +401,8 @@ fn rpo(o: &mut String, r: &DrillReport) {
             "快照 snapshots",
             format!("{} ({} restorable)", p.snapshots, p.restorable),
         ),
-        ("最大间隔 worst gap", gap),
+        ("窗口 window", window_text(p)),
+        ("最大间隔 worst gap (in the window)", gap),
         (
             "最新快照时长 newest age",
             opt_duration(p.newest_age_seconds),
@@ -473,9 +514,11 @@ fn failures(o: &mut String, r: &DrillReport) {
     }
     let _ = write!(
         o,
-        "<h2>失败项 Failures ({})</h2><table><tr><th>路径 path</th><th>阶段 phase</th><th>原因 cause</th><th>信息 message</th></tr>",
-        v.failures_total
+        "<h2>失败项 Failures ({})</h2><p>{}</p>",
+        v.failures_total,
+        escape(&causes_text(v))
     );
+    o.push_str("<table><tr><th>路径 path</th><th>阶段 phase</th><th>原因 cause</th><th>信息 message</th></tr>");
     for f in &v.failures {
         let phase = match f.phase {
             FailurePhase::Restore => "恢复 restore",

@@ -66,4 +66,31 @@ fn the_page_is_self_contained_with_charts_and_the_level() {
     assert!(page.contains("#c62828"));
     assert!(page.contains("☐"));
     assert!(page.contains("Off-site copies: not measured"));
+    assert!(page.contains("窗口 window</td><td>last 7 d 00 h"), "{page}");
+    assert!(page.contains("worst gap (in the window)"));
+}
+
+#[test]
+fn the_page_is_written_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drill.html");
+    std::fs::write(&path, "old page").unwrap();
+    write_page(&path, "new page").unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new page");
+    // Only the page is left in the directory: no temporary file.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [std::ffi::OsString::from("drill.html")]);
+    // A page that cannot be written is an error, and leaves nothing behind.
+    let missing = dir.path().join("no/such/dir/drill.html");
+    assert!(matches!(
+        write_page(&missing, "x"),
+        Err(crate::DrillError::Io { .. })
+    ));
+    let blocked = dir.path().join("drill.html/inside.html");
+    assert!(write_page(&blocked, "x").is_err());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new page");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

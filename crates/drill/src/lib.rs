@@ -13,10 +13,10 @@
 //!    type, size and every data blob of every file. The RTO is the time from the start until
 //!    the verification is complete, reported phase by phase.
 //! 4. Entries that failed are traced to their cause by reading what they need from the
-//!    repository again: damage, an unreachable store, or a local failure.
+//!    repository again, within bounds: damage, an unreachable store, or a local failure.
 //! 5. The RPO is measured over the snapshots of the drilled snapshot's host and paths
-//!    ([`rpo`]): the worst gap between consecutive restorable snapshots, and the age of the
-//!    newest one.
+//!    ([`rpo`]): the worst gap between consecutive restorable snapshots inside a recent
+//!    window (older history is thinned by retention), and the age of the newest one.
 //! 6. The figures are judged against the capability levels of GB/T 20988 ([`levels`],
 //!    [`assess`]), and the [`DrillReport`] is written for people ([`table`]), for scripts
 //!    (JSON) and as a self-contained HTML page with charts of past drills ([`html`]); the
@@ -50,6 +50,6 @@ pub use clock::{Phase, PhaseTime, Stopwatch};
 pub use error::DrillError;
 pub use history::History;
 pub use report::{DrillReport, DrillStatus, OffsiteFacts, OffsiteSite};
-pub use run::{DrillOptions, DrillRun, Observer, Quiet, reassess_with_offsite, run_drill};
+pub use run::{DrillOptions, DrillRun, Observer, Quiet, Verdict, reassess_with_offsite, run_drill};
 pub use scratch::Scratch;
 pub use select::Selection;

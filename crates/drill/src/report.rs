@@ -125,7 +125,9 @@ pub struct RtoMeasure {
     pub bytes_restored: u64,
     /// `bytes_restored` per second of the restore phase.
     pub restore_bytes_per_second: f64,
-    /// Bytes downloaded from the store during the drill, when the caller counted them.
+    /// Bytes downloaded from the store from the start until the verification was complete,
+    /// when the caller counted them (what tracing failures to their cause read again is in
+    /// [`Verification::cause_bytes_downloaded`]).
     pub bytes_downloaded: Option<u64>,
 }
 
@@ -151,7 +153,8 @@ pub enum FailureCause {
     /// The repository holds the entry intact: the scratch side failed (disk full,
     /// permissions, a device node without privileges).
     Local,
-    /// Not examined (more failures than are examined one by one).
+    /// Not traced: more failures than are examined one by one, more data than is read again
+    /// to trace them, or a failure the restore reported below an entry that failed itself.
     Unknown,
 }
 
@@ -185,8 +188,45 @@ pub struct Verification {
     pub verify_bytes_per_second: f64,
     /// Entries that failed.
     pub failures_total: u64,
+    /// How many of the failures were traced to each cause (they add up to `failures_total`).
+    #[serde(default)]
+    pub failure_causes: CauseCounts,
+    /// True when tracing causes stopped early (more failures than are examined one by one, or
+    /// more data than is read again): the failures past that point count as `unknown`, and
+    /// damage among them would not show.
+    #[serde(default)]
+    pub causes_incomplete: bool,
+    /// Bytes downloaded from the store to trace failures to their cause, when the caller
+    /// counted them (not part of the RTO).
+    #[serde(default)]
+    pub cause_bytes_downloaded: Option<u64>,
     /// Entries that failed, at most [`MAX_FAILURES_LISTED`].
     pub failures: Vec<Failure>,
+}
+
+/// Failures counted by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CauseCounts {
+    /// Traced to damage of the repository.
+    pub repository_damage: u64,
+    /// The store could not be reached to trace them.
+    pub store_unreachable: u64,
+    /// The repository holds them intact: the failure was local.
+    pub local: u64,
+    /// Not traced.
+    pub unknown: u64,
+}
+
+impl CauseCounts {
+    /// Counts one failure of `cause`.
+    pub fn add(&mut self, cause: FailureCause) {
+        match cause {
+            FailureCause::RepositoryDamage => self.repository_damage += 1,
+            FailureCause::StoreUnreachable => self.store_unreachable += 1,
+            FailureCause::Local => self.local += 1,
+            FailureCause::Unknown => self.unknown += 1,
+        }
+    }
 }
 
 /// A snapshot named in the RPO figures.
@@ -233,8 +273,16 @@ pub struct RpoMeasure {
     pub not_restorable: Vec<NotRestorable>,
     /// Snapshot objects of the repository (any group) that could not be read at all.
     pub unreadable_snapshot_objects: u64,
-    /// The longest time between two consecutive restorable snapshots, in seconds (`None`
-    /// with fewer than two).
+    /// The window of recent history the worst gap is measured over, in seconds before the
+    /// drill's start (`--rpo-window`; `None` in reports of zaibei versions that measured the
+    /// whole history).
+    #[serde(default)]
+    pub window_seconds: Option<f64>,
+    /// Restorable snapshots taken inside the window.
+    #[serde(default)]
+    pub restorable_in_window: Option<u64>,
+    /// The longest time between two consecutive restorable snapshots whose newer one was
+    /// taken inside the window, in seconds (`None` when there is no such pair).
     pub worst_gap_seconds: Option<f64>,
     /// The older snapshot of the worst gap.
     pub worst_gap_from: Option<SnapshotRef>,
@@ -244,7 +292,8 @@ pub struct RpoMeasure {
     pub newest: Option<SnapshotRef>,
     /// Its age when the drill started, in seconds (0 when its time is in the future).
     pub newest_age_seconds: Option<f64>,
-    /// The RPO the history supports: the larger of the worst gap and the newest age.
+    /// The RPO the history supports: the larger of the worst gap (inside the window) and the
+    /// newest age.
     pub rpo_seconds: Option<f64>,
     /// What "restorable" proves and what it does not.
     pub proof: String,
@@ -350,6 +399,9 @@ pub struct OffsiteSite {
     pub location: String,
     /// How far its copy is behind this repository, in seconds (`None`: not measured).
     pub lag_seconds: Option<u64>,
+    /// Whether it holds the snapshot the drill restored (`None`: not known).
+    #[serde(default)]
+    pub holds_drilled: Option<bool>,
     /// Whether it could be reached when the facts were gathered.
     pub reachable: bool,
 }

@@ -1,10 +1,20 @@
 //! The recovery point measured from the snapshot history: the worst gap between consecutive
-//! restorable snapshots, and the age of the newest one when the drill starts.
+//! restorable snapshots inside a recent window, and the age of the newest one when the drill
+//! starts.
+//!
+//! Only the window counts because retention thins older history on purpose
+//! (`--keep-daily`, `--keep-weekly`...): gaps there show how far apart the kept snapshots
+//! are, not how much data a disaster would have lost when they were taken. A gap counts when
+//! its newer snapshot was taken inside the window (the gap from the snapshot before it counts
+//! whole, so a window never hides part of a long pause that ended in it).
 
 use zaibei_format::{Id, Timestamp};
 
 use crate::report::{NotRestorable, RpoMeasure, SnapshotGroup, SnapshotRef};
 use crate::units;
+
+/// The window of recent history the worst gap is measured over by default: seven days.
+pub const DEFAULT_WINDOW_SECONDS: u64 = 7 * 86_400;
 
 /// What counting a snapshot as restorable proves, and what it does not.
 pub const PROOF: &str = "A snapshot counts as restorable when its snapshot object decrypts and \
@@ -32,13 +42,20 @@ fn reference(c: &Candidate) -> SnapshotRef {
     }
 }
 
-/// Measures the RPO of `candidates` (any order) at `drill_start`.
+/// Measures the RPO of `candidates` (any order) at `drill_start`; gaps count when their newer
+/// snapshot was taken at most `window_seconds` before `drill_start`.
 pub fn measure(
     group: SnapshotGroup,
     candidates: &[Candidate],
     drill_start: Timestamp,
+    window_seconds: f64,
     unreadable_objects: u64,
 ) -> RpoMeasure {
+    let window_seconds = if window_seconds.is_finite() {
+        window_seconds.max(0.0)
+    } else {
+        f64::MAX
+    };
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
     let restorable: Vec<&Candidate> = sorted
@@ -57,8 +74,9 @@ pub fn measure(
         })
         .collect();
 
+    let in_window = |c: &Candidate| c.time.seconds_until(drill_start) <= window_seconds;
     let mut worst: Option<(f64, &Candidate, &Candidate)> = None;
-    for pair in restorable.windows(2) {
+    for pair in restorable.windows(2).filter(|pair| in_window(pair[1])) {
         let gap = pair[0].time.seconds_until(pair[1].time);
         if worst.is_none_or(|(w, _, _)| gap > w) {
             worst = Some((gap, pair[0], pair[1]));
@@ -74,6 +92,8 @@ pub fn measure(
         restorable: restorable.len() as u64,
         not_restorable,
         unreadable_snapshot_objects: unreadable_objects,
+        window_seconds: Some(window_seconds),
+        restorable_in_window: Some(restorable.iter().filter(|c| in_window(c)).count() as u64),
         worst_gap_seconds: worst_gap,
         worst_gap_from: worst.map(|(_, a, _)| reference(a)),
         worst_gap_to: worst.map(|(_, _, b)| reference(b)),
@@ -100,9 +120,14 @@ mod tests {
         Timestamp { secs, nanos: 0 }
     }
 
+    /// A window longer than any test's history.
+    const ALL: f64 = 1e9;
+    const HOUR: i64 = 3600;
+    const DAY: i64 = 86_400;
+
     #[test]
     fn no_snapshot_gives_no_figures() {
-        let m = measure(SnapshotGroup::default(), &[], at(1000), 2);
+        let m = measure(SnapshotGroup::default(), &[], at(1000), ALL, 2);
         assert_eq!(m.snapshots, 0);
         assert_eq!(m.restorable, 0);
         assert_eq!(m.worst_gap_seconds, None);
@@ -114,7 +139,13 @@ mod tests {
 
     #[test]
     fn one_snapshot_gives_its_age_and_no_gap() {
-        let m = measure(SnapshotGroup::default(), &[c(1, 400, true)], at(1000), 0);
+        let m = measure(
+            SnapshotGroup::default(),
+            &[c(1, 400, true)],
+            at(1000),
+            ALL,
+            0,
+        );
         assert_eq!(m.worst_gap_seconds, None);
         assert_eq!(m.worst_gap_from, None);
         assert_eq!(m.newest_age_seconds, Some(600.0));
@@ -131,7 +162,7 @@ mod tests {
             c(4, 1450, true),
             c(2, 400, true),
         ];
-        let m = measure(SnapshotGroup::default(), &input, at(1500), 0);
+        let m = measure(SnapshotGroup::default(), &input, at(1500), ALL, 0);
         assert_eq!(m.snapshots, 4);
         assert_eq!(m.restorable, 4);
         assert_eq!(m.worst_gap_seconds, Some(1000.0));
@@ -141,14 +172,14 @@ mod tests {
         // The worst gap dominates the newest age.
         assert_eq!(m.rpo_seconds, Some(1000.0));
         // ...unless the newest is older than the worst gap.
-        let later = measure(SnapshotGroup::default(), &input, at(5000), 0);
+        let later = measure(SnapshotGroup::default(), &input, at(5000), ALL, 0);
         assert_eq!(later.rpo_seconds, Some(3550.0));
     }
 
     #[test]
     fn snapshots_that_are_not_restorable_widen_the_gap() {
         let input = [c(1, 0, true), c(2, 100, false), c(3, 250, true)];
-        let m = measure(SnapshotGroup::default(), &input, at(250), 0);
+        let m = measure(SnapshotGroup::default(), &input, at(250), ALL, 0);
         assert_eq!(m.snapshots, 3);
         assert_eq!(m.restorable, 2);
         assert_eq!(m.worst_gap_seconds, Some(250.0));
@@ -156,7 +187,7 @@ mod tests {
         assert_eq!(m.not_restorable[0].id, Id([2; 32]).to_hex());
         assert_eq!(m.not_restorable[0].reason, "root tree missing");
         // None restorable at all.
-        let none = measure(SnapshotGroup::default(), &[c(9, 5, false)], at(10), 0);
+        let none = measure(SnapshotGroup::default(), &[c(9, 5, false)], at(10), ALL, 0);
         assert_eq!(none.restorable, 0);
         assert_eq!(none.rpo_seconds, None);
     }
@@ -176,9 +207,85 @@ mod tests {
             time: Timestamp { secs: 12, nanos: 0 },
             problem: None,
         };
-        let m = measure(SnapshotGroup::default(), &[a, b], at(11), 0);
+        let m = measure(SnapshotGroup::default(), &[a, b], at(11), ALL, 0);
         assert_eq!(m.worst_gap_seconds, Some(1.75));
         assert_eq!(m.newest_age_seconds, Some(0.0));
         assert_eq!(m.rpo_seconds, Some(1.75));
+    }
+
+    #[test]
+    fn thinned_history_outside_the_window_does_not_count() {
+        // Retention as `--keep-hourly 72 --keep-daily 30`: hourly snapshots for the last three
+        // days, daily ones before that, for thirty days.
+        let now = 40 * DAY;
+        let mut input = Vec::new();
+        let mut n = 0u8;
+        for h in 0..72 {
+            n = n.wrapping_add(1);
+            input.push(c(n, now - 10 * 60 - h * HOUR, true));
+        }
+        for d in 3..30 {
+            n = n.wrapping_add(1);
+            input.push(c(n, now - d * DAY - 2 * HOUR, true));
+        }
+        let window = |d: i64| (d * DAY) as f64;
+        let whole = measure(SnapshotGroup::default(), &input, at(now), ALL, 0);
+        assert_eq!(
+            whole.worst_gap_seconds,
+            Some(DAY as f64),
+            "the daily spacing"
+        );
+        // A window inside the hourly part sees the hourly spacing, and the RPO is an hour.
+        let recent = measure(SnapshotGroup::default(), &input, at(now), window(2), 0);
+        assert_eq!(recent.worst_gap_seconds, Some(HOUR as f64));
+        assert_eq!(recent.rpo_seconds, Some(HOUR as f64));
+        assert_eq!(recent.window_seconds, Some(window(2)));
+        assert_eq!(recent.restorable_in_window, Some(48));
+        assert_eq!(recent.newest_age_seconds, Some(600.0));
+        // The default window of seven days still reaches the daily part.
+        let week = measure(
+            SnapshotGroup::default(),
+            &input,
+            at(now),
+            DEFAULT_WINDOW_SECONDS as f64,
+            0,
+        );
+        assert_eq!(week.worst_gap_seconds, Some(DAY as f64));
+        assert_eq!(week.snapshots, 99);
+        assert_eq!(week.restorable, 99);
+    }
+
+    #[test]
+    fn a_gap_ending_inside_the_window_counts_whole() {
+        // Backups stopped for nine days and resumed a day ago.
+        let now = 20 * DAY;
+        let input = [
+            c(1, now - 11 * DAY, true),
+            c(2, now - 10 * DAY, true),
+            c(3, now - DAY, true),
+            c(4, now - DAY / 2, true),
+        ];
+        let m = measure(
+            SnapshotGroup::default(),
+            &input,
+            at(now),
+            DEFAULT_WINDOW_SECONDS as f64,
+            0,
+        );
+        assert_eq!(m.worst_gap_seconds, Some((9 * DAY) as f64));
+        assert_eq!(m.worst_gap_from.map(|r| r.id), Some(Id([2; 32]).to_hex()));
+        assert_eq!(m.restorable_in_window, Some(2));
+        // Only old snapshots: no gap inside the window; the newest age is the RPO.
+        let old = [c(1, 0, true), c(2, DAY, true)];
+        let m = measure(
+            SnapshotGroup::default(),
+            &old,
+            at(30 * DAY),
+            (7 * DAY) as f64,
+            0,
+        );
+        assert_eq!(m.worst_gap_seconds, None);
+        assert_eq!(m.rpo_seconds, Some((29 * DAY) as f64));
+        assert_eq!(m.restorable_in_window, Some(0));
     }
 }

@@ -10,12 +10,12 @@ use zaibei_archive::restore::{RestoreOptions, RestoreOutcome, restore};
 use zaibei_format::{Id, PackKind, Snapshot, Timestamp};
 use zaibei_repo::{IndexedRepository, Repository};
 
-use crate::cause::{self, MAX_EXAMINED};
+use crate::cause::{self, MAX_EXAMINED, MAX_REREAD_BYTES};
 use crate::clock::{Phase, Stopwatch};
 use crate::report::{
-    DrillReport, DrillStatus, Failure, FailureCause, FailurePhase, MAX_FAILURES_LISTED,
-    OffsiteFacts, REPORT_VERSION, RepositoryInfo, RtoMeasure, ScratchInfo, SnapshotGroup,
-    SnapshotInfo, TargetResult, Targets, Verification,
+    CauseCounts, DrillReport, DrillStatus, Failure, FailureCause, FailurePhase,
+    MAX_FAILURES_LISTED, OffsiteFacts, REPORT_VERSION, RepositoryInfo, RtoMeasure, ScratchInfo,
+    SnapshotGroup, SnapshotInfo, TargetResult, Targets, Verification,
 };
 use crate::rpo::{self, Candidate};
 use crate::scratch::Scratch;
@@ -38,6 +38,12 @@ pub struct DrillOptions {
     pub rto_target: Option<Duration>,
     /// The RPO target, if any.
     pub rpo_target: Option<Duration>,
+    /// The window of recent history the RPO's worst gap is measured over (older history is
+    /// thinned by retention) ([`crate::rpo::DEFAULT_WINDOW_SECONDS`] is the usual choice).
+    pub rpo_window: Duration,
+    /// Reads the bytes downloaded from the store so far, when the caller counts them: read
+    /// when the verification is complete, and again after the failures are traced.
+    pub downloaded: Option<fn() -> u64>,
     /// Copies at other sites (empty: not measured).
     pub offsite: OffsiteFacts,
     /// Earlier drills of this repository: how many, and how many recovered everything.
@@ -75,17 +81,64 @@ pub struct DrillRun {
     pub error: Option<DrillError>,
 }
 
+/// How a drill ended, as an exit code sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything recovered, every target met.
+    Passed,
+    /// Everything recovered, a target missed.
+    TargetsMissed,
+    /// Entries failed, and every one was traced to a local failure: the repository holds
+    /// them intact.
+    LocalFailures,
+    /// A failed entry was traced to damage of the repository.
+    Damage,
+    /// Entries failed, not all were traced to a local failure (the store could not be
+    /// reached to trace them, or tracing stopped at its bounds), and none to damage: the
+    /// repository may or may not hold them intact.
+    Untraced,
+    /// The drill stopped on an error before it verified everything ([`DrillRun::error`]).
+    Stopped,
+}
+
 impl DrillRun {
+    /// How the drill ended.
+    pub fn verdict(&self) -> Verdict {
+        if self.error.is_some() {
+            Verdict::Stopped
+        } else if self.found_damage() {
+            Verdict::Damage
+        } else if self.failed_locally() {
+            Verdict::LocalFailures
+        } else if !self.report.recovered {
+            Verdict::Untraced
+        } else if self.report.status == DrillStatus::TargetsMissed {
+            Verdict::TargetsMissed
+        } else {
+            Verdict::Passed
+        }
+    }
+
     /// True when a failed entry was traced to damage of the repository, or the drill stopped
     /// on damage.
     pub fn found_damage(&self) -> bool {
+        let v = &self.report.verification;
         self.error.as_ref().is_some_and(DrillError::is_integrity)
-            || self
-                .report
-                .verification
-                .failures
+            || v.failure_causes.repository_damage > 0
+            || v.failures
                 .iter()
                 .any(|f| f.cause == FailureCause::RepositoryDamage)
+    }
+
+    /// True when entries failed and every one of them was traced to a local failure: the
+    /// repository holds them intact. False when the drill recovered everything, stopped on
+    /// an error, or a failure is damage, met an unreachable store or was not traced.
+    pub fn failed_locally(&self) -> bool {
+        let v = &self.report.verification;
+        self.error.is_none()
+            && v.failures_total > 0
+            && !v.causes_incomplete
+            && v.failure_causes.local == v.failures_total
     }
 }
 
@@ -120,7 +173,7 @@ pub async fn run_drill(
     let (id, snapshot) = opts.selection.pick(&list.snapshots)?.clone();
     let group: Vec<(Id, Snapshot)> = opts
         .selection
-        .group(&snapshot, &list.snapshots)
+        .group(&id, &snapshot, &list.snapshots)
         .into_iter()
         .cloned()
         .collect();
@@ -135,8 +188,16 @@ pub async fn run_drill(
         verified: Verified::default(),
         failures: Vec::new(),
         failures_total: 0,
+        causes: CauseCounts::default(),
+        causes_incomplete: false,
+        downloaded_rto: None,
+        cause_bytes: None,
     };
     let error = run.restore_and_verify(snapshot.tree).await.err();
+    if run.downloaded_rto.is_none() {
+        // Stopped before the verification was complete.
+        run.downloaded_rto = opts.downloaded.map(|f| f());
+    }
     let recovered = error.is_none() && run.failures_total == 0;
     let rto_seconds = run.clock.total().as_secs_f64();
     let started_at = run.clock.started_at();
@@ -157,6 +218,7 @@ pub async fn run_drill(
         },
         &candidates,
         started_at,
+        opts.rpo_window.as_secs_f64(),
         list.damaged.len() as u64,
     );
     let targets = Targets {
@@ -190,6 +252,10 @@ pub async fn run_drill(
         verified,
         failures,
         failures_total,
+        causes,
+        causes_incomplete,
+        downloaded_rto,
+        cause_bytes,
         clock,
         ..
     } = run;
@@ -226,7 +292,7 @@ pub async fn run_drill(
             others_restored: outcome.others,
             bytes_restored: outcome.bytes_written,
             restore_bytes_per_second: per_second(outcome.bytes_written, restore_secs),
-            bytes_downloaded: None,
+            bytes_downloaded: downloaded_rto,
         },
         verification: Verification {
             files_expected: verified.files_expected,
@@ -236,6 +302,9 @@ pub async fn run_drill(
             others_verified: verified.others_verified,
             verify_bytes_per_second: per_second(verified.bytes_verified, verify_secs),
             failures_total,
+            failure_causes: causes,
+            causes_incomplete,
+            cause_bytes_downloaded: cause_bytes,
             failures,
         },
         rpo,
@@ -321,6 +390,12 @@ struct Recovery<'a> {
     verified: Verified,
     failures: Vec<Failure>,
     failures_total: u64,
+    causes: CauseCounts,
+    causes_incomplete: bool,
+    /// Bytes downloaded when the verification was complete.
+    downloaded_rto: Option<u64>,
+    /// Bytes downloaded to trace the failures.
+    cause_bytes: Option<u64>,
 }
 
 impl Recovery<'_> {
@@ -357,6 +432,7 @@ impl Recovery<'_> {
         .map_err(|e| DrillError::Internal(format!("verify: {e}")));
         self.observer.phase_finished();
         self.clock.lap(Phase::Verify);
+        self.downloaded_rto = self.opts.downloaded.map(|f| f());
         let mut verified = verified??;
         let problems = std::mem::take(&mut verified.problems);
         self.verified = verified;
@@ -380,12 +456,15 @@ impl Recovery<'_> {
         }
         problems.sort_by(|a, b| a.path.cmp(&b.path));
         self.failures_total = problems.len() as u64;
+        let mut tracer = cause::Tracer::new(self.repo, MAX_REREAD_BYTES);
         for (i, p) in problems.into_iter().enumerate() {
             let cause = if i < MAX_EXAMINED {
-                cause::classify(self.repo, &p.needs).await
+                tracer.classify(&p.needs).await
             } else {
+                self.causes_incomplete = true;
                 FailureCause::Unknown
             };
+            self.causes.add(cause);
             if self.failures.len() < MAX_FAILURES_LISTED {
                 self.failures.push(Failure {
                     path: String::from_utf8_lossy(&p.path).into_owned(),
@@ -394,6 +473,12 @@ impl Recovery<'_> {
                     reason: p.reason,
                 });
             }
+        }
+        if tracer.exhausted {
+            self.causes_incomplete = true;
+        }
+        if let (Some(read), Some(before)) = (self.opts.downloaded, self.downloaded_rto) {
+            self.cause_bytes = Some(read().saturating_sub(before));
         }
     }
 }

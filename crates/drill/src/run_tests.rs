@@ -8,7 +8,16 @@ use zaibei_format::{NodeKind, PackKind};
 
 use super::*;
 use crate::fixture::{FILES, Fixture, backup_path};
-use crate::report::{CheckStatus, FailureCause, FailurePhase};
+use crate::report::{CauseCounts, CheckStatus, FailureCause, FailurePhase};
+
+/// A download counter for one test: 100 bytes when first read, 250 after.
+fn downloaded() -> u64 {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => 100,
+        _ => 250,
+    }
+}
 
 fn options(f: &Fixture, keep: bool) -> DrillOptions {
     DrillOptions {
@@ -18,6 +27,8 @@ fn options(f: &Fixture, keep: bool) -> DrillOptions {
         verify_workers: 2,
         rto_target: None,
         rpo_target: None,
+        rpo_window: Duration::from_secs(crate::rpo::DEFAULT_WINDOW_SECONDS),
+        downloaded: None,
         offsite: OffsiteFacts::default(),
         past_drills: (4, 3),
         program: "zaibei test".into(),
@@ -143,9 +154,18 @@ async fn a_damaged_pack_fails_the_drill_naming_the_file_and_the_damage() {
     bytes[at] ^= 0xff;
     f.store.put(&name, bytes.into()).await.unwrap();
 
-    let run = drill(&f, options(&f, false)).await;
+    let mut opts = options(&f, false);
+    opts.downloaded = Some(downloaded);
+    let run = drill(&f, opts).await;
     assert!(run.error.is_none(), "{:?}", run.error);
     assert!(run.found_damage());
+    assert_eq!(run.verdict(), Verdict::Damage);
+    assert!(!run.failed_locally());
+    // What tracing the failure read again is counted apart from the RTO's downloads.
+    assert_eq!(run.report.rto.bytes_downloaded, Some(100));
+    assert_eq!(run.report.verification.cause_bytes_downloaded, Some(150));
+    assert_eq!(run.report.verification.failure_causes.repository_damage, 1);
+    assert!(!run.report.verification.causes_incomplete);
     let r = &run.report;
     assert_eq!(r.status, DrillStatus::Failed);
     assert!(!r.recovered && !r.passed);
@@ -186,4 +206,145 @@ async fn no_matching_snapshot_is_an_error() {
         .await
         .unwrap_err();
     assert!(matches!(e, DrillError::NoSnapshot(_)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gap_counts_only_inside_the_rpo_window() {
+    let mut f = Fixture::new().await;
+    let second = second_backup(&mut f).await;
+    // A snapshot named by id, and a window that ends before both snapshots were taken.
+    let mut opts = options(&f, false);
+    opts.selection.snapshot = Some(f.first.snapshot_id.to_hex());
+    opts.rpo_window = Duration::ZERO;
+    let run = drill(&f, opts).await;
+    let r = &run.report;
+    assert_eq!(run.verdict(), Verdict::Passed, "{r:#?}");
+    assert_eq!(r.snapshot.id, f.first.snapshot_id.to_hex());
+    assert_eq!(r.rpo.snapshots, 2);
+    assert_eq!(r.rpo.window_seconds, Some(0.0));
+    assert_eq!(r.rpo.restorable_in_window, Some(0));
+    assert_eq!(r.rpo.worst_gap_seconds, None);
+    assert_eq!(
+        r.rpo.newest.as_ref().map(|n| n.id.clone()),
+        Some(second.snapshot_id.to_hex())
+    );
+    assert_eq!(r.rpo.rpo_seconds, r.rpo.newest_age_seconds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracing_stops_at_the_first_bad_blob_and_within_its_budget() {
+    let f = Fixture::new().await;
+    let blobs = |name: &[u8]| {
+        let repo = std::sync::Arc::clone(&f.repo);
+        let source = f.source.clone();
+        let tree = f.first.snapshot.tree;
+        let name = name.to_vec();
+        async move {
+            let mut t = repo.load_tree(&tree).await.unwrap();
+            for part in source.strip_prefix("/").unwrap().iter() {
+                let node = t
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == part.as_encoded_bytes())
+                    .unwrap();
+                t = repo.load_tree(&node.subtree.unwrap()).await.unwrap();
+            }
+            t.nodes
+                .iter()
+                .find(|n| n.name == name)
+                .unwrap()
+                .content
+                .clone()
+        }
+    };
+    let big = blobs(b"big").await;
+    assert!(big.len() > 1);
+    let stored = |ids: &[zaibei_format::Id]| -> u64 {
+        ids.iter()
+            .map(|id| f.repo.locate(PackKind::Data, id).unwrap().length)
+            .sum()
+    };
+    // Intact: local, every blob read once; a second failure needing them reads nothing.
+    let mut t = cause::Tracer::new(&f.repo, u64::MAX);
+    let needs = cause::Needs::Blobs(big.clone());
+    assert_eq!(t.classify(&needs).await, FailureCause::Local);
+    assert_eq!(t.bytes_read, stored(&big));
+    assert_eq!(t.classify(&needs).await, FailureCause::Local);
+    assert_eq!(t.bytes_read, stored(&big));
+    assert!(!t.exhausted);
+    // A budget too small for the file leaves it untraced.
+    let mut small = cause::Tracer::new(&f.repo, stored(&big[..1]));
+    assert_eq!(small.classify(&needs).await, FailureCause::Unknown);
+    assert!(small.exhausted);
+    assert_eq!(small.bytes_read, stored(&big[..1]));
+    // A blob missing from the index first: damage, nothing read.
+    let mut missing = vec![zaibei_format::Id([0xee; 32])];
+    missing.extend_from_slice(&big);
+    let mut d = cause::Tracer::new(&f.repo, u64::MAX);
+    assert_eq!(
+        d.classify(&cause::Needs::Blobs(missing)).await,
+        FailureCause::RepositoryDamage
+    );
+    assert_eq!(d.bytes_read, 0);
+}
+
+#[test]
+fn exit_verdicts_need_every_failure_traced() {
+    let damaged = DrillRun {
+        report: crate::testdata::failed_report("repo1", 1_000_000, "/srv/x"),
+        error: None,
+    };
+    assert_eq!(damaged.verdict(), Verdict::Damage);
+    let with_causes = |causes: CauseCounts, incomplete: bool| {
+        let mut r = crate::testdata::failed_report("repo1", 1_000_000, "/srv/x");
+        r.verification.failures.clear();
+        r.verification.failures_total =
+            causes.repository_damage + causes.store_unreachable + causes.local + causes.unknown;
+        r.verification.failure_causes = causes;
+        r.verification.causes_incomplete = incomplete;
+        DrillRun {
+            report: r,
+            error: None,
+        }
+    };
+    let local = CauseCounts {
+        local: 3,
+        ..Default::default()
+    };
+    assert_eq!(with_causes(local, false).verdict(), Verdict::LocalFailures);
+    // Past the cap, damage might hide among the untraced failures.
+    let capped = CauseCounts {
+        local: 1000,
+        unknown: 5,
+        ..Default::default()
+    };
+    assert_eq!(with_causes(capped, true).verdict(), Verdict::Untraced);
+    let unreachable = CauseCounts {
+        local: 2,
+        store_unreachable: 1,
+        ..Default::default()
+    };
+    assert_eq!(with_causes(unreachable, false).verdict(), Verdict::Untraced);
+    let untraced = CauseCounts {
+        unknown: 1,
+        ..Default::default()
+    };
+    assert_eq!(with_causes(untraced, false).verdict(), Verdict::Untraced);
+    // Damage counts even when it is not among the failures listed.
+    let hidden = CauseCounts {
+        local: 1,
+        repository_damage: 1,
+        ..Default::default()
+    };
+    assert_eq!(with_causes(hidden, false).verdict(), Verdict::Damage);
+    let passed = DrillRun {
+        report: crate::testdata::report("repo1", 1_000_000, 3.0, "db", "/srv"),
+        error: None,
+    };
+    assert_eq!(passed.verdict(), Verdict::Passed);
+    let stopped = DrillRun {
+        report: crate::testdata::report("repo1", 1_000_000, 3.0, "db", "/srv"),
+        error: Some(DrillError::Internal("x".into())),
+    };
+    assert_eq!(stopped.verdict(), Verdict::Stopped);
 }

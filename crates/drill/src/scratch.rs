@@ -16,6 +16,9 @@ pub struct Scratch {
     /// True when the drill created the directory itself (so removing it removes the
     /// directory too, not only what is in it).
     created: bool,
+    /// Missing parent directories created along the way, deepest first: removed too, when
+    /// they are empty.
+    created_parents: Vec<PathBuf>,
     keep: bool,
     done: bool,
 }
@@ -40,6 +43,7 @@ impl Scratch {
                     return Ok(Scratch {
                         path,
                         created: true,
+                        created_parents: Vec::new(),
                         keep,
                         done: false,
                     });
@@ -70,6 +74,7 @@ impl Scratch {
                 Ok(Scratch {
                     path: path.to_path_buf(),
                     created: false,
+                    created_parents: Vec::new(),
                     keep,
                     done: false,
                 })
@@ -79,6 +84,7 @@ impl Scratch {
                 path.display()
             ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let created_parents = missing_parents(path);
                 fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
@@ -87,6 +93,7 @@ impl Scratch {
                 Ok(Scratch {
                     path: path.to_path_buf(),
                     created: true,
+                    created_parents,
                     keep,
                     done: false,
                 })
@@ -122,7 +129,14 @@ impl Scratch {
         } else {
             remove_contents(&self.path)
         };
-        result.map_err(|e| DrillError::io("removing scratch directory", &self.path, e))
+        result.map_err(|e| DrillError::io("removing scratch directory", &self.path, e))?;
+        // Parents this drill created go too, unless something else was put in them since.
+        for dir in &self.created_parents {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -135,6 +149,16 @@ impl Drop for Scratch {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// The ancestors of `path` that do not exist, deepest first.
+fn missing_parents(path: &Path) -> Vec<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| fs::symlink_metadata(p).is_err_and(|e| e.kind() == io::ErrorKind::NotFound))
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 /// Removes `dir` and everything below it, first making directories writable when the
@@ -247,11 +271,28 @@ mod tests {
         assert!(empty.is_dir(), "an existing target directory stays");
         assert_eq!(fs::read_dir(&empty).map(|d| d.count()).ok(), Some(0));
 
-        let missing = parent.path().join("new/deeper");
+        // Missing parents are created, and removed afterwards; existing ones stay.
+        let missing = parent.path().join("new/deeper/still");
         let s = Scratch::at(&missing, false)?;
         assert!(missing.is_dir());
         assert!(!s.finish()?);
         assert!(!missing.exists());
+        assert!(
+            !parent.path().join("new").exists(),
+            "created parents are removed"
+        );
+        assert!(parent.path().is_dir());
+        // ...unless something else was put in them meanwhile, or the scratch is kept.
+        let s = Scratch::at(&missing, false)?;
+        fs::write(parent.path().join("new/other"), b"x")
+            .map_err(|e| DrillError::io("write", &missing, e))?;
+        assert!(!s.finish()?);
+        assert!(!parent.path().join("new/deeper").exists());
+        assert!(parent.path().join("new/other").is_file());
+        let kept_at = parent.path().join("kept/deeper");
+        let s = Scratch::at(&kept_at, true)?;
+        assert!(s.finish()?);
+        assert!(kept_at.is_dir());
         Ok(())
     }
 }

@@ -33,7 +33,8 @@ impl Selection {
         self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t))
     }
 
-    /// Picks the snapshot to drill from `list` (oldest first).
+    /// Picks the snapshot to drill from `list` (oldest first). A snapshot named by id must
+    /// pass the filters too, so that it always belongs to its own RPO group.
     pub fn pick<'a>(&self, list: &'a [(Id, Snapshot)]) -> Result<&'a (Id, Snapshot), DrillError> {
         let spec = self.snapshot.as_deref().unwrap_or("latest");
         if spec == "latest" {
@@ -60,6 +61,10 @@ impl Selection {
             .filter(|(id, _)| id.to_hex().starts_with(&prefix))
             .collect();
         match found.as_slice() {
+            [one] if !self.matches(&one.1) => Err(DrillError::NoSnapshot(format!(
+                "snapshot {} does not match --host/--path/--tag",
+                one.0.short()
+            ))),
             [one] => Ok(one),
             [] => Err(DrillError::NoSnapshot(format!(
                 "no readable snapshot has the id {spec}"
@@ -76,16 +81,21 @@ impl Selection {
     }
 
     /// The snapshots the RPO is measured over: those of the drilled snapshot's host and
-    /// paths (as `forget` groups them), narrowed by the tag filter. Oldest first.
+    /// paths (as `forget` groups them), narrowed by the tag filter, and always the drilled
+    /// snapshot (`drilled_id`) itself. Oldest first.
     pub fn group<'a>(
         &self,
+        drilled_id: &Id,
         drilled: &Snapshot,
         list: &'a [(Id, Snapshot)],
     ) -> Vec<&'a (Id, Snapshot)> {
         let key = sorted_paths(drilled);
         list.iter()
-            .filter(|(_, s)| {
-                s.hostname == drilled.hostname && sorted_paths(s) == key && self.tag_matches(s)
+            .filter(|(id, s)| {
+                id == drilled_id
+                    || (s.hostname == drilled.hostname
+                        && sorted_paths(s) == key
+                        && self.tag_matches(s))
             })
             .collect()
     }
@@ -154,6 +164,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(by_id.pick(&l).map(|p| p.0).ok(), Some(Id([0xa1; 32])));
+        // A snapshot named by id passes the filters too.
+        let tagged = Selection {
+            snapshot: Some("b3".into()),
+            tags: vec!["nightly".into()],
+            ..Default::default()
+        };
+        assert!(
+            matches!(tagged.pick(&l), Err(DrillError::NoSnapshot(m)) if m.contains("does not match")),
+        );
+        let host = Selection {
+            snapshot: Some("b4".into()),
+            hosts: vec!["web".into()],
+            ..Default::default()
+        };
+        assert!(host.pick(&l).is_err());
+        let fits = Selection {
+            snapshot: Some("b4".into()),
+            hosts: vec!["db".into()],
+            tags: vec!["nightly".into()],
+            ..Default::default()
+        };
+        assert_eq!(fits.pick(&l).map(|p| p.0).ok(), Some(Id([0xb4; 32])));
         for bad in ["a", "zz", "", "c0"] {
             let s = Selection {
                 snapshot: Some(bad.into()),
@@ -172,17 +204,23 @@ mod tests {
     #[test]
     fn group_is_host_and_path_set_narrowed_by_tags() {
         let l = list();
-        let drilled = &l[2].1;
+        let (drilled_id, drilled) = &l[2];
         let ids = |g: Vec<&(Id, Snapshot)>| g.iter().map(|(id, _)| *id).collect::<Vec<_>>();
         // Same host and the same set of paths in another order.
         assert_eq!(
-            ids(Selection::default().group(drilled, &l)),
+            ids(Selection::default().group(drilled_id, drilled, &l)),
             [Id([0xa1; 32]), Id([0xb3; 32])]
         );
         let nightly = Selection {
             tags: vec!["nightly".into()],
             ..Default::default()
         };
-        assert_eq!(ids(nightly.group(drilled, &l)), [Id([0xa1; 32])]);
+        // The drilled snapshot (untagged) is always in its own group.
+        assert_eq!(
+            ids(nightly.group(drilled_id, drilled, &l)),
+            [Id([0xa1; 32]), Id([0xb3; 32])]
+        );
+        let (tagged_id, tagged) = &l[0];
+        assert_eq!(ids(nightly.group(tagged_id, tagged, &l)), [Id([0xa1; 32])]);
     }
 }

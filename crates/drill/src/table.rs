@@ -4,7 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::report::{CheckStatus, DrillReport, DrillStatus, FailureCause, FailurePhase};
+use crate::cause::MAX_EXAMINED;
+use crate::report::{
+    CheckStatus, DrillReport, DrillStatus, FailureCause, FailurePhase, RpoMeasure, Verification,
+};
 use crate::units;
 
 /// Failures shown on a terminal (the JSON and HTML forms list more).
@@ -51,8 +54,51 @@ pub fn cause_label(cause: FailureCause) -> &'static str {
         FailureCause::RepositoryDamage => "repository damage",
         FailureCause::StoreUnreachable => "store unreachable",
         FailureCause::Local => "local",
-        FailureCause::Unknown => "not examined",
+        FailureCause::Unknown => "not traced",
     }
+}
+
+/// The RPO window for people: `last 7 d 00 h (12 restorable snapshots in it)`.
+pub fn window_text(rpo: &RpoMeasure) -> String {
+    match rpo.window_seconds {
+        Some(w) => format!(
+            "last {}{}",
+            units::duration(w),
+            rpo.restorable_in_window
+                .map(|n| format!(" ({n} restorable snapshots in it)"))
+                .unwrap_or_default()
+        ),
+        None => "the whole history".into(),
+    }
+}
+
+/// The failures counted by cause, and whether tracing stopped early.
+pub fn causes_text(v: &Verification) -> String {
+    let c = &v.failure_causes;
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (c.repository_damage, "repository damage"),
+        (c.store_unreachable, "store unreachable"),
+        (c.local, "local"),
+        (c.unknown, "not traced"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let mut text = format!("causes: {}", parts.join(", "));
+    if v.causes_incomplete {
+        let _ = write!(
+            text,
+            "; tracing stopped at its bounds ({MAX_EXAMINED} failures, {} read again): damage \
+             among the failures not traced would not show, run `zaibei check --read-data`",
+            units::bytes(crate::cause::MAX_REREAD_BYTES)
+        );
+    }
+    if let Some(b) = v.cause_bytes_downloaded {
+        let _ = write!(text, "; {} downloaded to trace them", units::bytes(b));
+    }
+    text
 }
 
 fn opt_duration(v: Option<f64>) -> String {
@@ -127,7 +173,11 @@ pub fn render(r: &DrillReport) -> String {
         o.push('\n');
     }
     if let Some(down) = r.rto.bytes_downloaded {
-        let _ = writeln!(o, "  downloaded {:>12}", units::bytes(down));
+        let _ = writeln!(
+            o,
+            "  downloaded {:>12}   until verified",
+            units::bytes(down)
+        );
     }
 
     let rpo = &r.rpo;
@@ -148,9 +198,10 @@ pub fn render(r: &DrillReport) -> String {
         ),
         _ => String::new(),
     };
+    let _ = writeln!(o, "  window      {}", window_text(rpo));
     let _ = writeln!(
         o,
-        "  worst gap   {}{gap_ends}",
+        "  worst gap   {}{gap_ends} in the window",
         opt_duration(rpo.worst_gap_seconds)
     );
     let _ = writeln!(o, "  newest age  {}", opt_duration(rpo.newest_age_seconds));
@@ -232,6 +283,7 @@ pub fn render(r: &DrillReport) -> String {
     let v = &r.verification;
     if v.failures_total > 0 {
         let _ = writeln!(o, "\n失败项 failures: {}", v.failures_total);
+        let _ = writeln!(o, "  {}", causes_text(v));
         for f in v.failures.iter().take(FAILURES_SHOWN) {
             let phase = match f.phase {
                 FailurePhase::Restore => "restore",
@@ -278,6 +330,15 @@ mod tests {
         assert!(text.contains("restore "), "{text}");
         assert!(text.contains("verify "), "{text}");
         assert!(text.contains("worst gap   1 h 50 min"), "{text}");
+        assert!(
+            text.contains("window      last 7 d 00 h (2 restorable"),
+            "{text}"
+        );
+        assert!(text.contains("causes: 1 repository damage"), "{text}");
+        assert!(!text.contains("tracing stopped"), "{text}");
+        let mut capped = r.clone();
+        capped.verification.causes_incomplete = true;
+        assert!(render(&capped).contains("tracing stopped at its bounds"));
         assert!(text.contains("GB/T 20988-2025"), "{text}");
         assert!(text.contains("level 0"), "{text}");
         assert!(text.contains("☐"), "{text}");

@@ -36,6 +36,7 @@ pub(crate) fn report(repo: &str, secs: i64, rto: f64, host: &str, path: &str) ->
         },
         &candidates,
         start,
+        rpo::DEFAULT_WINDOW_SECONDS as f64,
         0,
     );
     let assessment = assess(
@@ -121,6 +122,9 @@ pub(crate) fn report(repo: &str, secs: i64, rto: f64, host: &str, path: &str) ->
             others_verified: 1,
             verify_bytes_per_second: 10_000.0,
             failures_total: 0,
+            failure_causes: CauseCounts::default(),
+            causes_incomplete: false,
+            cause_bytes_downloaded: Some(0),
             failures: Vec::new(),
         },
         rpo,
@@ -137,6 +141,7 @@ pub(crate) fn failed_report(repo: &str, secs: i64, path: &str) -> DrillReport {
     r.recovered = false;
     r.verification.files_verified = 2;
     r.verification.failures_total = 1;
+    r.verification.failure_causes.repository_damage = 1;
     r.assessment = assess(
         &Measured {
             recovered: false,

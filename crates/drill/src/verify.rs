@@ -6,8 +6,11 @@
 //! right type (and device number), and regular files the right size and contents — every
 //! data blob is read back from the file (at its extents, for sparse files) and its keyed hash
 //! compared with the blob id; bytes outside the extents must read as zero. Ownership, modes,
-//! times and extended attributes are not compared. Files are checked by worker threads; the
-//! walk holds one directory handle per level of depth.
+//! times and extended attributes are not compared. Files are checked by worker threads,
+//! which keep only counts and the failures (path and data blob ids) and drop each file's job
+//! as soon as it is checked; a directory's handle is closed once its entries are checked,
+//! so the handles open at once are bounded by the depth of the tree plus the files queued
+//! for the workers, however many directories the snapshot holds.
 //!
 //! Entries the restore already reported are not checked again: they are failures, and their
 //! cause is found later ([`crate::cause`]).
@@ -58,6 +61,14 @@ struct FileJob {
     path: Vec<u8>,
 }
 
+/// What one worker found.
+#[derive(Default)]
+struct WorkerResult {
+    files_verified: u64,
+    bytes_verified: u64,
+    problems: Vec<Problem>,
+}
+
 /// A directory still to walk.
 struct DirJob {
     parent: Arc<OwnedFd>,
@@ -100,20 +111,32 @@ pub(crate) fn verify_tree(
             let handle = std::thread::Builder::new()
                 .name(format!("zaibei-verify-{i}"))
                 .spawn_scoped(scope, move || {
-                    let mut done = Vec::new();
+                    let mut found = WorkerResult::default();
                     while let Ok(job) = rx.recv() {
-                        let result = compare::verify_file(repo, content, &job.dir, &job.node);
-                        match &result {
+                        let FileJob { dir, node, path } = job;
+                        let result = compare::verify_file(repo, content, &dir, &node);
+                        // The directory's handle goes now, not at the end of the walk.
+                        drop(dir);
+                        match result {
                             Ok(bytes) => {
                                 Counters::add(&counters.files, 1);
-                                Counters::add(&counters.bytes, *bytes);
-                                Counters::add(&counters.bytes_seen, *bytes);
+                                Counters::add(&counters.bytes, bytes);
+                                Counters::add(&counters.bytes_seen, bytes);
+                                found.files_verified += 1;
+                                found.bytes_verified += bytes;
                             }
-                            Err(_) => Counters::add(&counters.errors, 1),
+                            Err(reason) => {
+                                Counters::add(&counters.errors, 1);
+                                found.problems.push(Problem {
+                                    path,
+                                    phase: FailurePhase::Verify,
+                                    reason,
+                                    needs: Needs::Blobs(node.content),
+                                });
+                            }
                         }
-                        done.push((job, result));
                     }
-                    done
+                    found
                 })
                 .map_err(|e| DrillError::Internal(format!("starting a verify worker: {e}")))?;
             handles.push(handle);
@@ -133,23 +156,12 @@ pub(crate) fn verify_tree(
         let Walk { mut out, tx, .. } = walk;
         drop(tx);
         for h in handles {
-            let done = h
+            let found = h
                 .join()
                 .map_err(|_| DrillError::Internal("a verify worker panicked".into()))?;
-            for (job, result) in done {
-                match result {
-                    Ok(bytes) => {
-                        out.files_verified += 1;
-                        out.bytes_verified += bytes;
-                    }
-                    Err(reason) => out.problems.push(Problem {
-                        path: job.path,
-                        phase: FailurePhase::Verify,
-                        reason,
-                        needs: Needs::Blobs(job.node.content),
-                    }),
-                }
-            }
+            out.files_verified += found.files_verified;
+            out.bytes_verified += found.bytes_verified;
+            out.problems.extend(found.problems);
         }
         Ok(out)
     })

@@ -189,3 +189,106 @@ async fn every_planted_difference_is_found_at_its_path() {
     assert_eq!(v.files_expected, FILES - 1);
     assert_eq!(v.files_verified, 1);
 }
+
+/// Directories of the tree of the file-handle test, each holding one file.
+const MANY_DIRS: u64 = 300;
+/// Handles the verification may open beyond those open when it starts: far fewer than
+/// [`MANY_DIRS`].
+const FD_HEADROOM: u64 = 64;
+/// Set in the child process that runs the file-handle test.
+const FD_CHILD: &str = "ZAIBEI_DRILL_TEST_FD_CHILD";
+
+fn open_fds() -> u64 {
+    fs::read_dir("/proc/self/fd").unwrap().count() as u64
+}
+
+/// A tree with more directories than the process may open files verifies in full: the
+/// verification does not keep a handle per directory. The file limit applies to the whole
+/// process, so the test runs in a child process of its own.
+#[test]
+fn more_directories_than_the_file_limit_verify() {
+    if std::env::var_os(FD_CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "verify::tests::more_directories_than_the_file_limit_verify",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FD_CHILD, "1")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut f = Fixture::new().await;
+        let many = f.dir.path().join("many");
+        for i in 0..MANY_DIRS {
+            let d = many.join(format!("d{i:03}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("f"), format!("file {i}\n")).unwrap();
+        }
+        let out = crate::fixture::backup_path(&f.repo, &many).await;
+        f.reindex().await;
+        let target = f.dir.path().join("restore-many");
+        let opts = RestoreOptions {
+            target: target.clone(),
+            workers: 2,
+            ..Default::default()
+        };
+        let restored = restore(
+            Arc::clone(&f.repo),
+            out.snapshot.tree,
+            opts,
+            Arc::new(Counters::default()),
+        )
+        .await
+        .unwrap();
+        assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+
+        let limit = open_fds() + FD_HEADROOM;
+        assert!(
+            limit < MANY_DIRS,
+            "the test needs more directories than handles"
+        );
+        let before = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: before.maximum,
+            },
+        )
+        .unwrap();
+        let repo = Arc::clone(&f.repo);
+        let root = out.snapshot.tree;
+        let handle = tokio::runtime::Handle::current();
+        let verified = tokio::task::spawn_blocking(move || {
+            verify_tree(&repo, &handle, root, &target, &[], 2, &Counters::default())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, before);
+        let problems: Vec<String> = verified
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", String::from_utf8_lossy(&p.path), p.reason))
+            .collect();
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(verified.files_expected, MANY_DIRS);
+        assert_eq!(verified.files_verified, MANY_DIRS);
+        assert!(verified.dirs_verified > MANY_DIRS);
+    });
+}

@@ -9,9 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use zaibei_archive::progress::Counters;
 use zaibei_drill::{
-    DrillError, DrillOptions, DrillReport, DrillStatus, History, Observer, OffsiteFacts,
-    OffsiteSite, Phase, Scratch, Selection, Stopwatch, history, html, reassess_with_offsite,
-    run_drill, table,
+    DrillError, DrillOptions, DrillReport, History, Observer, OffsiteFacts, OffsiteSite, Phase,
+    Scratch, Selection, Stopwatch, Verdict, history, html, reassess_with_offsite, run_drill, table,
 };
 
 use crate::progress::Progress;
@@ -23,20 +22,28 @@ What a drill measures:
        until the snapshot is restored into scratch space and every entry has been read back
        and compared with the snapshot; reported phase by phase (open, index, select, restore,
        verify) with files, bytes and throughput. The repository is opened without the local
-       metadata cache, as on a machine recovering from scratch.
+       metadata cache, as on a machine recovering from scratch. Reading the drill history,
+       tracing failed entries to their cause and asking other sites are not counted.
   RPO  over the snapshots of the drilled snapshot's host and paths (narrowed by --tag): the
-       worst gap between consecutive restorable snapshots, and the age of the newest one
-       when the drill starts.
+       worst gap between consecutive restorable snapshots inside the --rpo-window (a gap
+       counts when its newer snapshot was taken inside it), and the age of the newest one
+       when the drill starts; the RPO is the larger. Retention thins older history on
+       purpose, so keep the window within what retention keeps at full frequency: with
+       `--keep-hourly 72`, `--rpo-window 2d`.
   The report says which GB/T 20988 capability level (1-6) the figures support, on which
   unmeasured conditions, what the next level lacks, and which organisational elements the
   operator must attest. Each drill is added to the history (--history), which the HTML page
   (--html) charts.
 
-Exit codes: 0 passed; 3 entries could not be restored or verified (the repository holds
-them intact: scratch disk, permissions); 4 the repository is damaged (a failed entry's data
-or tree does not authenticate or is missing); 5 everything was recovered but a target was
-missed; otherwise as for every command (1 error, 10 no repository, 12 wrong password...).
-Once a snapshot is chosen, the report is written whatever the outcome.
+Exit codes: 0 passed; 3 entries could not be restored or verified and every one was traced
+to a local failure (the repository holds them intact: scratch disk, permissions); 4 the
+repository is damaged (a failed entry's data or tree does not authenticate or is missing);
+5 everything was recovered but a target was missed; 1 entries failed and not all could be
+traced to a cause (the store was unreachable, or tracing stopped at its bounds: 1000
+failures, 1 GiB read again) with no damage found among those traced, or another error;
+otherwise as for every command (10 no repository, 12 wrong password...). Once a snapshot is
+chosen, the report is written whatever the outcome (a page that cannot be written is a
+warning).
 
 Scheduling drills: a drill is an ordinary command; run it from cron or a systemd timer with
 the password in a file and the history in a fixed place.
@@ -93,6 +100,10 @@ pub struct DrillArgs {
     /// RPO target (e.g. 1h, 1d): the drill fails (exit 5) when the measured RPO is longer.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub rpo_target: Option<Duration>,
+    /// Measure the RPO's worst gap over the snapshots taken this long before the drill (e.g.
+    /// 2d, 7d); older history, thinned by retention, does not count.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub rpo_window: Duration,
     /// Restore writer threads (default: the number of CPUs or --connections, whichever is
     /// larger).
     #[arg(long, default_value_t = 0)]
@@ -147,10 +158,16 @@ fn into_anyhow(e: DrillError) -> anyhow::Error {
     }
 }
 
-/// What the other sites of this repository's set hold: for each, whether it answered and how
+/// How long one peer may take to answer, as `crate::sites` allows it (`--io-timeout`).
+fn peer_timeout(cli: &Cli) -> Duration {
+    Duration::from_secs(cli.storage.io_timeout.clamp(1, 600))
+}
+
+/// What the other sites of this repository's set hold: for each, whether it answered, how
 /// far behind this repository it is (the age of the oldest snapshot here that it lacks; 0 when
-/// it holds all). Empty for a repository that belongs to no set of sites.
-async fn offsite_facts(cli: &Cli, repo: &zaibei_repo::Repository) -> OffsiteFacts {
+/// it holds all) and whether it holds the drilled snapshot (`drilled`, hex). Empty for a
+/// repository that belongs to no set of sites.
+async fn offsite_facts(cli: &Cli, repo: &zaibei_repo::Repository, drilled: &str) -> OffsiteFacts {
     let record = match repo.site_state().await {
         Ok(state) => match state.record {
             Some(r) => r,
@@ -168,50 +185,78 @@ async fn offsite_facts(cli: &Cli, repo: &zaibei_repo::Repository) -> OffsiteFact
             return OffsiteFacts::default();
         }
     };
-    let mut sites = Vec::new();
-    for p in crate::sites::open_peers(cli, repo, &record).await {
-        let theirs = match &p.repo {
-            Ok(r) => r.list_snapshots().await.ok().map(|l| l.snapshots),
-            Err(_) => None,
-        };
-        let lag = theirs.map(|t| {
-            let (_, secs) = super::sync::lag(&ours, &t, zaibei_format::Timestamp::now());
-            secs.round() as u64
-        });
-        sites.push(OffsiteSite {
-            name: p.peer.name.clone(),
-            location: p.peer.location.clone(),
-            lag_seconds: lag,
-            reachable: lag.is_some(),
-        });
-    }
+    let peers = crate::sites::open_peers(cli, repo, &record).await;
+    let timeout = peer_timeout(cli);
+    let listings = peers.iter().map(|p| async move {
+        let r = p.repo.as_ref().ok()?;
+        match tokio::time::timeout(timeout, r.list_snapshots()).await {
+            Ok(Ok(list)) => Some(list.snapshots),
+            Ok(Err(e)) => {
+                tracing::warn!("listing the snapshots of site {}: {e}", p.peer.name);
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "listing the snapshots of site {}: no answer within {} s",
+                    p.peer.name,
+                    timeout.as_secs()
+                );
+                None
+            }
+        }
+    });
+    let listings = futures::future::join_all(listings).await;
+    let now = zaibei_format::Timestamp::now();
+    let sites = peers
+        .iter()
+        .zip(listings)
+        .map(|(p, theirs)| {
+            let lag = theirs.as_ref().map(|t| {
+                let (_, secs) = super::sync::lag(&ours, t, now);
+                secs.round() as u64
+            });
+            OffsiteSite {
+                name: p.peer.name.clone(),
+                location: p.peer.location.clone(),
+                lag_seconds: lag,
+                holds_drilled: theirs
+                    .as_ref()
+                    .map(|t| t.iter().any(|(id, _)| id.to_hex() == drilled)),
+                reachable: lag.is_some(),
+            }
+        })
+        .collect();
     OffsiteFacts { sites }
 }
 
 pub async fn run(cli: &Cli, a: &DrillArgs) -> Result<u8> {
     // The clock starts before anything else: opening the repository is part of the RTO.
-    let clock = Stopwatch::start();
+    let mut clock = Stopwatch::start();
     let scratch = match &a.target {
         Some(dir) => Scratch::at(dir, a.keep),
         None => Scratch::fresh(None, a.keep),
     }
     .map_err(into_anyhow)?;
     let repo = crate::repo::open_with(cli, false).await?;
-    crate::repo::require_content(&repo, "drill")?;
-    let repo_id = repo.config().id.to_hex();
-    let history = match &a.history {
-        Some(dir) => Some(History::new(dir.clone())),
-        None => history::default_dir(&repo_id).map(History::new),
-    };
-    if history.is_none() {
-        eprintln!(
-            "warning: neither HOME nor XDG_DATA_HOME is set and --history is not given: the drill is not recorded"
-        );
-    }
-    let past = history
-        .as_ref()
-        .map(|h| h.load(&repo_id))
-        .unwrap_or_default();
+    // The drill's own bookkeeping is no part of a recovery: the clock stands still for it.
+    let (history, past) = clock.stopped(|| -> Result<_> {
+        crate::repo::require_content(&repo, "drill")?;
+        let repo_id = repo.config().id.to_hex();
+        let history = match &a.history {
+            Some(dir) => Some(History::new(dir.clone())),
+            None => history::default_dir(&repo_id).map(History::new),
+        };
+        if history.is_none() {
+            eprintln!(
+                "warning: neither HOME nor XDG_DATA_HOME is set and --history is not given: the drill is not recorded"
+            );
+        }
+        let past = history
+            .as_ref()
+            .map(|h| h.load(&repo_id))
+            .unwrap_or_default();
+        Ok((history, past))
+    })?;
     let opts = DrillOptions {
         selection: Selection {
             snapshot: a.snapshot.clone(),
@@ -230,6 +275,8 @@ pub async fn run(cli: &Cli, a: &DrillArgs) -> Result<u8> {
         verify_workers: 0,
         rto_target: a.rto_target,
         rpo_target: a.rpo_target,
+        rpo_window: a.rpo_window,
+        downloaded: Some(|| crate::repo::traffic().bytes_down),
         // Filled in after the drill (see `offsite_facts`).
         offsite: OffsiteFacts::default(),
         past_drills: past.counts(),
@@ -245,9 +292,8 @@ pub async fn run(cli: &Cli, a: &DrillArgs) -> Result<u8> {
     let outcome = run_drill(repo, clock, opts, &show).await;
     show.phase_finished();
     let mut run = outcome.map_err(into_anyhow)?;
-    run.report.rto.bytes_downloaded = Some(crate::repo::traffic().bytes_down);
     // The other sites are asked only now, so that reaching them does not count in the RTO.
-    let offsite = offsite_facts(cli, &site_repo).await;
+    let offsite = offsite_facts(cli, &site_repo, &run.report.snapshot.id).await;
     if !offsite.sites.is_empty() {
         reassess_with_offsite(&mut run.report, &offsite, past.counts());
     }
@@ -262,27 +308,49 @@ pub async fn run(cli: &Cli, a: &DrillArgs) -> Result<u8> {
     if let Some(path) = &a.html {
         let mut charted = past.reports;
         charted.push(report.clone());
-        std::fs::write(path, html::render(report, &charted))
-            .with_context(|| format!("writing the HTML report {}", path.display()))?;
+        // A page that cannot be written must not hide the drill's outcome.
+        if let Err(e) = html::write_page(path, &html::render(report, &charted)) {
+            eprintln!("warning: the HTML report could not be written: {e}");
+        }
     }
     print(cli, report)?;
 
-    let failed = report.verification.failures_total;
-    let code = if run.error.is_some() {
-        None
-    } else if run.found_damage() {
-        eprintln!(
-            "zaibei: drill failed: the repository is damaged; {failed} entries could not be restored or verified"
-        );
-        Some(exit::DAMAGED)
-    } else if !report.recovered {
-        eprintln!("zaibei: drill failed: {failed} entries could not be restored or verified");
-        Some(exit::PARTIAL)
-    } else if report.status == DrillStatus::TargetsMissed {
-        eprintln!("zaibei: drill recovered everything but missed its target");
-        Some(exit::TARGET_MISSED)
-    } else {
-        Some(exit::OK)
+    let v = &report.verification;
+    let failed = v.failures_total;
+    let code = match run.verdict() {
+        Verdict::Stopped => None,
+        Verdict::Damage => {
+            eprintln!(
+                "zaibei: drill failed: the repository is damaged; {failed} entries could not be restored or verified"
+            );
+            Some(exit::DAMAGED)
+        }
+        Verdict::LocalFailures => {
+            eprintln!(
+                "zaibei: drill failed: {failed} entries could not be restored or verified; the repository holds them intact (a local failure)"
+            );
+            Some(exit::PARTIAL)
+        }
+        Verdict::Untraced => {
+            let c = &v.failure_causes;
+            eprintln!(
+                "zaibei: drill failed: {failed} entries could not be restored or verified, and {} of them could not be traced to a cause ({} store unreachable, {} not traced{}); run `zaibei check --read-data`",
+                failed.saturating_sub(c.local),
+                c.store_unreachable,
+                c.unknown,
+                if v.causes_incomplete {
+                    ", tracing stopped at its bounds"
+                } else {
+                    ""
+                }
+            );
+            Some(exit::ERROR)
+        }
+        Verdict::TargetsMissed => {
+            eprintln!("zaibei: drill recovered everything but missed its target");
+            Some(exit::TARGET_MISSED)
+        }
+        Verdict::Passed => Some(exit::OK),
     };
     match (code, run.error) {
         (Some(code), _) => Ok(code),
