@@ -2,8 +2,10 @@
 //! repository while the test changes the protected tree; each change must show up in a
 //! snapshot that restores bit for bit, at the primary and at a replica site; retention keeps
 //! the number of snapshots down; a repository that goes away fails cycles that are retried; a
-//! protected directory that goes away holds the backups; SIGTERM ends the watch with exit
-//! code 0 and a repository that passes `check --read-data`.
+//! protected directory that goes away holds the backups; a sync that takes long never holds
+//! the backups; a directory the user may not read is left out of the watch without a backup
+//! storm; SIGTERM ends the watch with exit code 0 and a repository that passes
+//! `check --read-data`.
 //!
 //! Nothing here waits a fixed time and then asserts: every wait polls for the awaited state
 //! and gives up only at a generous deadline.
@@ -45,6 +47,10 @@ impl Watcher {
         for a in args {
             c.arg(a.as_ref());
         }
+        Watcher::spawn(c)
+    }
+
+    fn spawn(mut c: Command) -> Watcher {
         let mut child = c
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -304,6 +310,9 @@ fn watch_backs_up_changes_syncs_them_and_keeps_retention() {
             &"20s",
             &"--keep-last",
             &"2",
+            // Required with --keep-last; this short, it keeps nothing more.
+            &"--keep-within",
+            &"1ms",
             &src,
         ],
     );
@@ -337,15 +346,19 @@ fn watch_backs_up_changes_syncs_them_and_keeps_retention() {
             "a cycle after a change covers events: {cycle}"
         );
         assert_ne!(cycle["trigger"], "start", "{cycle}");
-        // Sent to the replica in the same cycle.
-        let sites = cycle["sync"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{cycle}"));
-        assert_eq!(sites.len(), 1, "{cycle}");
-        assert_eq!(sites[0]["site"], "replica", "{cycle}");
-        assert_eq!(sites[0]["error"], Value::Null, "{cycle}");
-        assert_eq!(sites[0]["missing_after"], 0, "{cycle}");
-        assert!(b.snapshot_ids().contains(&id), "{cycle}");
+        // Sent to the replica by a sync that began after the cycle.
+        let n = cycle["cycle"].as_u64().unwrap();
+        let sync = w.wait_for(&format!("a sync after cycle {n}"), |w| {
+            w.lines()
+                .into_iter()
+                .find(|l| l["message_type"] == "sync" && l["after_cycle"].as_u64().unwrap() >= n)
+        });
+        let sites = sync["sites"].as_array().unwrap_or_else(|| panic!("{sync}"));
+        assert_eq!(sites.len(), 1, "{sync}");
+        assert_eq!(sites[0]["site"], "replica", "{sync}");
+        assert_eq!(sites[0]["error"], Value::Null, "{sync}");
+        assert_eq!(sites[0]["missing_after"], 0, "{sync}");
+        assert!(b.snapshot_ids().contains(&id), "{sync}");
         // Retention ran after it: at most two snapshots of this tree are left.
         let ids = a.snapshot_ids();
         assert!(ids.len() <= 2, "--keep-last 2 left {ids:?}\n{}", w.dump());
@@ -482,6 +495,21 @@ fn watch_once_settled_leaves_out_its_own_repository() {
         code::USAGE,
         &[&"watch", &"--debounce", &"5s", &"--max-delay", &"1s", &src],
     );
+    // Durations no clock can add, and retention that a ransomware attack could exhaust.
+    env.expect(
+        code::USAGE,
+        &[&"watch", &"--rescan", &"400000000000y", &src],
+    );
+    env.expect(
+        code::USAGE,
+        &[&"watch", &"--heartbeat", &"400000000000y", &src],
+    );
+    let out = env.expect(code::USAGE, &[&"watch", &"--keep-last", &"3", &src]);
+    assert!(
+        all_output(&out).contains("--keep-within"),
+        "{}",
+        describe(&out)
+    );
 
     // The copy to compare with, taken first: reading the files sets their access times once
     // (relatime), and the snapshots record access times.
@@ -545,7 +573,196 @@ fn watch_once_settled_leaves_out_its_own_repository() {
     let last: Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(last["unchanged"], true, "{last}");
+    assert_eq!(last["heartbeat"], false, "{last}");
     assert_eq!(last["snapshot_id"], Value::Null, "{last}");
     assert_eq!(env.snapshot_ids(), vec![id.to_owned()]);
+
+    // Still nothing changed, but the snapshot is older than --heartbeat (it is at least the
+    // quiet period old): stored anyway, as a recovery point.
+    let out = env.ok(&[
+        &"--json",
+        &"watch",
+        &"--once-settled",
+        &"--debounce",
+        &"1s",
+        &"--heartbeat",
+        &"1s",
+        &src,
+    ]);
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["unchanged"], true, "{last}");
+    assert_eq!(last["heartbeat"], true, "{last}");
+    let beat = last["snapshot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{last}"));
+    assert_eq!(last["parent"], id, "{last}");
+    let ids = env.snapshot_ids();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&beat.to_owned()), "{ids:?}");
     env.ok(&[&"check", &"--read-data"]);
+}
+
+#[test]
+fn watch_keeps_backing_up_while_a_sync_takes_long() {
+    let mut a = Env::init();
+    // The replica's stalled read (below) must not time out first.
+    a.extra_args = vec!["--io-timeout".into(), "600".into()];
+    let src = a.path("src");
+    write_tree(&src);
+    let b = Env {
+        repo: a.path("replica"),
+        dir: scratch(),
+        password: a.password.clone(),
+        bin: a.bin.clone(),
+        extra_env: Vec::new(),
+        extra_args: Vec::new(),
+    };
+    b.ok(&[&"init", &"--insecure-test-kdf", &"--from", &a.repo]);
+    a.ok(&[&"site", &"init", &"--name", &"primary"]);
+    a.ok(&[&"site", &"add", &"--name", &"replica", &b.repo]);
+
+    // The replica stalls: reading its config blocks (a FIFO no one writes to yet), as a site
+    // that takes hours to bring up to date would.
+    let config = b.repo.join("config");
+    let saved = a.path("replica-config");
+    fs::rename(&config, &saved).unwrap();
+    tool("mkfifo", &[&config]);
+
+    let mut w = Watcher::start(&a, &[&"--debounce", &"1s", &src]);
+    let v0 = a.path("expected-0");
+    keep_copy(&src, &v0);
+    wait_for_snapshot_of(&mut w, &a, &src, &v0, "the start");
+    // Cycles go on while the first sync hangs.
+    for n in 1..=2 {
+        change(&src, n);
+        let expected = a.path(&format!("expected-{n}"));
+        keep_copy(&src, &expected);
+        let id = wait_for_snapshot_of(&mut w, &a, &src, &expected, &format!("change {n}"));
+        cycle_of(&mut w, &id);
+    }
+    assert!(
+        w.lines().iter().all(|l| l["message_type"] != "sync"),
+        "no sync ended while the replica stalls\n{}",
+        w.dump()
+    );
+
+    // The replica answers: the stalled sync ends, and the next one sends what was stored
+    // meanwhile.
+    let mut fifo = fs::OpenOptions::new().write(true).open(&config).unwrap();
+    fs::rename(&saved, &config).unwrap();
+    std::io::Write::write_all(&mut fifo, &fs::read(&config).unwrap()).unwrap();
+    drop(fifo);
+    let newest = a.snapshot_ids();
+    let cycles = w.cycles().len() as u64;
+    let sync = w.wait_for("a sync covering every cycle", |w| {
+        w.lines().into_iter().find(|l| {
+            l["message_type"] == "sync"
+                && l["after_cycle"].as_u64().unwrap() >= cycles
+                && l["sites"][0]["missing_after"] == 0
+        })
+    });
+    assert!(sync["sync"].as_u64().unwrap() >= 2, "{sync}\n{}", w.dump());
+    let first = w
+        .lines()
+        .into_iter()
+        .find(|l| l["message_type"] == "sync")
+        .unwrap();
+    assert_eq!(
+        first["after_cycle"], 1,
+        "the first sync began after the start cycle"
+    );
+    let there = b.snapshot_ids();
+    for id in &newest {
+        assert!(there.contains(id), "{id} not at the replica\n{}", w.dump());
+    }
+    let (status, dump) = w.stop();
+    assert_eq!(status.code(), Some(0), "{dump}");
+    b.ok(&[&"check", &"--read-data"]);
+}
+
+#[test]
+fn watch_as_a_user_who_may_not_read_everything() {
+    // Everything below /tmp (world-searchable), so that user nobody reaches it; the binary is
+    // copied there for the same reason.
+    let dir = tempfile::Builder::new()
+        .prefix("zaibei-e2e-watch-nobody-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut env = Env::init_in(dir);
+    let bin = env.path("zaibei");
+    fs::copy(&env.bin, &bin).unwrap();
+    env.bin = bin;
+    let src = env.path("src");
+    // Many directories, so that some come after the unreadable one in any walk order (notify
+    // stops its walk at the first directory it cannot watch).
+    for i in 0..30 {
+        fs::create_dir_all(src.join(format!("d{i:02}"))).unwrap();
+        fs::write(src.join(format!("d{i:02}/f")), b"x").unwrap();
+    }
+    fs::create_dir(src.join("lost+found")).unwrap();
+    bash(
+        env.dir.path(),
+        "chown -R nobody:nogroup repo src && chown root:root src/lost+found && \
+         chmod 700 src/lost+found",
+    );
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(&env.bin)
+        .args(["--json", "-r"])
+        .arg(&env.repo)
+        .args(["watch", "--debounce", "1s", "--no-sync"])
+        .arg(&src)
+        .env("ZAIBEI_PASSWORD", &env.password)
+        .env("HOME", env.dir.path())
+        .env_remove("ZAIBEI_REPOSITORY")
+        .env_remove("ZAIBEI_PASSWORD_FILE")
+        .env_remove("ZAIBEI_LOG")
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null());
+    let mut w = Watcher::spawn(c);
+    let canonical = fs::canonicalize(&src).unwrap();
+    let unwatched = w.wait_for("the unwatched line", |w| {
+        w.lines()
+            .into_iter()
+            .find(|l| l["message_type"] == "unwatched")
+    });
+    assert_eq!(
+        unwatched["paths"][0]["path"],
+        canonical.join("lost+found").to_str().unwrap(),
+        "{unwatched}"
+    );
+    w.wait_for("the start cycle", |w| w.cycles().first().cloned());
+    // Several examinations of the paths later (every 5 s), a change anywhere else is noticed
+    // as a change; no cycle ran meanwhile (the failure to watch lost+found neither repeats
+    // nor starts backups).
+    std::thread::sleep(Duration::from_secs(11));
+    for i in 0..30 {
+        fs::write(src.join(format!("d{i:02}/f")), format!("changed {i}")).unwrap();
+    }
+    let cycle = w.wait_for("a cycle after the changes", |w| w.cycles().get(1).cloned());
+    assert_eq!(cycle["trigger"], "quiet", "{cycle}\n{}", w.dump());
+    assert!(
+        cycle["events"].as_u64().unwrap() >= 30,
+        "every directory is watched: {cycle}"
+    );
+    let cycles = w.cycles();
+    assert_eq!(cycles[0]["trigger"], "start", "{}", w.dump());
+    let lines = w.lines();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message_type"] == "unwatched")
+            .count(),
+        1,
+        "reported once\n{}",
+        w.dump()
+    );
+    let (status, dump) = w.stop();
+    assert_eq!(status.code(), Some(0), "{dump}");
 }

@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 use super::WatchError;
 
+/// The longest any setting may be (about 100 years): longer ones are surely typos, and the
+/// times computed from them must stay representable.
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d`, or as late as can be represented when that overflows.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(LONGEST))
+        .unwrap_or(t)
+}
+
 /// The timing of a [`Debouncer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DebounceSettings {
@@ -44,7 +55,18 @@ impl Default for DebounceSettings {
 impl DebounceSettings {
     /// Fails with a [`WatchError::Usage`] naming the first setting that makes no sense.
     pub fn check(&self) -> Result<(), WatchError> {
-        let problem = if self.quiet.is_zero() {
+        let too_long = [
+            self.quiet,
+            self.max_delay,
+            self.rescan.unwrap_or_default(),
+            self.retry_first,
+            self.retry_max,
+        ]
+        .into_iter()
+        .any(|d| d > LONGEST);
+        let problem = if too_long {
+            Some("durations longer than 100 years are not supported")
+        } else if self.quiet.is_zero() {
             Some("the quiet period (--debounce) must be longer than 0")
         } else if self.max_delay < self.quiet {
             Some(
@@ -244,7 +266,8 @@ impl Debouncer {
     }
 
     fn due(&self, b: &Batch) -> Instant {
-        let settled = (b.last + self.settings.quiet).min(b.first + self.settings.max_delay);
+        let settled =
+            later(b.last, self.settings.quiet).min(later(b.first, self.settings.max_delay));
         match self.retry_at {
             Some(r) => settled.max(r),
             None => settled,
@@ -260,7 +283,7 @@ impl Debouncer {
         match &self.pending {
             Some(b) => Some(self.due(b)),
             None => self.settings.rescan.map(|r| {
-                let at = self.idle_since + r;
+                let at = later(self.idle_since, r);
                 self.retry_at.map_or(at, |x| at.max(x))
             }),
         }
@@ -292,7 +315,7 @@ impl Debouncer {
             TriggerReason::Resumed
         } else if b.overflow {
             TriggerReason::Overflow
-        } else if b.last + self.settings.quiet <= b.first + self.settings.max_delay {
+        } else if later(b.last, self.settings.quiet) <= later(b.first, self.settings.max_delay) {
             TriggerReason::Quiet
         } else {
             TriggerReason::MaxDelay
@@ -325,7 +348,7 @@ impl Debouncer {
             .retry_first
             .saturating_mul(1u32 << doublings)
             .min(self.settings.retry_max);
-        self.retry_at = Some(now + wait);
+        self.retry_at = Some(later(now, wait));
         self.idle_since = now;
         let mut b = trigger.batch.unwrap_or_else(|| Batch::at(now));
         b.retry = true;
@@ -575,6 +598,72 @@ mod tests {
         ];
         for s in bad {
             assert!(matches!(s.check(), Err(WatchError::Usage(_))), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_and_never_overflow() {
+        // `--rescan 400000000000y`, say.
+        let absurd = Duration::from_secs(400_000_000_000 * 365 * 24 * 3600);
+        for s in [
+            DebounceSettings {
+                rescan: Some(absurd),
+                ..DebounceSettings::default()
+            },
+            DebounceSettings {
+                max_delay: absurd,
+                ..DebounceSettings::default()
+            },
+            DebounceSettings {
+                quiet: absurd,
+                max_delay: absurd,
+                ..DebounceSettings::default()
+            },
+            DebounceSettings {
+                retry_max: absurd,
+                ..DebounceSettings::default()
+            },
+        ] {
+            assert!(matches!(s.check(), Err(WatchError::Usage(_))), "{s:?}");
+        }
+        let longest = DebounceSettings {
+            quiet: LONGEST,
+            max_delay: LONGEST,
+            rescan: Some(LONGEST),
+            retry_first: LONGEST,
+            retry_max: LONGEST,
+        };
+        assert!(longest.check().is_ok());
+        // Even unchecked settings never make the arithmetic panic.
+        let t0 = Instant::now();
+        let huge = DebounceSettings {
+            quiet: Duration::MAX,
+            max_delay: Duration::MAX,
+            rescan: Some(Duration::MAX),
+            retry_first: Duration::MAX,
+            retry_max: Duration::MAX,
+        };
+        for s in [longest, huge] {
+            let mut d = Debouncer::new(s, t0);
+            assert!(d.deadline().is_some_and(|at| at > t0));
+            assert!(d.poll(t0).is_none());
+            d.changes(t0, t0, 1);
+            assert!(d.poll(t0 + ms(1000)).is_none());
+            d.succeeded(t0);
+            assert!(d.deadline().is_some());
+            let mut d = Debouncer::new(s, t0);
+            d.pending = None;
+            assert!(d.poll(t0).is_none(), "the rescan is far away");
+            let tr = Trigger {
+                reason: TriggerReason::Rescan,
+                changes: 0,
+                first_change: None,
+                last_change: None,
+                failures: 0,
+                batch: None,
+            };
+            assert!(d.failed(t0, tr) > Duration::ZERO);
+            assert!(d.deadline().is_some());
         }
     }
 

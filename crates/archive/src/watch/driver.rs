@@ -1,7 +1,7 @@
 //! The watch loop's side of watching: gathers what the notification thread saw, keeps an eye
 //! on the watched paths themselves, and says when the next backup is due.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::WatchError;
 use super::debounce::{DebounceSettings, Debouncer, Trigger};
 use super::events::{Inbox, PathFilter, SAMPLE_PATHS};
-use super::notifier::Notifier;
+use super::notifier::{Notifier, Unwatched};
 use super::roots::{RootChange, RootState, Roots};
 
 /// What to watch and when to back up.
@@ -44,6 +44,11 @@ pub enum Step {
     /// The kernel's limit of watches was reached: changes below some directories are found
     /// only by the periodic rescan (raise `fs.inotify.max_user_watches`).
     LimitReached,
+    /// These paths (watched paths, or directories below them, each with everything below it)
+    /// could not be watched: their changes are found only by the periodic rescan. Each path is
+    /// reported once; a watched path that could not be watched at all is tried again at each
+    /// examination.
+    Unwatched(Vec<Unwatched>),
 }
 
 /// Watches paths and says when to back them up (see the module documentation).
@@ -58,6 +63,10 @@ pub struct Watch {
     sample: Vec<PathBuf>,
     steps: VecDeque<Step>,
     limit_reported: bool,
+    /// Paths reported in a [`Step::Unwatched`].
+    unwatched_reported: BTreeSet<PathBuf>,
+    /// Watched paths whose last arming failed altogether.
+    arm_failed: BTreeSet<PathBuf>,
 }
 
 impl Watch {
@@ -71,7 +80,9 @@ impl Watch {
                 "the interval of examining the watched paths must be longer than 0".into(),
             ));
         }
-        let roots = Roots::new(&opts.paths)?;
+        // A path on another filesystem is accepted there once two more examinations have
+        // found it on the same one.
+        let roots = Roots::new(&opts.paths, opts.root_check.saturating_mul(2))?;
         let inbox = Arc::new(Inbox::new(PathFilter::new(
             opts.paths.clone(),
             opts.ignored.clone(),
@@ -88,6 +99,8 @@ impl Watch {
             sample: Vec::new(),
             steps: VecDeque::new(),
             limit_reported: false,
+            unwatched_reported: BTreeSet::new(),
+            arm_failed: BTreeSet::new(),
         };
         w.arm().await;
         Ok(w)
@@ -179,7 +192,7 @@ impl Watch {
 
     async fn check_roots(&mut self, now: Instant) {
         self.next_root_check = now + self.root_check;
-        let changes = self.roots.check();
+        let changes = self.roots.check(now);
         if changes.iter().any(|c| c.state != RootState::Present) && !self.roots.all_present() {
             self.debouncer.hold();
             self.steps.push_back(Step::Held(self.roots.absent()));
@@ -191,12 +204,22 @@ impl Watch {
         }
     }
 
-    /// Watches every present path that is not watched; failures are retried at the next
-    /// examination.
+    /// Watches every present path that is not watched. A directory below one that cannot be
+    /// watched is left out (reported once); a path that cannot be watched at all is tried
+    /// again at the next examination, reported once and without a backup each time (the
+    /// rescan covers it meanwhile).
     async fn arm(&mut self) {
+        let mut unwatched = Vec::new();
         for path in self.roots.to_arm() {
             match self.notifier.arm(path.clone()).await {
-                Ok(()) => self.roots.armed(&path),
+                Ok(skipped) => {
+                    self.roots.armed(&path);
+                    if self.arm_failed.remove(&path) {
+                        // Whatever happened while it was not watched is unknown.
+                        self.debouncer.overflow(Instant::now());
+                    }
+                    unwatched.extend(skipped);
+                }
                 Err(WatchError::Arm { source, .. })
                     if matches!(source.kind, notify::ErrorKind::MaxFilesWatch) =>
                 {
@@ -209,11 +232,20 @@ impl Watch {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("{e}; trying again in {} s", self.root_check.as_secs());
-                    // Whatever happened meanwhile is unknown.
-                    self.debouncer.overflow(Instant::now());
+                    self.arm_failed.insert(path.clone());
+                    unwatched.push(Unwatched {
+                        error: match &e {
+                            WatchError::Arm { source, .. } => source.to_string(),
+                            other => other.to_string(),
+                        },
+                        path,
+                    });
                 }
             }
+        }
+        unwatched.retain(|u| self.unwatched_reported.insert(u.path.clone()));
+        if !unwatched.is_empty() {
+            self.steps.push_back(Step::Unwatched(unwatched));
         }
     }
 }
@@ -368,6 +400,93 @@ mod tests {
         assert_eq!(trigger.reason, TriggerReason::Retry);
         assert_eq!(trigger.failures, 1);
         w.succeeded();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_that_cannot_be_watched_is_left_out_once() {
+        let (_dir, root) = root();
+        // Many directories, so that some come after the refused one in any walk order.
+        for i in 0..20 {
+            std::fs::create_dir_all(root.join(format!("d{i}/sub"))).unwrap();
+        }
+        let locked = root.join("d7");
+        super::super::notifier::REFUSED
+            .lock()
+            .unwrap()
+            .push(locked.clone());
+        let mut w = Watch::start(opts(&root)).await.unwrap();
+        match next(&mut w).await {
+            Step::Unwatched(u) => {
+                assert_eq!(u.len(), 1, "{u:?}");
+                assert_eq!(u[0].path, locked);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match next(&mut w).await {
+            Step::Backup { trigger, .. } => assert_eq!(trigger.reason, TriggerReason::Start),
+            other => panic!("unexpected {other:?}"),
+        }
+        w.succeeded();
+        // The rest is watched, deep directories and new ones included.
+        for i in (0..20).filter(|i| *i != 7) {
+            let f = root.join(format!("d{i}/sub/f"));
+            std::fs::write(&f, b"x").unwrap();
+            let t = backup_with(&mut w, &f).await;
+            assert_ne!(t.reason, TriggerReason::Overflow, "{t:?}");
+        }
+        std::fs::create_dir(root.join("d3/new")).unwrap();
+        backup_with(&mut w, &root.join("d3/new")).await;
+        std::fs::write(root.join("d3/new/g"), b"y").unwrap();
+        backup_with(&mut w, &root.join("d3/new/g")).await;
+        // Many examinations later (every 50 ms): no backup without a change, no new report.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), w.next())
+                .await
+                .is_err(),
+            "the watch is settled"
+        );
+        super::super::notifier::REFUSED
+            .lock()
+            .unwrap()
+            .retain(|p| p != &locked);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_path_that_cannot_be_watched_at_all_backs_up_only_once() {
+        let (_dir, root) = root();
+        super::super::notifier::REFUSED
+            .lock()
+            .unwrap()
+            .push(root.clone());
+        let mut w = Watch::start(opts(&root)).await.unwrap();
+        match next(&mut w).await {
+            Step::Unwatched(u) => assert_eq!(u[0].path, root),
+            other => panic!("unexpected {other:?}"),
+        }
+        match next(&mut w).await {
+            Step::Backup { trigger, .. } => assert_eq!(trigger.reason, TriggerReason::Start),
+            other => panic!("unexpected {other:?}"),
+        }
+        w.succeeded();
+        // Tried again every 50 ms: neither a backup nor a report each time.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), w.next())
+                .await
+                .is_err(),
+            "the failures repeat nothing"
+        );
+        // Once it can be watched: one backup (what happened meanwhile is unknown).
+        super::super::notifier::REFUSED
+            .lock()
+            .unwrap()
+            .retain(|p| p != &root);
+        match next(&mut w).await {
+            Step::Backup { trigger, .. } => assert_eq!(trigger.reason, TriggerReason::Overflow),
+            other => panic!("unexpected {other:?}"),
+        }
+        w.succeeded();
+        std::fs::write(root.join("a"), b"1").unwrap();
+        backup_with(&mut w, &root.join("a")).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,10 @@ mod notifier;
 mod own_paths;
 mod roots;
 
-pub use debounce::{DebounceSettings, Debouncer, Trigger, TriggerReason};
+pub use debounce::{DebounceSettings, Debouncer, LONGEST, Trigger, TriggerReason};
 pub use driver::{Step, Watch, WatchOptions};
 pub use error::WatchError;
 pub use events::{Gathered, Inbox, Meaning, PathFilter, SAMPLE_PATHS, classify};
-pub use notifier::Notifier;
+pub use notifier::{Notifier, Unwatched};
 pub use own_paths::{below_roots, exclude_pattern};
 pub use roots::{RootChange, RootState, Roots};

@@ -1,6 +1,8 @@
 //! `zaibei watch`: continuous data protection.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,8 @@ use serde::Serialize;
 use zaibei_archive::backup::{backup_unpublished, sources};
 use zaibei_archive::progress::Counters;
 use zaibei_archive::watch::{
-    DebounceSettings, RootState, Step, Trigger, Watch, WatchOptions, below_roots, exclude_pattern,
+    DebounceSettings, LONGEST, RootState, Step, Trigger, Watch, WatchOptions, below_roots,
+    exclude_pattern,
 };
 use zaibei_format::{Id, SiteRecord, SiteRole, Snapshot, Timestamp};
 use zaibei_repo::Repository;
@@ -24,6 +27,9 @@ use crate::{Cli, exit, output};
 /// How often the watched paths themselves are examined.
 const ROOT_CHECK: Duration = Duration::from_secs(5);
 
+/// How long a stop waits for the sync under way before cancelling it.
+const SYNC_GRACE: Duration = Duration::from_secs(20);
+
 /// The long help of `zaibei watch` (the command's entry in `commands/mod.rs` points here).
 pub const LONG_ABOUT: &str = "Keep a series of snapshots of PATHs current: back up whenever \
 they change.
@@ -33,27 +39,39 @@ quiet for --debounce, but no longer than --max-delay after the first change (so 
 never quiet is still backed up), then runs one cycle:
 
   1. an incremental backup of every PATH, as `zaibei backup PATH...` makes it (unchanged files \
-are not read again); a snapshot equal to its parent is not stored;
-  2. unless --no-sync, when this repository is the primary of a set of sites: the new snapshot \
-is sent to every replica site, as `zaibei sync` does;
-  3. with --keep-* rules: the snapshots of this host and these PATHs (with --tag, only those \
-carrying the tags) that no rule keeps are forgotten, as `zaibei forget` does, and fenced like \
-it (a fenced forget is skipped with a warning).
+are not read again); a snapshot equal to its parent is not stored, unless the parent is older \
+than --heartbeat: then it is stored anyway, as a recovery point that shows the tree was checked;
+  2. with --keep-* rules (which need --keep-within): the snapshots of this host and these PATHs \
+(with --tag, only those carrying the tags) that no rule keeps are forgotten, as `zaibei forget` \
+does, and fenced like it (a fenced forget is skipped with a warning). Retention is refused \
+while the tree backed up is empty and it would forget a snapshot that is not (an unmounted \
+disk, a wiped tree).
+
+Unless --no-sync, when this repository is the primary of a set of sites, new snapshots are sent \
+to every replica site, as `zaibei sync` does, in the background: backups go on while a sync \
+runs (a long one, say the first copy to a new site), and snapshots stored meanwhile are sent by \
+another sync as soon as it ends. One sync runs at a time.
 
 Prune is NOT run by watch: run `zaibei prune` regularly (e.g. nightly) to free the space of \
 forgotten snapshots.
 
 The first cycle runs once the paths are quiet after the start. Every --rescan a cycle runs \
 even without any event, to catch what notification missed: each backup walks the whole tree, \
-so a missed event delays a change, it never loses it. A failed cycle (storage unreachable) is \
-retried 5 s later, then 10 s, ... up to 5 minutes; it never ends the watch. A watched PATH \
-that vanishes, or whose filesystem is unmounted, holds the backups until it is back. The \
-repository, its metadata cache and replicas on local disks are neither watched nor backed up \
-when they lie below a PATH.
+so a missed event delays a change, it never loses it. A directory that cannot be watched \
+(one the user may not read) is left out of the watch with a warning; its changes are found by \
+the rescans. A failed cycle (storage unreachable) is retried 5 s later, then 10 s, ... up to 5 \
+minutes; it never ends the watch. A watched PATH that vanishes, or whose filesystem changes \
+(unmounted, or one mounted on it), holds the backups until it is back; a PATH that stays on its \
+new filesystem for 10 s is backed up there from then on, unless it is an empty directory (an \
+unmounted mount point). Filesystems mounted below a PATH are watched and backed up like the \
+rest (with --one-file-system, backed up as empty mount points). The repository, its metadata \
+cache and replicas on local disks are neither watched nor backed up when they lie below a PATH.
 
-Ctrl-C or SIGTERM ends the watch after the cycle under way (a second one ends it at once). \
-With --json, one line per cycle (\"message_type\": \"cycle\") says why it ran, the snapshot, \
-files and bytes added, the time taken, each site's sync and lag, and what was forgotten.";
+Ctrl-C or SIGTERM ends the watch after the cycle under way; a sync under way gets 20 s to end, \
+then it is cancelled (the next sync resumes it). A second signal ends it at once. With --json, \
+one line per cycle (\"message_type\": \"cycle\") says why it ran, the snapshot, files and bytes \
+added, the time taken and what was forgotten; one line per sync (\"message_type\": \"sync\") \
+says after which cycle it began, each site's result and lag, and when it ended.";
 
 /// Keep snapshots of PATHs current from filesystem events (see [`LONG_ABOUT`]).
 #[derive(Debug, Args)]
@@ -73,6 +91,11 @@ pub struct WatchArgs {
     /// Back up after this long without any change reported (0s: never).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub rescan: Duration,
+    /// Store a snapshot even when nothing changed once the previous one is this old, as a
+    /// recovery point showing the tree was checked (0s: never). Stored by the cycles that run
+    /// (a rescan at the latest).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
@@ -91,7 +114,11 @@ pub struct WatchArgs {
     /// … of each of the N most recent years.
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
-    /// Keep every snapshot taken less than DURATION before the newest one.
+    /// Keep every snapshot taken less than DURATION before the newest one. Required with any
+    /// other --keep-* rule: cycles run every minute or so, and without it a tree being
+    /// encrypted or wiped would push every good snapshot out within a few cycles (and the next
+    /// sync would carry those forgets to the replicas). Choose it longer than it may take to
+    /// notice such damage (e.g. 2d).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub keep_within: Option<Duration>,
     /// Keep every snapshot with this tag (repeatable).
@@ -100,8 +127,8 @@ pub struct WatchArgs {
     /// Do not send snapshots to the replica sites.
     #[arg(long)]
     pub no_sync: bool,
-    /// Run one cycle once the paths have been quiet after the start, then exit (for scripts
-    /// and tests).
+    /// Run one cycle once the paths have been quiet after the start (and the sync it calls
+    /// for), then exit (for scripts and tests).
     #[arg(long)]
     pub once_settled: bool,
     /// File reading threads (default: number of CPUs).
@@ -110,6 +137,32 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
+    /// Fails with a usage error naming the first option that makes no sense.
+    fn check(&self) -> Result<()> {
+        let usage = |m: String| Err(exit::WithCode(exit::USAGE, m).into());
+        let policy = self.policy();
+        if !policy.is_empty() {
+            match self.keep_within {
+                None => {
+                    return usage(
+                        "watch applies --keep-* rules every cycle: give --keep-within DURATION \
+                         too (e.g. 2d), so that a tree being encrypted or wiped cannot push \
+                         every good snapshot out within a few cycles"
+                            .into(),
+                    );
+                }
+                Some(w) if w.is_zero() => {
+                    return usage("--keep-within must be longer than 0".into());
+                }
+                Some(_) => {}
+            }
+        }
+        if self.heartbeat > LONGEST {
+            return usage("--heartbeat: durations longer than 100 years are not supported".into());
+        }
+        Ok(())
+    }
+
     fn policy(&self) -> KeepPolicy {
         KeepPolicy {
             last: self.keep_last,
@@ -149,12 +202,15 @@ struct CycleReport {
     waited_seconds: Option<f64>,
     /// When it started.
     started: String,
-    /// The snapshot stored (none when the backup failed or nothing changed).
+    /// The snapshot stored (none when the backup failed, or nothing changed and no heartbeat
+    /// was due).
     snapshot_id: Option<String>,
     /// Its parent.
     parent: Option<String>,
-    /// Nothing changed since the parent: no snapshot stored.
+    /// Nothing changed since the parent.
     unchanged: bool,
+    /// Nothing changed, but the parent was older than --heartbeat: stored anyway.
+    heartbeat: bool,
     files_new: u64,
     files_changed: u64,
     files_unmodified: u64,
@@ -166,12 +222,6 @@ struct CycleReport {
     backup_seconds: f64,
     /// When the snapshot was stored.
     published: Option<String>,
-    /// Each replica site's sync (none: not synced this cycle).
-    sync: Option<Vec<SiteSync>>,
-    sync_seconds: Option<f64>,
-    /// When the sync ended.
-    synced: Option<String>,
-    sync_error: Option<String>,
     /// Snapshots forgotten by the --keep-* rules.
     forgotten: Vec<String>,
     retention_error: Option<String>,
@@ -193,12 +243,150 @@ struct Ctx<'a> {
     policy: KeepPolicy,
     /// Own paths below the watched ones: ignored and excluded.
     ignored: Vec<PathBuf>,
-    /// A site was left behind, or the sync failed: sync even without a new snapshot.
-    sync_behind: bool,
     /// Retention was skipped or failed: apply it even without a new snapshot.
     retention_behind: bool,
     /// The repository is a replica (warned once).
     replica_warned: bool,
+    /// The tree of the latest backup holds no file and nothing else but directories.
+    tree_empty: bool,
+    /// This repository is the primary of a set of sites (as of the latest cycle).
+    primary: bool,
+    /// The site state could not be read in the latest cycle.
+    site_error: bool,
+}
+
+/// True when a snapshot holds no file and nothing else but directories.
+fn holds_nothing(s: &zaibei_format::SnapshotSummary) -> bool {
+    s.total_files == 0 && s.files_new + s.files_changed + s.files_unmodified == 0 && s.others == 0
+}
+
+/// A sync running in the background of the cycles.
+type SyncTask<'a> = Pin<Box<dyn Future<Output = SyncReport> + 'a>>;
+
+/// One sync, as `--json` prints it.
+#[derive(Serialize)]
+struct SyncReport {
+    message_type: &'static str,
+    /// Syncs since the start, this one included.
+    sync: u64,
+    /// The latest cycle that had ended when it began: every snapshot stored by that cycle or
+    /// an earlier one was there to be sent.
+    after_cycle: u64,
+    /// When it began.
+    started: String,
+    /// Each replica site's result, and its lag after the sync.
+    sites: Vec<SiteSync>,
+    /// Why it failed altogether (not the primary, fenced, site state unreadable).
+    error: Option<String>,
+    sync_seconds: f64,
+    /// When it ended.
+    synced: String,
+}
+
+impl SyncReport {
+    /// True when some site is not up to date after it.
+    fn behind(&self) -> bool {
+        self.error.is_some()
+            || self
+                .sites
+                .iter()
+                .any(|s| s.error.is_some() || s.missing_after != Some(0))
+    }
+}
+
+/// Every replica, objects read back; never a prune (see --help).
+async fn sync_once(cli: &Cli, repo: Repository, n: u64, after_cycle: u64) -> SyncReport {
+    let started = Instant::now();
+    let began = output::time(Timestamp::now());
+    let req = SyncRequest {
+        verify: true,
+        ..SyncRequest::default()
+    };
+    let (sites, error) = match sync_sites(cli, &repo, &req).await {
+        Ok((_, sites)) => (sites, None),
+        Err(e) => (Vec::new(), Some(exit::describe(&e))),
+    };
+    SyncReport {
+        message_type: "sync",
+        sync: n,
+        after_cycle,
+        started: began,
+        sites,
+        error,
+        sync_seconds: started.elapsed().as_secs_f64(),
+        synced: output::time(Timestamp::now()),
+    }
+}
+
+/// The background syncs: at most one runs; new snapshots stored while it runs are sent by the
+/// next one, started as soon as it ends.
+struct Syncer<'a> {
+    cli: &'a Cli,
+    repo: Repository,
+    running: Option<SyncTask<'a>>,
+    /// Cycles stored snapshots (or a site is behind) since the running sync began.
+    again: bool,
+    /// The latest sync left a site behind: sync at the next cycle even without a new snapshot.
+    behind: bool,
+    /// Syncs started.
+    count: u64,
+    /// Cycles ended.
+    cycles: u64,
+}
+
+impl<'a> Syncer<'a> {
+    /// Asks for a sync: starts one, or one after the sync under way.
+    fn want(&mut self) {
+        if self.running.is_some() {
+            self.again = true;
+        } else {
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        self.count += 1;
+        self.again = false;
+        tracing::info!("sync {} started, after cycle {}", self.count, self.cycles);
+        self.running = Some(Box::pin(sync_once(
+            self.cli,
+            self.repo.clone(),
+            self.count,
+            self.cycles,
+        )));
+    }
+
+    /// Waits for the running sync (forever when none runs). Cancel-safe.
+    async fn finished(&mut self) -> SyncReport {
+        match self.running.as_mut() {
+            Some(task) => {
+                let report = task.await;
+                self.running = None;
+                report
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Reports a sync that ended; starts the next one when snapshots wait for it.
+    fn ended(&mut self, r: &SyncReport) -> Result<()> {
+        self.behind = r.behind();
+        for s in r.sites.iter().filter(|s| s.error.is_some()) {
+            tracing::warn!(
+                "site {} was not brought up to date: {}",
+                s.site,
+                s.error.as_deref().unwrap_or_default()
+            );
+        }
+        if let Some(e) = &r.error {
+            tracing::warn!("sync failed: {e}");
+        }
+        say_sync(self.cli, r)?;
+        if self.again {
+            self.start();
+        }
+        Ok(())
+    }
 }
 
 /// Ctrl-C and SIGTERM, counted.
@@ -296,7 +484,7 @@ impl Ctx<'_> {
 
     /// Runs the backup of a cycle (storing the snapshot unless it equals its parent) and
     /// fills in the report.
-    async fn backup(&self, report: &mut CycleReport) -> Result<()> {
+    async fn backup(&mut self, report: &mut CycleReport) -> Result<()> {
         let started = Instant::now();
         // The repository opened at the start must still be there: a local one that vanished
         // (an unmounted disk) would otherwise get a new, keyless tree of directories.
@@ -326,10 +514,21 @@ impl Ctx<'_> {
         opts.excludes.extend(self.excludes());
         let done =
             backup_unpublished(Arc::clone(&indexed), opts, Arc::new(Counters::default())).await?;
-        let unchanged = match done.parent {
-            Some(p) => indexed.load_snapshot(&p).await?.tree == done.snapshot.tree,
-            None => false,
+        let parent = match done.parent {
+            Some(p) => Some(indexed.load_snapshot(&p).await?),
+            None => None,
         };
+        let unchanged = parent
+            .as_ref()
+            .is_some_and(|p| p.tree == done.snapshot.tree);
+        // An unchanged tree is still recorded once the parent is --heartbeat old, so that the
+        // series (and the RPO drills measure from it) shows it was checked.
+        let heartbeat = unchanged
+            && !self.args.heartbeat.is_zero()
+            && parent.as_ref().is_some_and(|p| {
+                p.time.seconds_until(done.snapshot.time) >= self.args.heartbeat.as_secs_f64()
+            });
+        self.tree_empty = holds_nothing(&done.snapshot.summary);
         let s = &done.snapshot.summary;
         report.parent = done.parent.map(|p| p.to_hex());
         report.files_new = s.files_new;
@@ -343,7 +542,8 @@ impl Ctx<'_> {
             tracing::warn!("skipped {}: {e}", output::path(p));
         }
         report.unchanged = unchanged;
-        if !unchanged {
+        report.heartbeat = heartbeat;
+        if !unchanged || heartbeat {
             let id = indexed.save_snapshot(&done.snapshot).await?;
             report.published = Some(output::time(Timestamp::now()));
             report.snapshot_id = Some(id.to_hex());
@@ -352,28 +552,28 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Sends new snapshots to the replica sites, when there are any and this is the primary.
-    async fn sync(&mut self, report: &mut CycleReport, published: bool) {
+    /// Reads the site state: whether this is the primary of a set of sites (the snapshots are
+    /// then sent to the replicas), and which own paths lie below the watched ones.
+    async fn sites(&mut self) {
         let record = match self.repo.site_state().await {
             Ok(state) => state.record,
             Err(e) => {
                 if !self.args.no_sync {
-                    report.sync_error = Some(format!("reading the site state: {e}"));
-                    self.sync_behind = true;
+                    tracing::warn!("reading the site state: {e}");
                 }
+                self.site_error = true;
                 return;
             }
         };
+        self.site_error = false;
         self.refresh_ignored(record.as_ref());
+        self.primary = false;
         let Some(record) = record else {
             // No set of sites: nothing to send.
             return;
         };
-        if self.args.no_sync || !(published || self.sync_behind) {
-            return;
-        }
         if record.role != SiteRole::Primary {
-            if !self.replica_warned {
+            if !self.replica_warned && !self.args.no_sync {
                 self.replica_warned = true;
                 tracing::warn!(
                     "this repository is site {}, a replica of {}: snapshots are not sent anywhere",
@@ -383,35 +583,7 @@ impl Ctx<'_> {
             }
             return;
         }
-        let started = Instant::now();
-        // Every replica, objects read back; never a prune (see --help).
-        let req = SyncRequest {
-            verify: true,
-            ..SyncRequest::default()
-        };
-        match sync_sites(self.cli, &self.repo, &req).await {
-            Ok((_, sites)) => {
-                self.sync_behind = sites
-                    .iter()
-                    .any(|s| s.error.is_some() || s.missing_after != Some(0));
-                for s in sites.iter().filter(|s| s.error.is_some()) {
-                    tracing::warn!(
-                        "site {} was not brought up to date: {}",
-                        s.site,
-                        s.error.as_deref().unwrap_or_default()
-                    );
-                }
-                report.sync = Some(sites);
-            }
-            Err(e) => {
-                let why = exit::describe(&e);
-                tracing::warn!("sync failed: {why}");
-                report.sync_error = Some(why);
-                self.sync_behind = true;
-            }
-        }
-        report.sync_seconds = Some(started.elapsed().as_secs_f64());
-        report.synced = Some(output::time(Timestamp::now()));
+        self.primary = true;
     }
 
     /// Applies the --keep-* rules to the snapshots of this watch.
@@ -437,6 +609,7 @@ impl Ctx<'_> {
         crate::sites::require_primary(self.cli, &self.repo, "forget").await?;
         let list = self.repo.list_snapshots().await?;
         let tags = &self.args.source.tags;
+        let tree_empty = self.tree_empty;
         let ours: Vec<(Id, Snapshot)> = list
             .snapshots
             .into_iter()
@@ -448,8 +621,28 @@ impl Ctx<'_> {
             .collect();
         let by = GroupBy::parse("host,paths").map_err(|e| anyhow::anyhow!(e))?;
         let tz = jiff::tz::TimeZone::system();
+        let groups = retention::apply(&self.policy, &ours, by, &tz);
+        if tree_empty {
+            // An unmounted disk or a wiped tree must not push the real data out.
+            let holding: Vec<&Id> = groups
+                .iter()
+                .flat_map(|g| g.decisions.iter().filter(|d| !d.keep()))
+                .map(|d| &d.id)
+                .filter(|id| {
+                    ours.iter()
+                        .any(|(i, s)| i == *id && !holds_nothing(&s.summary))
+                })
+                .collect();
+            if !holding.is_empty() {
+                bail!(
+                    "the watched paths are empty now, and retention would forget {} snapshots \
+                     that are not: refusing to apply retention until they hold something again",
+                    holding.len()
+                );
+            }
+        }
         let mut forgotten = Vec::new();
-        for g in retention::apply(&self.policy, &ours, by, &tz) {
+        for g in groups {
             for d in g.decisions.iter().filter(|d| !d.keep()) {
                 self.repo
                     .forget_snapshot(&d.id)
@@ -495,7 +688,7 @@ impl Ctx<'_> {
             return (report, Some(e));
         }
         let published = report.snapshot_id.is_some();
-        self.sync(&mut report, published).await;
+        self.sites().await;
         self.retention(&mut report, published).await;
         report.total_seconds = started.elapsed().as_secs_f64();
         (report, None)
@@ -533,7 +726,30 @@ fn say_cycle(cli: &Cli, r: &CycleReport) -> Result<()> {
         ),
         None => format!("{head}: nothing changed, no snapshot"),
     };
-    for s in r.sync.iter().flatten() {
+    if r.heartbeat {
+        line.push_str(" (nothing changed: heartbeat)");
+    }
+    if !r.forgotten.is_empty() {
+        line.push_str(&format!("; {} forgotten", r.forgotten.len()));
+    }
+    if let Some(e) = &r.retention_error {
+        line.push_str(&format!("; retention skipped: {e}"));
+    }
+    crate::say!("{line}")
+}
+
+fn say_sync(cli: &Cli, r: &SyncReport) -> Result<()> {
+    if cli.json {
+        return output::json_line(r);
+    }
+    if cli.quiet {
+        return Ok(());
+    }
+    let mut line = format!(
+        "sync {} (after cycle {}) in {:.1} s",
+        r.sync, r.after_cycle, r.sync_seconds
+    );
+    for s in &r.sites {
         match &s.error {
             Some(e) => line.push_str(&format!("; site {}: {e}", s.site)),
             None => line.push_str(&format!(
@@ -544,14 +760,8 @@ fn say_cycle(cli: &Cli, r: &CycleReport) -> Result<()> {
             )),
         }
     }
-    if let Some(e) = &r.sync_error {
-        line.push_str(&format!("; sync failed: {e}"));
-    }
-    if !r.forgotten.is_empty() {
-        line.push_str(&format!("; {} forgotten", r.forgotten.len()));
-    }
-    if let Some(e) = &r.retention_error {
-        line.push_str(&format!("; retention skipped: {e}"));
+    if let Some(e) = &r.error {
+        line.push_str(&format!("; failed: {e}"));
     }
     crate::say!("{line}")
 }
@@ -598,6 +808,31 @@ fn say_step(cli: &Cli, step: &Step, rescan: Option<Duration>) -> Result<()> {
                 humantime::format_duration(r)
             ))
         ),
+        Step::Unwatched(list) => {
+            for u in list {
+                tracing::warn!(
+                    "cannot watch {}: {}; changes below it are found only by the next backup{}",
+                    u.path.display(),
+                    u.error,
+                    rescan.map_or(String::new(), |r| format!(
+                        " (a rescan runs every {})",
+                        humantime::format_duration(r)
+                    ))
+                );
+            }
+            if cli.json {
+                let paths: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(
+                        |u| serde_json::json!({"path": u.path.to_string_lossy(), "error": u.error}),
+                    )
+                    .collect();
+                output::json_line(&serde_json::json!({
+                    "message_type": "unwatched",
+                    "paths": paths,
+                }))?;
+            }
+        }
         Step::Backup { .. } => {}
     }
     Ok(())
@@ -608,6 +843,7 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
     timing
         .check()
         .map_err(|e| exit::WithCode(exit::USAGE, e.to_string()))?;
+    a.check()?;
     let paths = sources::normalise(&a.paths)?;
     let repo = crate::repo::open(cli).await?;
     crate::repo::require_content(&repo, "watch")?;
@@ -628,9 +864,21 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
         repo,
         policy: a.policy(),
         ignored: Vec::new(),
-        sync_behind: false,
         retention_behind: false,
         replica_warned: false,
+        tree_empty: false,
+        primary: false,
+        site_error: false,
+    };
+    let mut syncer = Syncer {
+        cli,
+        repo: ctx.repo.clone(),
+        running: None,
+        again: false,
+        // Bring the replicas up to date at the first cycle, even without a new snapshot.
+        behind: true,
+        count: 0,
+        cycles: 0,
     };
     ctx.refresh_ignored(record.as_ref());
     // From here on, Ctrl-C and SIGTERM end the watch between cycles (before, they kill it).
@@ -664,6 +912,10 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
     loop {
         let step = tokio::select! {
             s = watch.next() => s?,
+            r = syncer.finished() => {
+                syncer.ended(&r)?;
+                continue;
+            }
             () = shutdown.reached(1) => break,
         };
         let Step::Backup { trigger, sample } = step else {
@@ -671,9 +923,17 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
             continue;
         };
         cycles += 1;
-        let (mut report, error) = tokio::select! {
-            r = ctx.cycle(cycles, &trigger, &sample) => r,
-            () = shutdown.reached(2) => bail!(exit::Interrupted),
+        // The sync under way goes on while the cycle runs.
+        let (mut report, error) = {
+            let cycle = ctx.cycle(cycles, &trigger, &sample);
+            tokio::pin!(cycle);
+            loop {
+                tokio::select! {
+                    r = &mut cycle => break r,
+                    r = syncer.finished() => syncer.ended(&r)?,
+                    () = shutdown.reached(2) => bail!(exit::Interrupted),
+                }
+            }
         };
         let failed = error.is_some();
         if failed {
@@ -689,7 +949,25 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
         }
         watch.set_ignored(ctx.ignored.clone());
         say_cycle(cli, &report)?;
+        syncer.cycles = cycles;
+        if !failed && !a.no_sync {
+            let published = report.snapshot_id.is_some();
+            if ctx.primary && (published || syncer.behind) {
+                syncer.want();
+            } else if ctx.site_error && published {
+                // Unknown whether there are sites: the sync finds out (and says why not).
+                syncer.want();
+            }
+        }
         if a.once_settled {
+            if syncer.running.is_some() {
+                let r = tokio::select! {
+                    r = syncer.finished() => r,
+                    () = shutdown.reached(1) => bail!(exit::Interrupted),
+                };
+                syncer.again = false;
+                syncer.ended(&r)?;
+            }
             if let Some(e) = error {
                 return Err(e);
             }
@@ -701,6 +979,23 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
         }
         if shutdown.count() > 0 {
             break;
+        }
+    }
+    if syncer.running.is_some() {
+        tracing::warn!(
+            "waiting up to {} s for the sync under way (a second signal cancels it)",
+            SYNC_GRACE.as_secs()
+        );
+        syncer.again = false;
+        tokio::select! {
+            r = syncer.finished() => syncer.ended(&r)?,
+            () = tokio::time::sleep(SYNC_GRACE) => tracing::warn!(
+                "the sync under way was cancelled; the next sync resumes it"
+            ),
+            () = shutdown.reached(2) => {
+                tracing::warn!("the sync under way was cancelled; the next sync resumes it");
+                bail!(exit::Interrupted);
+            }
         }
     }
     if !cli.json && !cli.quiet {
