@@ -36,14 +36,15 @@ pub fn store(cli: &Cli) -> Result<OpenedStore> {
     Ok(opened)
 }
 
-/// Packs a backup uploads at a time: `--connections`, or 8 on object storage (where latency
-/// calls for many) and 2 on a local disk (where more would only hold more packs in memory).
+/// Packs a backup uploads at a time: `--connections`, or 8 on object storage or a zaibei
+/// server (where latency calls for many) and 2 on a local disk (where more would only hold
+/// more packs in memory).
 pub fn upload_connections(cli: &Cli) -> usize {
     let remote = cli
         .repo
         .as_deref()
         .and_then(|text| Location::parse(text).ok())
-        .is_some_and(|l| matches!(l, Location::Bucket(_)));
+        .is_some_and(|l| matches!(l, Location::Bucket(_) | Location::Server(_)));
     match cli.storage.connections {
         Some(n) => usize::from(n),
         None if remote => 8,

@@ -1,12 +1,15 @@
 //! Options that say how to reach a repository's storage: object storage credentials and
-//! addressing, request concurrency, bandwidth limits, timeouts and the metadata cache.
+//! addressing, the token and TLS trust of a zaibei server, request concurrency, bandwidth
+//! limits, timeouts and the metadata cache.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use zaibei_store::{BucketOptions, OpenOptions, RetryPolicy};
+use zaibei_store::{
+    BucketOptions, CertFingerprint, OpenOptions, RetryPolicy, ServerOptions, Zeroizing,
+};
 
 /// Storage options (global: they may be given before or after the command).
 #[derive(Debug, Args)]
@@ -31,7 +34,7 @@ pub struct StoreArgs {
     pub limit_download: Option<u64>,
 
     /// Seconds without progress (connecting, or waiting for an answer) after which a request
-    /// to object storage is abandoned and retried.
+    /// to object storage or a zaibei server is abandoned and retried.
     #[arg(
         long,
         value_name = "SECS",
@@ -73,8 +76,31 @@ pub struct StoreArgs {
     #[arg(long, value_name = "FILE", global = true)]
     pub secret_access_key_file: Option<PathBuf>,
 
+    /// Read the API token for a repository on a zaibei server (-r https://SERVER/TENANT/REPO)
+    /// from this file (first line). Without it the token is taken from ZAIBEI_TOKEN; it is
+    /// never given on the command line, where `ps` would show it.
+    #[arg(long, value_name = "FILE", env = "ZAIBEI_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM file with a certificate to trust for a zaibei server besides the system's roots:
+    /// the server's self-signed certificate (written on its first start) or its CA.
+    #[arg(long, value_name = "FILE", env = "ZAIBEI_SERVER_CA", global = true)]
+    pub server_ca: Option<PathBuf>,
+
+    /// Trust exactly the zaibei server certificate with this SHA-256 fingerprint (64 hex
+    /// digits, colons allowed, as `openssl x509 -noout -fingerprint -sha256` prints it),
+    /// whoever issued it; takes the place of --server-ca and the system's roots.
+    #[arg(
+        long,
+        value_name = "SHA256",
+        env = "ZAIBEI_SERVER_FINGERPRINT",
+        global = true
+    )]
+    pub server_fingerprint: Option<CertFingerprint>,
+
     /// Directory of the local metadata cache (default: $XDG_CACHE_HOME/zaibei or
-    /// ~/.cache/zaibei). The cache is used for object storage, not for local repositories.
+    /// ~/.cache/zaibei). The cache is used for object storage and zaibei servers, not for local
+    /// repositories.
     #[arg(long, value_name = "DIR", env = "ZAIBEI_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
 
@@ -105,6 +131,21 @@ impl StoreArgs {
             }
             None => None,
         };
+        let token = match &self.token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => std::env::var("ZAIBEI_TOKEN")
+                .ok()
+                .map(Zeroizing::new)
+                .filter(|t| !t.trim().is_empty()),
+        };
+        let ca_pem = match &self.server_ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading server CA file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let io_timeout = Duration::from_secs(self.io_timeout.max(1));
         let region = self.s3_region.clone().or_else(|| {
             ["AWS_REGION", "AWS_DEFAULT_REGION"]
                 .iter()
@@ -118,7 +159,13 @@ impl StoreArgs {
                 secret_access_key,
                 session_token: None,
                 profile: self.s3_profile.clone(),
-                io_timeout: Duration::from_secs(self.io_timeout.max(1)),
+                io_timeout,
+            },
+            server: ServerOptions {
+                token,
+                ca_pem,
+                fingerprint: self.server_fingerprint,
+                io_timeout,
             },
             connections: self.requests(),
             limit_upload: self.limit_upload,
@@ -146,4 +193,17 @@ impl StoreArgs {
             (None, None) => None,
         }
     }
+}
+
+/// The API token in the first line of `path` (wiped from memory when dropped).
+fn read_token_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading token file {}", path.display()))?,
+    );
+    let token = Zeroizing::new(text.lines().next().unwrap_or_default().trim().to_owned());
+    if token.is_empty() {
+        anyhow::bail!("token file {} is empty", path.display());
+    }
+    Ok(token)
 }

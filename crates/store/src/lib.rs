@@ -18,6 +18,7 @@ mod location;
 mod memory;
 mod object;
 mod retry;
+mod server;
 mod stats;
 mod throttle;
 
@@ -29,12 +30,20 @@ use bytes::Bytes;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use fs::FsStore;
-pub use location::{BucketLocation, Location, LocationError, Service};
+pub use location::{
+    BucketLocation, Location, LocationError, ServerLocation, Service, check_server_name,
+};
 pub use memory::MemoryStore;
 pub use object::{BucketOptions, MULTIPART_PART_SIZE, ObjectStore};
 pub use retry::{RetryPolicy, RetryStore};
+pub use server::{
+    API_PREFIX, CertFingerprint, FingerprintError, LIST_PAGE_LIMIT, MODIFIED_MS_HEADER,
+    ServerOptions, ServerStore,
+};
 pub use stats::{StatsStore, StoreCounters, StoreStats};
 pub use throttle::{RateLimit, ThrottleStore};
+/// The wrapper that wipes [`ServerOptions::token`] from memory when dropped.
+pub use zeroize::Zeroizing;
 
 /// What a listing says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +107,8 @@ pub fn check_name(name: &str) -> bool {
 pub struct OpenOptions {
     /// Credentials and addressing for object storage.
     pub bucket: BucketOptions,
+    /// Token and TLS trust for a repository on a zaibei server.
+    pub server: ServerOptions,
     /// Requests in flight at most.
     pub connections: usize,
     /// Average upload limit in KiB/s.
@@ -115,6 +126,7 @@ impl Default for OpenOptions {
                 io_timeout: std::time::Duration::from_secs(60),
                 ..BucketOptions::default()
             },
+            server: ServerOptions::default(),
             connections: 8,
             limit_upload: None,
             limit_download: None,
@@ -130,7 +142,8 @@ pub struct OpenedStore {
     pub store: std::sync::Arc<dyn Store>,
     /// Requests and bytes that reached the backend.
     pub counters: std::sync::Arc<StoreCounters>,
-    /// True for stores on the network (object storage), where a local metadata cache pays.
+    /// True for stores on the network (object storage, a zaibei server), where a local
+    /// metadata cache pays.
     pub remote: bool,
 }
 
@@ -143,6 +156,7 @@ pub fn open(location: &Location, opts: &OpenOptions) -> Result<OpenedStore, Stor
         Location::Fs(path) => (Arc::new(FsStore::new(path)), false),
         Location::Memory(_) => (Arc::new(MemoryStore::new()), false),
         Location::Bucket(b) => (Arc::new(ObjectStore::new(b, &opts.bucket)?), true),
+        Location::Server(s) => (Arc::new(ServerStore::new(s, &opts.server)?), true),
     };
     let counters = Arc::new(StoreCounters::default());
     let counted = Arc::new(StatsStore::new(backend, Arc::clone(&counters)));

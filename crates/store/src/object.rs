@@ -81,7 +81,7 @@ impl std::fmt::Debug for ObjectStore {
     }
 }
 
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Fails only if another provider was installed first, which is fine.
