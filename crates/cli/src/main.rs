@@ -102,8 +102,11 @@ fn main() -> std::process::ExitCode {
             return exit::ERROR.into();
         }
     };
-    // `watch` ends on Ctrl-C itself, after the cycle under way.
-    let own_interrupts = matches!(cli.command, Command::Watch(_));
+    // `watch`, the server and the agent end on Ctrl-C (and SIGTERM) themselves, gracefully.
+    let own_interrupts = matches!(
+        cli.command,
+        Command::Watch(_) | Command::Server(_) | Command::Agent(_)
+    );
     let result = runtime.block_on(async {
         if own_interrupts {
             return commands::run(&cli).await;

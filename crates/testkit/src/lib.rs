@@ -1,5 +1,8 @@
 //! Test support for zaibei's end-to-end tests.
 //!
+//! [`postgres::fresh_database`] gives each test an empty PostgreSQL database on the server
+//! `scripts/pg-test-server` started.
+//!
 //! [`FaultProxy`] sits between the `zaibei` binary and an S3 server (Garage in the tests,
 //! started by `scripts/s3-test-server`). It forwards HTTP/1.1 traffic byte for byte and,
 //! according to a [`FaultPlan`], injects the failures a backup tool must survive — connection
@@ -35,11 +38,13 @@
 mod error;
 mod http;
 mod plan;
+pub mod postgres;
 mod proxy;
 mod s3;
 mod target;
 
 pub use plan::{FaultCounts, FaultPlan};
+pub use postgres::fresh_database;
 pub use proxy::FaultProxy;
 pub use s3::S3Credentials;
 pub use target::S3Target;

@@ -1,5 +1,7 @@
 //! One module per command.
 
+mod agent;
+mod audit;
 mod backup;
 mod cat;
 mod check;
@@ -17,6 +19,7 @@ mod ls;
 mod prune;
 mod repair;
 mod restore;
+mod server;
 mod site;
 mod snapshots;
 mod stats;
@@ -64,6 +67,14 @@ pub enum Command {
     #[command(long_about = watch::LONG_ABOUT)]
     Watch(watch::WatchArgs),
     Drill(drill::DrillArgs),
+    /// Run the platform server (tenants, roles, repositories over HTTPS, agents, jobs, audit).
+    Server(server::ServerArgs),
+    /// The agent on a protected host: register with a server, then run its jobs.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Verify the platform's tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs the command; returns the exit code.
@@ -91,6 +102,9 @@ pub async fn run(cli: &Cli) -> Result<u8> {
         Command::Failback(a) => failback::run(cli, a).await,
         Command::Watch(a) => watch::run(cli, a).await,
         Command::Drill(a) => drill::run(cli, a).await,
+        Command::Server(a) => server::run(cli, a).await,
+        Command::Agent(c) => agent::run(cli, c).await,
+        Command::Audit(c) => audit::run(cli, c).await,
     }
 }
 
