@@ -1,5 +1,6 @@
-//! Running jobs: claim, run `zaibei backup` against the server's repository API with the
-//! agent's token, report a heartbeat while it runs, then the result.
+//! Running jobs: claim, run `zaibei backup` (or `check --read-data`, `drill`, `restore`) against
+//! the server's repository API with the agent's token, report a heartbeat while it runs, then
+//! the result.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -24,6 +25,49 @@ pub struct RunOptions {
     pub poll: Duration,
     /// Time between heartbeats while a job runs.
     pub heartbeat: Duration,
+    /// The only directory restores may write beneath (none: restore jobs are refused). The
+    /// host decides this, not the server, so nobody who controls the server can make the agent
+    /// overwrite the host's files.
+    pub restore_root: Option<PathBuf>,
+}
+
+/// Whether a restore into `target` is allowed: beneath `root`, no `..`, and not an existing
+/// non-empty directory (a restore never overwrites what the host holds).
+pub fn check_restore_target(root: Option<&std::path::Path>, target: &str) -> Result<(), String> {
+    use std::path::{Component, Path};
+    let root = root.ok_or("this agent takes no restore jobs (start it with --restore-root DIR)")?;
+    let target = Path::new(target);
+    if !target.is_absolute()
+        || target
+            .components()
+            .any(|c| matches!(c, Component::ParentDir))
+    {
+        return Err(format!(
+            "restore target {} is not a plain absolute path",
+            target.display()
+        ));
+    }
+    if !target.starts_with(root) || target == root {
+        return Err(format!(
+            "restore target {} is not beneath this agent's restore root {}",
+            target.display(),
+            root.display()
+        ));
+    }
+    match std::fs::read_dir(target) {
+        Ok(entries) => {
+            if entries.into_iter().next().is_some() {
+                Err(format!(
+                    "restore target {} exists and is not empty",
+                    target.display()
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("restore target {}: {e}", target.display())),
+    }
 }
 
 /// Claims and runs at most one job; returns whether there was one.
@@ -42,14 +86,10 @@ pub async fn run_once(
         job.repo
     );
     let report = match job.kind {
-        JobKind::Backup => run_backup(client, creds, opts, &job).await,
-        other => JobReport {
-            state: JobState::Failed,
-            progress: None,
-            snapshot: None,
-            summary: None,
-            error: Some(format!("agents do not run {} jobs", other.code())),
-        },
+        JobKind::Backup | JobKind::Verify | JobKind::Drill | JobKind::Restore => {
+            run_job(client, creds, opts, &job).await
+        }
+        other => failed(format!("agents do not run {} jobs", other.code())),
     };
     match &report.error {
         None => tracing::info!(
@@ -116,25 +156,72 @@ fn failed(error: String) -> JobReport {
     }
 }
 
-async fn run_backup(
+/// The `zaibei` arguments (after `--json -r REPO`) that run `job`.
+pub fn job_args(job: &AgentJob) -> Result<Vec<String>, String> {
+    let snapshot = job.snapshot.clone().unwrap_or_else(|| "latest".into());
+    let mut args = Vec::new();
+    match job.kind {
+        JobKind::Backup => {
+            if job.paths.is_empty() {
+                return Err("the policy names no paths".into());
+            }
+            args.push("backup".to_owned());
+            for e in &job.excludes {
+                args.extend(["--exclude".to_owned(), e.clone()]);
+            }
+            for t in &job.tags {
+                args.extend(["--tag".to_owned(), t.clone()]);
+            }
+            args.push("--".to_owned());
+            args.extend(job.paths.iter().cloned());
+        }
+        JobKind::Verify => args.extend(["check".to_owned(), "--read-data".to_owned()]),
+        JobKind::Drill => {
+            args.push("drill".to_owned());
+            for t in &job.tags {
+                args.extend(["--tag".to_owned(), t.clone()]);
+            }
+            if snapshot != "latest" {
+                args.extend(["--".to_owned(), snapshot]);
+            }
+        }
+        JobKind::Restore => {
+            let target = job
+                .target
+                .clone()
+                .ok_or("a restore names its target directory")?;
+            args.extend([
+                "restore".to_owned(),
+                "--target".to_owned(),
+                target,
+                "--".to_owned(),
+                snapshot,
+            ]);
+        }
+        other => return Err(format!("agents do not run {} jobs", other.code())),
+    }
+    Ok(args)
+}
+
+async fn run_job(
     client: &AgentClient,
     creds: &Credentials,
     opts: &RunOptions,
     job: &AgentJob,
 ) -> JobReport {
-    if job.paths.is_empty() {
-        return failed("the policy names no paths".into());
+    if job.kind == JobKind::Restore {
+        let target = job.target.as_deref().unwrap_or("");
+        if let Err(e) = check_restore_target(opts.restore_root.as_deref(), target) {
+            return failed(e);
+        }
     }
+    let args = match job_args(job) {
+        Ok(a) => a,
+        Err(e) => return failed(e),
+    };
     let repo = format!("{}/{}/{}", creds.server, creds.tenant, job.repo);
     let mut cmd = tokio::process::Command::new(&opts.zaibei);
-    cmd.arg("--json").arg("backup").arg("-r").arg(&repo);
-    for e in &job.excludes {
-        cmd.arg("--exclude").arg(e);
-    }
-    for t in &job.tags {
-        cmd.arg("--tag").arg(t);
-    }
-    cmd.arg("--").args(&job.paths);
+    cmd.arg("--json").arg("-r").arg(&repo).args(&args);
     cmd.env("ZAIBEI_TOKEN", &creds.token)
         .env("ZAIBEI_PASSWORD_FILE", &opts.password_file)
         .env_remove("ZAIBEI_REPOSITORY")
@@ -177,44 +264,105 @@ async fn run_backup(
     let stderr = err.await.unwrap_or_default();
     let status = match status {
         Ok(s) => s,
-        Err(e) => return failed(format!("waiting for the backup: {e}")),
+        Err(e) => return failed(format!("waiting for the {}: {e}", job.kind.code())),
     };
+    // The last JSON line the command printed: its summary (or report, for a drill).
     let summary = String::from_utf8_lossy(&stdout)
         .lines()
         .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("message_type").and_then(|t| t.as_str()) == Some("summary"));
-    if !status.success() || summary.is_none() {
-        let tail: String = String::from_utf8_lossy(&stderr)
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v.is_object())
+        });
+    if !status.success() {
+        let tail: Vec<&str> = std::str::from_utf8(&stderr)
+            .unwrap_or("")
             .lines()
             .rev()
             .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        return failed(format!("backup exited with {status}: {tail}"));
+            .collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return JobReport {
+            state: JobState::Failed,
+            progress: None,
+            snapshot: None,
+            summary,
+            error: Some(format!(
+                "{} exited with {status}: {}",
+                job.kind.code(),
+                tail.join("\n")
+            )),
+        };
     }
-    let summary = summary.unwrap_or_default();
+    let Some(summary) = summary else {
+        return failed(format!("{} printed no summary", job.kind.code()));
+    };
+    let count = |field: &str| summary.get(field).and_then(|v| v.as_u64()).unwrap_or(0);
     let progress = JobProgress {
-        files: summary
-            .get("total_files_processed")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0),
-        bytes: summary
-            .get("total_bytes_processed")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0),
+        files: count("total_files_processed"),
+        bytes: count("total_bytes_processed"),
     };
     JobReport {
         state: JobState::Succeeded,
         progress: Some(progress),
-        snapshot: summary
-            .get("snapshot_id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
+        snapshot: match job.kind {
+            JobKind::Backup => summary
+                .get("snapshot_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            _ => None,
+        },
         summary: Some(summary),
         error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_targets_stay_beneath_the_root_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("restores");
+        std::fs::create_dir_all(root.join("full")).unwrap();
+        std::fs::write(root.join("full/x"), b"x").unwrap();
+        let t = |p: &str| check_restore_target(Some(&root), &root.join(p).display().to_string());
+        assert!(t("new").is_ok());
+        assert!(t("full").is_err(), "non-empty");
+        assert!(t("a/../../etc").is_err(), "parent components");
+        assert!(check_restore_target(Some(&root), "/etc").is_err());
+        assert!(check_restore_target(Some(&root), "relative").is_err());
+        assert!(check_restore_target(None, "/tmp/x").is_err());
+        assert!(check_restore_target(Some(&root), &root.display().to_string()).is_err());
+    }
+
+    #[test]
+    fn job_arguments() {
+        let job = AgentJob {
+            id: "j".into(),
+            kind: JobKind::Restore,
+            repo: "r".into(),
+            paths: vec![],
+            excludes: vec![],
+            tags: vec![],
+            snapshot: Some("abc".into()),
+            target: Some("/srv/restores/x".into()),
+        };
+        assert_eq!(
+            job_args(&job).unwrap(),
+            ["restore", "--target", "/srv/restores/x", "--", "abc"]
+        );
+        let backup = AgentJob {
+            kind: JobKind::Backup,
+            ..job.clone()
+        };
+        assert!(job_args(&backup).is_err(), "a backup without paths");
+        let verify = AgentJob {
+            kind: JobKind::Verify,
+            ..job
+        };
+        assert_eq!(job_args(&verify).unwrap(), ["check", "--read-data"]);
     }
 }

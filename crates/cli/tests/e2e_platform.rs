@@ -492,6 +492,74 @@ fn agent_backs_up_on_schedule_through_the_server_and_restores_bit_for_bit() {
     assert_treecmp_clean(&src, &restored(&target, &src), true);
     client.ok(&[&"check"]);
 
+    // Content verification, a drill and a restore run on the agent, which holds the full key.
+    let mut paused = policy.clone();
+    paused["disabled"] = json!(true);
+    expect(
+        &server,
+        "PUT",
+        "/api/v1/tenants/acme/policies/nightly",
+        Some(&op),
+        Some(&paused),
+        200,
+    );
+    let restore_root = dir.path().join("restores");
+    let restore_target = restore_root.join("agent-restore");
+    for (kind, extra) in [
+        ("verify", json!({})),
+        ("drill", json!({})),
+        (
+            "restore",
+            json!({ "target": restore_target.display().to_string() }),
+        ),
+    ] {
+        let mut body = json!({ "kind": kind, "policy": "nightly" });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let job = expect(
+            &server,
+            "POST",
+            "/api/v1/tenants/acme/jobs",
+            Some(&op),
+            Some(&body),
+            201,
+        );
+        let id = job["id"].as_str().unwrap().to_owned();
+        let mut done = Value::Null;
+        for _ in 0..6 {
+            let out = Command::new(bin())
+                .args(["agent", "run", "--once", "--state-dir"])
+                .arg(&state)
+                .arg("--restore-root")
+                .arg(&restore_root)
+                .arg("--server-ca")
+                .arg(&server.cert)
+                .arg("--password-file")
+                .arg(&password_file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.code() == Some(0) || out.status.code() == Some(3),
+                "agent --once: {}",
+                describe(&out)
+            );
+            done = expect(
+                &server,
+                "GET",
+                &format!("/api/v1/tenants/acme/jobs/{id}"),
+                Some(&op),
+                None,
+                200,
+            );
+            if done["state"] == "succeeded" || done["state"] == "failed" {
+                break;
+            }
+        }
+        assert_eq!(done["state"], "succeeded", "{kind}: {done}");
+    }
+    assert_treecmp_clean(&src, &restored(&restore_target, &src), true);
+
     // The overview: the host is within its RPO target.
     let overview = expect(
         &server,

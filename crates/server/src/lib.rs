@@ -139,7 +139,7 @@ impl Server {
         let state = self.state.clone();
         let app = routes::router(api::routes(), state.clone())
             .layer(axum::extract::DefaultBodyLimit::max(
-                state.config.max_body_bytes,
+                routes::JSON_BODY_LIMIT.min(state.config.max_body_bytes),
             ))
             .fallback(|| async { ApiError::not_found("no such route") });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

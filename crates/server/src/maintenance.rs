@@ -235,12 +235,33 @@ async fn forget(
     let opened = open_maintenance(st, tenant, repo, &pw).await?;
     refuse_sites(&opened).await?;
     let list = opened.list_snapshots().await.map_err(|e| e.to_string())?;
-    // Only this policy's series: its backups carry the tag `policy:ID`.
-    let tag = format!("policy:{policy}");
+    // Retention counts only the snapshots this policy's backup jobs reported, each at the time
+    // the server saw its job finish — not the time written inside it. A compromised agent can
+    // thus not date forged snapshots to push the real ones out: it would need as many
+    // scheduled runs as the policy keeps snapshots.
+    let observed: std::collections::HashMap<String, i64> = sqlx::query(
+        "SELECT snapshot, finished_ms FROM jobs WHERE policy = $1 AND tenant = $2 AND kind = 'backup' \
+         AND state = 'succeeded' AND snapshot IS NOT NULL AND finished_ms IS NOT NULL",
+    )
+    .bind(policy)
+    .bind(tenant)
+    .fetch_all(&st.cat.pool)
+    .await
+    .map_err(|e| e.to_string())?
+    .iter()
+    .filter_map(|r| Some((r.try_get::<String, _>("snapshot").ok()?, r.try_get::<i64, _>("finished_ms").ok()?)))
+    .collect();
     let series: Vec<_> = list
         .snapshots
         .into_iter()
-        .filter(|(_, s)| s.tags.contains(&tag))
+        .filter_map(|(id, mut snap)| {
+            let seen = *observed.get(&id.to_hex())?;
+            snap.time = zaibei_format::Timestamp {
+                secs: seen.div_euclid(1000),
+                nanos: u32::try_from(seen.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+            };
+            Some((id, snap))
+        })
         .collect();
     let by = GroupBy::parse("host,paths").map_err(|e| e.to_string())?;
     let mut doomed = Vec::new();
@@ -292,10 +313,12 @@ async fn prune(st: &AppState, tenant: &str, repo: &str) -> Result<serde_json::Va
 pub async fn worker(st: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let st = Arc::new(st);
     loop {
-        let ran = tokio::select! {
-            _ = stop.changed() => return,
-            r = run_one(&st) => r,
-        };
+        // A job under way runs to its end (prune and forget are crash-safe, but a job left
+        // half-done would stay "running" until it is declared stale); shutdown waits for it.
+        if *stop.borrow() {
+            return;
+        }
+        let ran = run_one(&st).await;
         let pause = match ran {
             Ok(true) => Duration::ZERO,
             Ok(false) => Duration::from_secs(st.config.scheduler_interval_secs.max(1)),

@@ -155,22 +155,28 @@ impl Route {
 /// The router of `routes`, each behind the authorisation layer its access declares.
 pub fn router(routes: Vec<Route>, state: AppState) -> axum::Router {
     let mut router = axum::Router::new();
+    let object_limit = axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes);
     for route in routes {
+        // Repository objects may be large; every other body is small JSON (the server-wide
+        // limit, JSON_BODY_LIMIT).
+        let handler = if route.binary {
+            route.handler.layer(object_limit)
+        } else {
+            route.handler
+        };
         let handler = match route.access {
-            Access::Public => route.handler,
-            Access::Requires(privilege) => {
-                route
-                    .handler
-                    .route_layer(axum::middleware::from_fn_with_state(
-                        (state.clone(), privilege),
-                        authorize,
-                    ))
-            }
+            Access::Public => handler,
+            Access::Requires(privilege) => handler.route_layer(
+                axum::middleware::from_fn_with_state((state.clone(), privilege), authorize),
+            ),
         };
         router = router.route(route.path, handler);
     }
     router.with_state(state)
 }
+
+/// Largest JSON body accepted (every route but repository objects).
+pub const JSON_BODY_LIMIT: usize = 64 << 10;
 
 /// The client's address, put into every request by the listener.
 #[derive(Debug, Clone, Copy)]

@@ -670,7 +670,90 @@ async fn totp_enrolment_and_replay(backend: Backend) {
     );
 }
 
+/// Review findings: only sessions mint tokens or change credentials; security policy values
+/// are bounded; restores are the tenant's decision; the system administrator cannot reach an
+/// account that became an administrator's; large JSON bodies are refused before any work.
+async fn credential_changes_need_a_session(backend: Backend) {
+    let srv = common::start(backend).await;
+    let sys = srv.admin("sysadmin").await;
+    let sec = srv.admin("secadmin").await;
+    let fx = srv.tenant_fixture(&sys, "alpha").await;
+    // An API token (even limited to one repository) cannot mint tokens, change the password
+    // or enrol TOTP.
+    let limited = srv
+        .post(
+            "/api/v1/me/tokens",
+            &fx.operator,
+            json!({ "name": "ci", "repo": fx.repo }),
+        )
+        .await
+        .ok();
+    let limited = limited["token"].as_str().unwrap().to_owned();
+    let full = srv
+        .post("/api/v1/me/tokens", &fx.operator, json!({ "name": "all" }))
+        .await
+        .ok();
+    let full = full["token"].as_str().unwrap().to_owned();
+    for token in [&limited, &full] {
+        let r = srv
+            .post("/api/v1/me/tokens", token, json!({ "name": "escape" }))
+            .await;
+        assert!(r.status == 403, "minting with an API token: {}", r.text());
+        let r = srv.post("/api/v1/me/totp", token, json!({})).await;
+        assert!(
+            r.status == 403,
+            "TOTP enrolment with an API token: {}",
+            r.text()
+        );
+    }
+    srv.post(
+        "/api/v1/me/password",
+        &full,
+        json!({ "old": PASSWORD, "new": "Another-Secret-42!" }),
+    )
+    .await
+    .assert_error(403, "session_required");
+    // Lifetimes and counts are bounded.
+    for bad in [
+        json!({ "session_ttl_secs": u64::MAX }),
+        json!({ "max_token_ttl_secs": u64::MAX }),
+        json!({ "registration_ttl_secs": 0 }),
+        json!({ "lockout_secs": u64::MAX }),
+        json!({ "min_password_len": 100000 }),
+    ] {
+        srv.put("/api/v1/security-policy", &sec, policy(bad))
+            .await
+            .assert_error(422, "bad_policy");
+    }
+    // Restores are queued by the tenant's operators, not by the system administrator.
+    srv.post(
+        "/api/v1/tenants/alpha/jobs",
+        &sys,
+        json!({ "kind": "restore", "policy": fx.policy, "target": "/srv/restores/x" }),
+    )
+    .await
+    .assert_error(403, "tenant_only");
+    srv.post(
+        "/api/v1/tenants/alpha/jobs",
+        &fx.operator,
+        json!({ "kind": "restore", "policy": fx.policy, "target": "relative" }),
+    )
+    .await
+    .assert_error(422, "bad_target");
+    // A JSON body over 64 KiB is refused, even on the public login route.
+    let big = "x".repeat(70 << 10);
+    srv.call(
+        Method::POST,
+        "/api/v1/login",
+        None,
+        Some(&json!({ "user": "erin", "password": big })),
+    )
+    .await
+    .assert_error(413, "too_large");
+}
+
 both_backends!(
+    credential_changes_need_a_session,
     three_administrators_are_separated,
     password_policy,
     lockout_and_unlock,

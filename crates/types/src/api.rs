@@ -386,6 +386,12 @@ pub struct CreateJob {
     /// The repository, for check and prune.
     #[serde(default)]
     pub repo: Option<String>,
+    /// The snapshot a restore or drill is about (default `latest`).
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// The absolute directory on the agent's host a restore writes into.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// A job as listed.

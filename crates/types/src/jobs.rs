@@ -15,6 +15,12 @@ pub enum JobKind {
     Forget,
     /// Removal of unused data (prune), run by the server with the maintenance key.
     Prune,
+    /// Content verification (`check --read-data`), run by the policy's agent with the full key.
+    Verify,
+    /// A DR drill (restore into scratch space, verify, RTO/RPO), run by the policy's agent.
+    Drill,
+    /// A restore of a snapshot into a directory of the policy's agent host.
+    Restore,
 }
 
 impl JobKind {
@@ -25,24 +31,34 @@ impl JobKind {
             JobKind::Check => "check",
             JobKind::Forget => "forget",
             JobKind::Prune => "prune",
+            JobKind::Verify => "verify",
+            JobKind::Drill => "drill",
+            JobKind::Restore => "restore",
         }
     }
 
+    /// Every kind.
+    pub const ALL: &'static [JobKind] = &[
+        JobKind::Backup,
+        JobKind::Check,
+        JobKind::Forget,
+        JobKind::Prune,
+        JobKind::Verify,
+        JobKind::Drill,
+        JobKind::Restore,
+    ];
+
     /// The kind with this code.
     pub fn from_code(code: &str) -> Option<JobKind> {
-        [
-            JobKind::Backup,
-            JobKind::Check,
-            JobKind::Forget,
-            JobKind::Prune,
-        ]
-        .into_iter()
-        .find(|k| k.code() == code)
+        JobKind::ALL.iter().copied().find(|k| k.code() == code)
     }
 
     /// Whether an agent runs jobs of this kind (otherwise the server does).
     pub fn runs_on_agent(self) -> bool {
-        matches!(self, JobKind::Backup)
+        matches!(
+            self,
+            JobKind::Backup | JobKind::Verify | JobKind::Drill | JobKind::Restore
+        )
     }
 }
 
@@ -166,6 +182,12 @@ pub struct AgentJob {
     pub excludes: Vec<String>,
     /// Tags for the snapshot.
     pub tags: Vec<String>,
+    /// The snapshot a restore or drill is about (`latest` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The directory a restore writes into, on the agent's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// What an agent reports about a job it runs.
@@ -203,13 +225,8 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for k in [
-            JobKind::Backup,
-            JobKind::Check,
-            JobKind::Forget,
-            JobKind::Prune,
-        ] {
-            assert_eq!(JobKind::from_code(k.code()), Some(k));
+        for k in JobKind::ALL {
+            assert_eq!(JobKind::from_code(k.code()), Some(*k));
         }
         assert_eq!(JobState::from_code("queued"), Some(JobState::Queued));
         assert_eq!(JobState::from_code("done"), None);

@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Run at most one job, then exit (0: a job ran, 3: there was none).
     #[arg(long)]
     pub once: bool,
+    /// Accept restore jobs into new or empty directories beneath DIR (without it, restore jobs
+    /// fail): the host, not the server, decides where restores may write.
+    #[arg(long, value_name = "DIR")]
+    pub restore_root: Option<PathBuf>,
 }
 
 /// A client of `server` trusting the global `--server-ca` certificate.
@@ -121,6 +125,7 @@ pub async fn run(cli: &Cli, command: &AgentCommand) -> Result<u8> {
                 server_ca: cli.storage.server_ca.clone(),
                 poll: a.poll,
                 heartbeat: Duration::from_secs(30),
+                restore_root: a.restore_root.clone(),
             };
             let client = client(cli, &creds.server)?;
             if a.once {

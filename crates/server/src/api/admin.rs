@@ -12,7 +12,7 @@ use zaibei_types::api::{
 use zaibei_types::{Privilege, Role};
 
 use super::ctx::Ctx;
-use crate::auth::{kind, password};
+use crate::auth::password;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, check_name};
 use crate::routes::{Access, Route, array_of, schema};
@@ -397,6 +397,22 @@ async fn update_user(
         None => None,
     };
     let mut tx = st.cat.begin_write().await?;
+    // Re-checked inside the transaction: a role given meanwhile cannot open an administrator's
+    // account to the system administrator.
+    let still_tenant = sqlx::query(&format!(
+        "SELECT 1 FROM users WHERE name = $1 AND role IN ('tenant_operator', 'tenant_viewer'){}",
+        st.cat.for_update()
+    ))
+    .bind(&name)
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    if !still_tenant {
+        return Err(ApiError::forbidden(
+            "administrator_account",
+            "administrator accounts are managed by the security administrator",
+        ));
+    }
     if let Some(disabled) = req.disabled {
         sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
             .bind(i64::from(disabled))
@@ -412,9 +428,9 @@ async fn update_user(
             .await?;
     }
     if req.disabled == Some(true) || req.password.is_some() {
-        sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_name = $1 AND kind = $2")
+        // A reset means the old credentials may be known: every token of the account ends.
+        sqlx::query("UPDATE tokens SET revoked = 1 WHERE user_name = $1")
             .bind(&name)
-            .bind(kind::SESSION)
             .execute(&mut *tx)
             .await?;
     }
@@ -442,10 +458,19 @@ async fn delete_user(
         .bind(&name)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM users WHERE name = $1")
-        .bind(&name)
-        .execute(&mut *tx)
-        .await?;
+    let deleted = sqlx::query(
+        "DELETE FROM users WHERE name = $1 AND role IN ('tenant_operator', 'tenant_viewer')",
+    )
+    .bind(&name)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if deleted != 1 {
+        return Err(ApiError::forbidden(
+            "administrator_account",
+            "administrator accounts are managed by the security administrator",
+        ));
+    }
     let e = ctx.event(
         AuditAction::UserDeleted,
         user.tenant.as_deref(),
@@ -545,16 +570,19 @@ async fn put_policy(
     ctx: Ctx,
     ApiJson(req): ApiJson<SecurityPolicy>,
 ) -> ApiResult<StatusCode> {
-    if req.min_password_len < 8
-        || req.min_password_classes > 4
-        || req.session_ttl_secs == 0
-        || req.max_token_ttl_secs == 0
-        || req.registration_ttl_secs == 0
-    {
+    const DAY: u64 = 86_400;
+    let in_range = (8..=256).contains(&req.min_password_len)
+        && req.min_password_classes <= 4
+        && req.lockout_threshold <= 1000
+        && req.lockout_secs <= 365 * DAY
+        && (1..=30 * DAY).contains(&req.session_ttl_secs)
+        && (1..=10 * 365 * DAY).contains(&req.max_token_ttl_secs)
+        && (1..=30 * DAY).contains(&req.registration_ttl_secs);
+    if !in_range {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad_policy",
-            "passwords need at least 8 characters, at most 4 classes, and lifetimes must be positive",
+            "passwords need 8 to 256 characters and at most 4 classes; lockout: at most 1000 failures and a year; sessions and registration tokens live 1 s to 30 days, API tokens up to 10 years",
         ));
     }
     let before = security_policy(&st.cat).await?;

@@ -89,7 +89,7 @@ async fn issue_registration(
     let policy = security_policy(&st.cat).await?;
     let minted = token::mint().map_err(|e| ApiError::internal("minting a token", e))?;
     let now = now_ms();
-    let expires = now + secs_to_ms(policy.registration_ttl_secs);
+    let expires = now.saturating_add(secs_to_ms(policy.registration_ttl_secs));
     let mut tx = st.cat.begin_write().await?;
     sqlx::query("INSERT INTO tokens (id, kind, name, user_name, tenant, secret_hash, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&minted.id)
@@ -239,7 +239,7 @@ async fn register(
         .bind(&agent)
         .bind(&tenant)
         .bind(&minted.secret_hash)
-        .bind(now + secs_to_ms(AGENT_TOKEN_SECS))
+        .bind(now.saturating_add(secs_to_ms(AGENT_TOKEN_SECS)))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -358,7 +358,7 @@ async fn claim(
         .await?;
     let mut tx = st.cat.begin_write().await?;
     let row = sqlx::query(&format!(
-        "SELECT id, kind, policy, repo FROM jobs WHERE agent = $1 AND tenant = $2 AND state = 'queued' ORDER BY queued_ms, id LIMIT 1{}",
+        "SELECT id, kind, policy, repo, params FROM jobs WHERE agent = $1 AND tenant = $2 AND state = 'queued' ORDER BY queued_ms, id LIMIT 1{}",
         st.cat.skip_locked()
     ))
     .bind(&agent)
@@ -400,7 +400,16 @@ async fn claim(
         None => None,
     };
     tx.commit().await?;
+    let params: Option<String> = row.try_get("params")?;
+    let params: serde_json::Value = params
+        .map(|p| serde_json::from_str(&p))
+        .transpose()
+        .map_err(|e| ApiError::internal("reading a job", e))?
+        .unwrap_or_default();
+    let text = |k: &str| params.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let job = AgentJob {
+        snapshot: text("snapshot"),
+        target: text("target"),
         id,
         kind,
         repo,
@@ -505,7 +514,7 @@ async fn queue_retention(
 ) -> ApiResult<()> {
     let row = sqlx::query(
         "SELECT p.id, p.spec, r.maintenance_key FROM jobs j JOIN policies p ON p.id = j.policy \
-         JOIN repos r ON r.tenant = j.tenant AND r.name = j.repo WHERE j.id = $1",
+         JOIN repos r ON r.tenant = j.tenant AND r.name = j.repo WHERE j.id = $1 AND j.kind = 'backup'",
     )
     .bind(job)
     .fetch_optional(&mut *conn)

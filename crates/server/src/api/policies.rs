@@ -377,10 +377,15 @@ pub async fn queue_backup(
         return Ok(None);
     }
     let id = token::random_id().map_err(|e| ApiError::internal("drawing an id", e))?;
-    sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, agent, queued_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+    let inserted = sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, agent, queued_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
         .bind(&id).bind(tenant).bind(JobKind::Backup.code()).bind(JobState::Queued.code())
         .bind(policy_id).bind(&spec.repo).bind(&spec.agent).bind(now_ms())
-        .execute(&mut *conn).await?;
+        .execute(&mut *conn).await?
+        .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+
     Ok(Some(id))
 }
 
@@ -415,6 +420,45 @@ async fn create_job(
                 .as_ref()
                 .ok_or_else(|| unprocessable("no_policy", "a backup job names its policy"))?;
             queue_backup(&mut tx, &tenant, policy_id, spec).await?
+        }
+        kind @ (JobKind::Verify | JobKind::Drill | JobKind::Restore) => {
+            // Writing files on a protected host is the tenant's own decision, never a platform
+            // administrator's.
+            if kind == JobKind::Restore && ctx.caller.role != zaibei_types::Role::TenantOperator {
+                return Err(ApiError::forbidden(
+                    "tenant_only",
+                    "restores are queued by the tenant's operators",
+                ));
+            }
+            let (policy_id, spec) = policy.as_ref().ok_or_else(|| {
+                unprocessable("no_policy", "verify, drill and restore jobs run on a policy's agent: name the policy")
+            })?;
+            let snapshot = req.snapshot.clone().unwrap_or_else(|| "latest".into());
+            if snapshot.is_empty() || snapshot.len() > 200 || snapshot.starts_with('-') {
+                return Err(unprocessable("bad_snapshot", "a snapshot id, prefix or `latest`"));
+            }
+            let target = match (kind, &req.target) {
+                (JobKind::Restore, Some(t)) if t.starts_with('/') && !t.contains('\0') && t.len() <= 4096 => Some(t.clone()),
+                (JobKind::Restore, _) => {
+                    return Err(unprocessable("bad_target", "a restore needs an absolute target directory on the agent's host"));
+                }
+                (_, _) => None,
+            };
+            let params = serde_json::json!({ "snapshot": snapshot, "target": target }).to_string();
+            let id = token::random_id().map_err(|e| ApiError::internal("drawing an id", e))?;
+            sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, agent, queued_ms, params) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(&id)
+                .bind(&tenant)
+                .bind(kind.code())
+                .bind(JobState::Queued.code())
+                .bind(policy_id)
+                .bind(&spec.repo)
+                .bind(&spec.agent)
+                .bind(now_ms())
+                .bind(params)
+                .execute(&mut *tx)
+                .await?;
+            Some(id)
         }
         kind => {
             let repo = match (&policy, &req.repo) {
@@ -462,16 +506,14 @@ async fn create_job(
     .ok_or_else(|| {
         ApiError::conflict("already_pending", "such a job is already queued or running")
     })?;
+    let action = if req.kind == JobKind::Restore {
+        AuditAction::Restore
+    } else {
+        AuditAction::JobCreated
+    };
     let e = ctx
-        .event(
-            AuditAction::JobCreated,
-            Some(&tenant),
-            format!("job:{id}"),
-            Outcome::Success,
-        )
-        .with_details(
-            serde_json::json!({ "kind": req.kind.code(), "policy": req.policy, "repo": req.repo }),
-        );
+        .event(action, Some(&tenant), format!("job:{id}"), Outcome::Success)
+        .with_details(serde_json::json!({ "kind": req.kind.code(), "policy": req.policy, "repo": req.repo, "snapshot": req.snapshot, "target": req.target }));
     st.commit_audited(tx, e).await?;
     let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
         .bind(&id)
@@ -499,7 +541,7 @@ pub async fn queue_server_job(
         return Ok(None);
     }
     let id = token::random_id().map_err(|e| ApiError::internal("drawing an id", e))?;
-    sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, queued_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+    let inserted = sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, queued_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
         .bind(&id)
         .bind(tenant)
         .bind(kind.code())
@@ -508,7 +550,12 @@ pub async fn queue_server_job(
         .bind(repo)
         .bind(now_ms())
         .execute(&mut *conn)
-        .await?;
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+
     Ok(Some(id))
 }
 

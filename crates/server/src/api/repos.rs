@@ -436,6 +436,22 @@ async fn put_object(
     .await?;
     if must_be_new {
         store.put_new(name, body).await?;
+    } else if !ctx.caller.holds(Privilege::RepoDataDelete) {
+        // Append-only: publish only if the name is still free, so an object written between
+        // the check above and now is never replaced.
+        match store.put_new(name, body.clone()).await {
+            Ok(()) => {}
+            Err(e) if e.kind == StoreErrorKind::AlreadyExists => {
+                if store.get(name).await? == body {
+                    return Ok(StatusCode::OK);
+                }
+                return Err(ApiError::conflict(
+                    "object_exists",
+                    "append-only tokens cannot replace an object",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
     } else {
         store.put(name, body).await?;
     }
@@ -494,19 +510,36 @@ async fn delete_object(
         .open(&tenant, &repo)
         .map_err(|e| ApiError::internal("opening storage", e))?;
     let size = store.stat(name).await?.size;
-    store.delete(name).await?;
-    add_usage(&st, &tenant, &repo, -i64::try_from(size).unwrap_or(0), -1).await?;
-    // Deleting repository data is security-relevant, but clock markers are routine.
-    if !name.starts_with("state/clock/") {
-        let mut e = ctx.event(
-            AuditAction::ObjectDeleted,
-            Some(&tenant),
-            format!("object:{tenant}/{repo}/{name}"),
-            Outcome::Success,
-        );
-        e.details = serde_json::json!({ "size": size });
-        st.audit.append_alone(&st.cat, e).await;
+    // The record is committed before the deletion (a deletion the log cannot show does not
+    // happen); clock markers are routine and not recorded.
+    let audited = !name.starts_with("state/clock/");
+    if audited {
+        let e = ctx
+            .event(
+                AuditAction::ObjectDeleted,
+                Some(&tenant),
+                format!("object:{tenant}/{repo}/{name}"),
+                Outcome::Success,
+            )
+            .with_details(serde_json::json!({ "size": size }));
+        let tx = st.cat.begin_write().await?;
+        st.commit_audited(tx, e).await?;
     }
+    if let Err(err) = store.delete(name).await {
+        if audited {
+            let e = ctx
+                .event(
+                    AuditAction::ObjectDeleted,
+                    Some(&tenant),
+                    format!("object:{tenant}/{repo}/{name}"),
+                    Outcome::Failure,
+                )
+                .with_details(serde_json::json!({ "error": err.to_string() }));
+            st.audit.append_alone(&st.cat, e).await;
+        }
+        return Err(err.into());
+    }
+    add_usage(&st, &tenant, &repo, -i64::try_from(size).unwrap_or(0), -1).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

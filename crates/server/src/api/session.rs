@@ -98,43 +98,92 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// Records a failed login: counts it, locks the account at the threshold, audits both.
+async fn login_failed(
+    st: &AppState,
+    user: Option<&str>,
+    shown: &str,
+    source: Option<&str>,
+    reason: &'static str,
+) -> ApiResult<()> {
+    let policy = security_policy(&st.cat).await?;
+    let mut tx = st.cat.begin_write().await?;
+    let e = event(
+        shown,
+        source,
+        AuditAction::LoginFailed,
+        None,
+        format!("user:{shown}"),
+        Outcome::Failure,
+    )
+    .with_details(serde_json::json!({ "reason": reason }));
+    st.audit.append(&st.cat, &mut tx, e).await?;
+    if let Some(user) = user {
+        let failures: i64 = sqlx::query(
+            "UPDATE users SET failed_logins = failed_logins + 1 WHERE name = $1 RETURNING failed_logins",
+        )
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("failed_logins")?;
+        if policy.lockout_threshold > 0 && failures >= i64::from(policy.lockout_threshold) {
+            sqlx::query("UPDATE users SET locked_until_ms = $1, failed_logins = 0 WHERE name = $2")
+                .bind(now_ms().saturating_add(secs_to_ms(policy.lockout_secs)))
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            let e = event(
+                user,
+                source,
+                AuditAction::AccountLocked,
+                None,
+                format!("user:{user}"),
+                Outcome::Success,
+            );
+            st.audit.append(&st.cat, &mut tx, e).await?;
+        }
+    }
+    tx.commit().await?;
+    st.audit.after_commit(&st.cat).await;
+    Ok(())
+}
+
 async fn login(
     State(st): State<AppState>,
     Source(source): Source,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenIssued>> {
-    let policy = security_policy(&st.cat).await?;
     let bad = || ApiError::unauthorized("bad_credentials", "wrong user name or password");
-    let fail = |reason: &'static str| {
-        let mut e = event(
-            &req.user,
-            source.as_deref(),
-            AuditAction::LoginFailed,
-            None,
-            format!("user:{}", req.user),
-            Outcome::Failure,
-        );
-        e.details = serde_json::json!({ "reason": reason });
-        e
-    };
+    let source = source.as_deref();
+    // Nothing that cannot be a user name or a password reaches the database or the KDF; what
+    // was typed is not written to the audit log either (it is sometimes a password).
+    if !crate::extract::valid_name(&req.user) || req.password.len() > 1024 {
+        login_failed(&st, None, "anonymous", source, "malformed").await?;
+        return Err(bad());
+    }
+    let user = req.user.as_str();
+    let policy = security_policy(&st.cat).await?;
     let row = sqlx::query(
-        "SELECT password_hash, role, tenant, disabled, failed_logins, locked_until_ms, totp_secret, totp_last_step FROM users WHERE name = $1",
+        "SELECT password_hash, tenant, disabled, locked_until_ms, totp_secret FROM users WHERE name = $1",
     )
-    .bind(&req.user)
+    .bind(user)
     .fetch_optional(&st.cat.pool)
     .await?;
     let Some(row) = row else {
         // Spend the same time as for a real account, so timing does not reveal names.
-        let iterations = st.password_iterations;
-        let pw = req.password.clone();
-        let _ = tokio::task::spawn_blocking(move || password::hash(&pw, iterations)).await;
-        st.audit.append_alone(&st.cat, fail("unknown_user")).await;
+        let _ = st.hash_password(&req.password).await;
+        login_failed(&st, None, user, source, "unknown_user").await?;
         return Err(bad());
     };
     let now = now_ms();
-    let hash: String = row.try_get("password_hash")?;
+    let locked = || {
+        ApiError::unauthorized(
+            "account_locked",
+            "the account is locked after repeated failed logins; try later or ask the security administrator",
+        )
+    };
     if row.try_get::<i64, _>("disabled")? != 0 {
-        st.audit.append_alone(&st.cat, fail("disabled")).await;
+        login_failed(&st, None, user, source, "disabled").await?;
         return Err(ApiError::unauthorized(
             "account_disabled",
             "the account is disabled",
@@ -144,44 +193,16 @@ async fn login(
         .try_get::<Option<i64>, _>("locked_until_ms")?
         .is_some_and(|t| t > now)
     {
-        st.audit.append_alone(&st.cat, fail("locked")).await;
-        return Err(ApiError::unauthorized(
-            "account_locked",
-            "the account is locked after repeated failed logins; try later or ask the security administrator",
-        ));
+        login_failed(&st, None, user, source, "locked").await?;
+        return Err(locked());
     }
+    let hash: String = row.try_get("password_hash")?;
     let pw = req.password.clone();
     let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
         .await
         .map_err(|e| ApiError::internal("checking a password", e))?;
     if !ok {
-        let mut tx = st.cat.begin_write().await?;
-        let failures: i64 = sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE name = $1 RETURNING failed_logins")
-            .bind(&req.user)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("failed_logins")?;
-        st.audit
-            .append(&st.cat, &mut tx, fail("bad_password"))
-            .await?;
-        if failures >= i64::from(policy.lockout_threshold) && policy.lockout_threshold > 0 {
-            sqlx::query("UPDATE users SET locked_until_ms = $1, failed_logins = 0 WHERE name = $2")
-                .bind(now + secs_to_ms(policy.lockout_secs))
-                .bind(&req.user)
-                .execute(&mut *tx)
-                .await?;
-            let e = event(
-                &req.user,
-                source.as_deref(),
-                AuditAction::AccountLocked,
-                None,
-                format!("user:{}", req.user),
-                Outcome::Success,
-            );
-            st.audit.append(&st.cat, &mut tx, e).await?;
-        }
-        tx.commit().await?;
-        st.audit.after_commit(&st.cat).await;
+        login_failed(&st, Some(user), user, source, "bad_password").await?;
         return Err(bad());
     }
     let totp_secret: Option<String> = row.try_get("totp_secret")?;
@@ -190,17 +211,15 @@ async fn login(
         let secret = totp::decode_secret(&secret)
             .ok_or_else(|| ApiError::internal("reading a TOTP secret", "not base32"))?;
         let Some(code) = &req.totp else {
-            st.audit.append_alone(&st.cat, fail("totp_missing")).await;
+            login_failed(&st, Some(user), user, source, "totp_missing").await?;
             return Err(ApiError::unauthorized(
                 "totp_required",
                 "this account needs its TOTP code",
             ));
         };
-        let last: Option<i64> = row.try_get("totp_last_step")?;
-        let step = totp::matching_step(&secret, code, u64::try_from(now / 1000).unwrap_or(0))
-            .filter(|s| last.is_none_or(|l| i64::try_from(*s).unwrap_or(i64::MAX) > l));
-        let Some(step) = step else {
-            st.audit.append_alone(&st.cat, fail("bad_totp")).await;
+        let Some(step) = totp::matching_step(&secret, code, u64::try_from(now / 1000).unwrap_or(0))
+        else {
+            login_failed(&st, Some(user), user, source, "bad_totp").await?;
             return Err(ApiError::unauthorized(
                 "bad_totp",
                 "the TOTP code is wrong or was already used",
@@ -209,34 +228,53 @@ async fn login(
         totp_step = Some(i64::try_from(step).unwrap_or(i64::MAX));
     }
     let minted = token::mint().map_err(|e| ApiError::internal("minting a token", e))?;
-    let expires = now + secs_to_ms(policy.session_ttl_secs);
+    let expires = now.saturating_add(secs_to_ms(policy.session_ttl_secs));
     let tenant: Option<String> = row.try_get("tenant")?;
     let mut tx = st.cat.begin_write().await?;
-    sqlx::query("UPDATE users SET failed_logins = 0, locked_until_ms = NULL, totp_last_step = COALESCE($1, totp_last_step) WHERE name = $2")
-        .bind(totp_step)
-        .bind(&req.user)
-        .execute(&mut *tx)
-        .await?;
+    // Atomically: not locked meanwhile (parallel guesses), not disabled meanwhile, and the
+    // TOTP step not used by a concurrent login.
+    let admitted = sqlx::query(
+        "UPDATE users SET failed_logins = 0, totp_last_step = COALESCE($1, totp_last_step) \
+         WHERE name = $2 AND disabled = 0 AND (locked_until_ms IS NULL OR locked_until_ms <= $3) \
+         AND ($4 IS NULL OR totp_last_step IS NULL OR totp_last_step < $5)",
+    )
+    .bind(totp_step)
+    .bind(user)
+    .bind(now)
+    .bind(totp_step)
+    .bind(totp_step)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if admitted != 1 {
+        drop(tx);
+        login_failed(&st, Some(user), user, source, "locked_or_replayed").await?;
+        return Err(if totp_step.is_some() {
+            ApiError::unauthorized("bad_totp", "the TOTP code is wrong or was already used")
+        } else {
+            locked()
+        });
+    }
     sqlx::query("INSERT INTO tokens (id, kind, name, user_name, tenant, secret_hash, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&minted.id)
         .bind(kind::SESSION)
         .bind("login")
-        .bind(&req.user)
+        .bind(user)
         .bind(tenant.clone())
         .bind(&minted.secret_hash)
         .bind(expires)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let mut e = event(
-        &req.user,
-        source.as_deref(),
+    let e = event(
+        user,
+        source,
         AuditAction::Login,
         tenant.as_deref(),
-        format!("user:{}", req.user),
+        format!("user:{user}"),
         Outcome::Success,
-    );
-    e.details = serde_json::json!({ "session": minted.id, "totp": totp_step.is_some() });
+    )
+    .with_details(serde_json::json!({ "session": minted.id, "totp": totp_step.is_some() }));
     st.commit_audited(tx, e).await?;
     Ok(Json(TokenIssued {
         id: minted.id,
@@ -282,6 +320,18 @@ async fn me(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<Me>> {
     }))
 }
 
+/// The caller's user name, for changes of its own credentials: only a login session (never an
+/// API token, which may be limited or leaked) may change passwords, TOTP or tokens.
+fn session_user(ctx: &Ctx) -> ApiResult<&str> {
+    if ctx.caller.kind != kind::SESSION {
+        return Err(ApiError::forbidden(
+            "session_required",
+            "log in to change passwords, TOTP or tokens; API tokens cannot",
+        ));
+    }
+    user_of(ctx)
+}
+
 fn user_of(ctx: &Ctx) -> ApiResult<&str> {
     ctx.caller
         .user
@@ -294,7 +344,7 @@ async fn change_password(
     ctx: Ctx,
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> ApiResult<StatusCode> {
-    let user = user_of(&ctx)?.to_owned();
+    let user = session_user(&ctx)?.to_owned();
     let policy = security_policy(&st.cat).await?;
     let stored: String = sqlx::query("SELECT password_hash FROM users WHERE name = $1")
         .bind(&user)
@@ -346,7 +396,7 @@ async fn change_password(
 }
 
 async fn totp_enrol(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<TotpEnrolment>> {
-    let user = user_of(&ctx)?.to_owned();
+    let user = session_user(&ctx)?.to_owned();
     let secret: [u8; 20] = zaibei_crypto::random_array()
         .map_err(|e| ApiError::internal("drawing a TOTP secret", e))?;
     let text = totp::encode_secret(&secret);
@@ -366,7 +416,7 @@ async fn totp_confirm(
     ctx: Ctx,
     ApiJson(req): ApiJson<TotpCode>,
 ) -> ApiResult<StatusCode> {
-    let user = user_of(&ctx)?.to_owned();
+    let user = session_user(&ctx)?.to_owned();
     let pending: Option<String> = sqlx::query("SELECT totp_pending FROM users WHERE name = $1")
         .bind(&user)
         .fetch_one(&st.cat.pool)
@@ -429,7 +479,7 @@ async fn create_token(
     ctx: Ctx,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
-    let user = user_of(&ctx)?.to_owned();
+    let user = session_user(&ctx)?.to_owned();
     if req.name.is_empty() || req.name.len() > 200 {
         return Err(ApiError::bad_request(
             "bad_name",
@@ -468,7 +518,7 @@ async fn create_token(
     }
     let minted = token::mint().map_err(|e| ApiError::internal("minting a token", e))?;
     let now = now_ms();
-    let expires = now + secs_to_ms(ttl);
+    let expires = now.saturating_add(secs_to_ms(ttl));
     let codes = wanted
         .iter()
         .map(|p| p.code())
