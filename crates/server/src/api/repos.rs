@@ -245,7 +245,15 @@ async fn list_objects(
     {
         return Err(ApiError::bad_request("bad_name", "invalid prefix"));
     }
-    let mut all = st.storage.list(&tenant, &repo, dir).await?;
+    // A prefix that names a directory ("data", as the client sends) lists just that
+    // directory, not the whole repository for every page.
+    let mut all = Vec::new();
+    if !q.prefix.is_empty() && !q.prefix.ends_with('/') && zaibei_store::check_name(&q.prefix) {
+        all = st.storage.list(&tenant, &repo, &q.prefix).await?;
+    }
+    if all.is_empty() {
+        all = st.storage.list(&tenant, &repo, dir).await?;
+    }
     all.retain(|o| o.name.starts_with(&q.prefix));
     all.sort_by(|a, b| a.name.cmp(&b.name));
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
