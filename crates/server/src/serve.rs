@@ -15,6 +15,8 @@ use crate::routes::PeerAddr;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (slow clients hold no connection).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections may take to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -62,6 +64,8 @@ pub async fn serve(
                 },
             );
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!("connection from {peer}: {e}");
