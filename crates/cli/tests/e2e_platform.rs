@@ -41,8 +41,15 @@ fn bin() -> PathBuf {
 }
 
 fn start_server(data: &Path) -> Server {
+    // A second storage site ("another data centre") for copy jobs.
+    fs::create_dir_all(data).unwrap();
+    let config = data.join("server.toml");
+    let dc2 = data.join("dc2");
+    fs::write(&config, format!("[sites]\ndc2 = \"{}\"\n", dc2.display())).unwrap();
     let mut child = Command::new(bin())
-        .args(["--json", "server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--json", "server", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(data)
         .env("ZAIBEI_SERVER_PASSWORD_ITERATIONS", "1000")
         .env("ZAIBEI_SERVER_SCHEDULER_INTERVAL_SECS", "1")
@@ -491,6 +498,100 @@ fn agent_backs_up_on_schedule_through_the_server_and_restores_bit_for_bit() {
     client.restore("latest", &target, &[]);
     assert_treecmp_clean(&src, &restored(&target, &src), true);
     client.ok(&[&"check"]);
+
+    // Replication to the second site: a repository there sharing key material, and a copy
+    // job the server runs with the two maintenance keys (packs as they are, nothing decrypted).
+    expect(
+        &server,
+        "POST",
+        "/api/v1/tenants/acme/repos",
+        Some(&op),
+        Some(&json!({ "name": "offsite", "site": "dc2" })),
+        201,
+    );
+    let (status, body) = api(
+        &server,
+        "POST",
+        "/api/v1/tenants/acme/repos",
+        Some(&op),
+        Some(&json!({ "name": "nowhere", "site": "mars" })),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("no_site"))
+    );
+    let from_pw = dir.path().join("from-password");
+    fs::write(&from_pw, PASSWORD).unwrap();
+    let offsite = Env {
+        repo: PathBuf::from(format!("{}/acme/offsite", server.base)),
+        dir: scratch(),
+        password: PASSWORD.to_owned(),
+        bin: bin(),
+        extra_env: client.extra_env.clone(),
+        extra_args: Vec::new(),
+    };
+    offsite.ok(&[
+        &"init",
+        &"--insecure-test-kdf",
+        &"--from",
+        &location,
+        &"--from-password-file",
+        &from_pw,
+    ]);
+    offsite.ok(&[
+        &"key",
+        &"add",
+        &"--maintenance-only",
+        &"--insecure-test-kdf",
+        &"--new-password-file",
+        &maint_pw,
+    ]);
+    expect(
+        &server,
+        "PUT",
+        "/api/v1/tenants/acme/repos/offsite/maintenance-key",
+        Some(&op),
+        Some(&json!({ "password": "maintenance only, 维护" })),
+        204,
+    );
+    let job = expect(
+        &server,
+        "POST",
+        "/api/v1/tenants/acme/jobs",
+        Some(&op),
+        Some(&json!({ "kind": "copy", "repo": "main", "target": "offsite" })),
+        201,
+    );
+    let id = job["id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    let copied = loop {
+        let j = expect(
+            &server,
+            "GET",
+            &format!("/api/v1/tenants/acme/jobs/{id}"),
+            Some(&op),
+            None,
+            200,
+        );
+        if j["state"] == "succeeded" || j["state"] == "failed" {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "copy stuck: {j}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(copied["state"], "succeeded", "{copied}");
+    let mut at_main = client.snapshot_ids();
+    let mut at_offsite = offsite.snapshot_ids();
+    at_main.sort();
+    at_offsite.sort();
+    assert_eq!(at_main, at_offsite, "the second site holds every snapshot");
+    assert!(
+        server.data.join("dc2/acme/offsite/config").exists(),
+        "stored on the second site"
+    );
+    let target = dir.path().join("restore-offsite");
+    offsite.restore("latest", &target, &[]);
+    assert_treecmp_clean(&src, &restored(&target, &src), true);
 
     // Content verification, a drill and a restore run on the agent, which holds the full key.
     let mut paused = policy.clone();

@@ -30,6 +30,10 @@ pub struct ServerConfig {
     /// Where tenants' repositories live: a directory (default `DATA_DIR/repos`) or a bucket
     /// location (`s3:https://HOST/BUCKET/PREFIX`); each repository is `TENANT/REPO` beneath.
     pub storage: Option<String>,
+    /// Further storage for repositories, by site name (`[sites] dc2 = "s3:https://…/bucket"`):
+    /// a repository created with `"site": "dc2"` lives there, and copy jobs replicate between
+    /// sites.
+    pub sites: std::collections::BTreeMap<String, String>,
     /// Where signed audit checkpoints are anchored, outside the catalogue: a directory
     /// (default `DATA_DIR/audit-anchors`) or a bucket location.
     pub audit_anchor: Option<String>,
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             tls_key: None,
             tls_names: Vec::new(),
             storage: None,
+            sites: std::collections::BTreeMap::new(),
             audit_anchor: None,
             audit_checkpoint_records: 1000,
             audit_checkpoint_secs: 300,

@@ -106,7 +106,7 @@ impl Server {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
-        let storage = Arc::new(Storage::new(&config.storage_root())?);
+        let storage = Arc::new(Storage::new(&config.storage_root(), &config.sites)?);
         let secret = Arc::new(secret::ServerSecret::load_or_generate(
             &config.data_dir.join("server-secret.key"),
         )?);

@@ -31,7 +31,13 @@ pub async fn open_maintenance(
     repo: &str,
     password: &[u8],
 ) -> Result<Repository, String> {
-    let store = st.storage.open(tenant, repo).map_err(|e| e.to_string())?;
+    let site = crate::api::repos::require_repo(st, tenant, repo)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = st
+        .storage
+        .open(site.as_deref(), tenant, repo)
+        .map_err(|e| e.to_string())?;
     let opened = Repository::open(store, password)
         .await
         .map_err(|e| format!("opening {tenant}/{repo}: {e}"))?;
@@ -65,7 +71,7 @@ pub async fn run_one(st: &AppState) -> Result<bool, ApiError> {
     let now = now_ms();
     let mut tx = st.cat.begin_write().await?;
     let row = sqlx::query(&format!(
-        "SELECT id, tenant, kind, policy, repo FROM jobs WHERE agent IS NULL AND state = 'queued' ORDER BY queued_ms, id LIMIT 1{}",
+        "SELECT id, tenant, kind, policy, repo, params FROM jobs WHERE agent IS NULL AND state = 'queued' ORDER BY queued_ms, id LIMIT 1{}",
         st.cat.skip_locked()
     ))
     .fetch_optional(&mut *tx)
@@ -90,6 +96,10 @@ pub async fn run_one(st: &AppState) -> Result<bool, ApiError> {
     let kind: String = row.try_get("kind")?;
     let policy: Option<String> = row.try_get("policy")?;
     let repo: String = row.try_get("repo")?;
+    let params: Option<String> = row.try_get("params")?;
+    let target: Option<String> = params
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+        .and_then(|v| v.get("target").and_then(|t| t.as_str()).map(str::to_owned));
     let heartbeat = {
         let st = st.clone();
         let id = id.clone();
@@ -111,14 +121,20 @@ pub async fn run_one(st: &AppState) -> Result<bool, ApiError> {
     let handle = tokio::runtime::Handle::current();
     let job = {
         let st = st.clone();
-        let (kind, tenant, repo, policy) =
-            (kind.clone(), tenant.clone(), repo.clone(), policy.clone());
+        let (kind, tenant, repo, policy, target) = (
+            kind.clone(),
+            tenant.clone(),
+            repo.clone(),
+            policy.clone(),
+            target.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             handle.block_on(async move {
                 match JobKind::from_code(&kind) {
                     Some(JobKind::Check) => check(&st, &tenant, &repo).await,
                     Some(JobKind::Forget) => forget(&st, &tenant, &repo, policy.as_deref()).await,
                     Some(JobKind::Prune) => prune(&st, &tenant, &repo).await,
+                    Some(JobKind::Copy) => copy(&st, &tenant, &repo, target.as_deref()).await,
                     _ => Err(format!("the server does not run {kind} jobs")),
                 }
             })
@@ -306,6 +322,50 @@ async fn prune(st: &AppState, tenant: &str, repo: &str) -> Result<serde_json::Va
         "unused_packs": report.unused_packs,
         "orphan_packs": report.orphan_packs,
         "repacked_packs": report.repacked_packs,
+    }))
+}
+
+/// Copies every snapshot of `repo` that `target` lacks into `target`, a repository of the same
+/// tenant that shares its key material (created with `zaibei init --from`), moving packs as
+/// they are: the maintenance keys suffice, nothing is decrypted or re-encrypted.
+async fn copy(
+    st: &AppState,
+    tenant: &str,
+    repo: &str,
+    target: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let target = target.ok_or("a copy job names its target repository")?;
+    if target == repo {
+        return Err("a repository is not copied into itself".into());
+    }
+    let src_pw = password_of(st, tenant, repo).await?;
+    let dst_pw = password_of(st, tenant, target).await?;
+    let src = open_maintenance(st, tenant, repo, &src_pw).await?;
+    let dst = open_maintenance(st, tenant, target, &dst_pw).await?;
+    let src = Arc::new(src.load_index().await.map_err(|e| e.to_string())?);
+    let dst = Arc::new(dst.load_index().await.map_err(|e| e.to_string())?);
+    if zaibei_repo::copy::copy_mode(&src, &dst) != zaibei_repo::copy::CopyMode::Packs {
+        return Err(format!(
+            "{tenant}/{target} does not share key material with {tenant}/{repo}: create it with `zaibei init --from` (the server cannot re-encrypt without the content key)"
+        ));
+    }
+    let list = src.list_snapshots().await.map_err(|e| e.to_string())?;
+    let report = zaibei_repo::copy::copy_snapshots(
+        &src,
+        &dst,
+        list.snapshots,
+        &zaibei_repo::copy::CopyOptions::default(),
+        &|_, _, _| {},
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "target": target,
+        "copied": report.copied.iter().map(|c| c.source.to_hex()).collect::<Vec<_>>(),
+        "already_present": report.present.len(),
+        "bytes_written": report.bytes_written,
+        "objects_verified": report.objects_verified,
+        "damaged_at_source": list.damaged.len(),
     }))
 }
 

@@ -66,6 +66,7 @@ pub async fn tick(st: &AppState) -> Result<usize, ApiError> {
     for (kind, column, field) in [
         (JobKind::Check, "next_check_ms", "check_schedule"),
         (JobKind::Prune, "next_prune_ms", "prune_schedule"),
+        (JobKind::Copy, "next_copy_ms", "copy_schedule"),
     ] {
         let due = sqlx::query(&format!(
             "SELECT id, tenant, spec FROM policies WHERE {column} IS NOT NULL AND {column} <= $1 \
@@ -82,10 +83,10 @@ pub async fn tick(st: &AppState) -> Result<usize, ApiError> {
                 Ok(s) => s,
                 Err(_) => continue,
             };
-            let schedule = if field == "check_schedule" {
-                &spec.check_schedule
-            } else {
-                &spec.prune_schedule
+            let schedule = match field {
+                "check_schedule" => &spec.check_schedule,
+                "prune_schedule" => &spec.prune_schedule,
+                _ => &spec.copy_schedule,
             };
             let next = schedule
                 .as_deref()
@@ -115,7 +116,20 @@ pub async fn tick(st: &AppState) -> Result<usize, ApiError> {
                 );
                 continue;
             }
-            if let Some(job) = queue_server_job(&mut tx, &tenant, kind, None, &spec.repo).await? {
+            if let Some(job) = queue_server_job(
+                &mut tx,
+                &tenant,
+                kind,
+                None,
+                &spec.repo,
+                if kind == JobKind::Copy {
+                    spec.copy_to.as_deref()
+                } else {
+                    None
+                },
+            )
+            .await?
+            {
                 queued += 1;
                 let e = event("scheduler", None, AuditAction::JobCreated, Some(&tenant), format!("job:{job}"), Outcome::Success)
                     .with_details(serde_json::json!({ "kind": kind.code(), "policy": spec.name, "repo": spec.repo, "replica": st.replica }));

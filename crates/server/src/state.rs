@@ -60,62 +60,81 @@ impl AppState {
 #[derive(Debug)]
 pub struct Storage {
     root: Location,
+    sites: std::collections::BTreeMap<String, Location>,
     options: OpenOptions,
 }
 
+fn parse_root(text: &str) -> Result<Location, ServerError> {
+    let root = Location::parse(text).map_err(|e| ServerError::Config(e.to_string()))?;
+    if matches!(root, Location::Memory(_) | Location::Server(_)) {
+        return Err(ServerError::Config(format!(
+            "repository storage {text:?} must be a directory or a bucket"
+        )));
+    }
+    Ok(root)
+}
+
 impl Storage {
-    /// Storage beneath `root` (a directory or bucket location).
-    pub fn new(root: &str) -> Result<Storage, ServerError> {
-        let root = Location::parse(root).map_err(|e| ServerError::Config(e.to_string()))?;
-        if matches!(root, Location::Memory(_)) {
-            return Err(ServerError::Config(
-                "repository storage must be a directory or a bucket, not memory".into(),
-            ));
+    /// Storage beneath `root` (a directory or bucket location), plus named `sites`.
+    pub fn new(
+        root: &str,
+        sites: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Storage, ServerError> {
+        let mut parsed = std::collections::BTreeMap::new();
+        for (name, location) in sites {
+            if !crate::extract::valid_name(name) {
+                return Err(ServerError::Config(format!(
+                    "site name {name:?} is not valid"
+                )));
+            }
+            parsed.insert(name.clone(), parse_root(location)?);
         }
         Ok(Storage {
-            root,
+            root: parse_root(root)?,
+            sites: parsed,
             options: OpenOptions::default(),
         })
     }
 
-    /// The location of one repository.
-    pub fn location(&self, tenant: &str, repo: &str) -> Location {
-        match &self.root {
-            Location::Fs(path) => Location::Fs(path.join(tenant).join(repo)),
-            Location::Bucket(b) => {
-                let mut b = b.clone();
-                b.prefix = if b.prefix.is_empty() {
-                    format!("{tenant}/{repo}")
-                } else {
-                    format!("{}/{tenant}/{repo}", b.prefix)
-                };
-                Location::Bucket(b)
-            }
-            other => other.clone(),
+    /// Whether `site` is configured.
+    pub fn has_site(&self, site: &str) -> bool {
+        self.sites.contains_key(site)
+    }
+
+    fn root_of(&self, site: Option<&str>) -> Result<&Location, ServerError> {
+        match site {
+            None => Ok(&self.root),
+            Some(s) => self
+                .sites
+                .get(s)
+                .ok_or_else(|| ServerError::Config(format!("no storage site {s:?} is configured"))),
         }
     }
 
+    /// The location of one repository.
+    pub fn location(
+        &self,
+        site: Option<&str>,
+        tenant: &str,
+        repo: &str,
+    ) -> Result<Location, ServerError> {
+        Ok(beneath(self.root_of(site)?, &[tenant, repo]))
+    }
+
     /// Opens one repository's store (names already validated).
-    pub fn open(&self, tenant: &str, repo: &str) -> Result<Arc<dyn Store>, ServerError> {
-        let opened = zaibei_store::open(&self.location(tenant, repo), &self.options)?;
+    pub fn open(
+        &self,
+        site: Option<&str>,
+        tenant: &str,
+        repo: &str,
+    ) -> Result<Arc<dyn Store>, ServerError> {
+        let opened = zaibei_store::open(&self.location(site, tenant, repo)?, &self.options)?;
         Ok(opened.store)
     }
 
     /// The location holding all of a tenant's repositories.
-    fn tenant_location(&self, tenant: &str) -> Location {
-        match &self.root {
-            Location::Fs(path) => Location::Fs(path.join(tenant)),
-            Location::Bucket(b) => {
-                let mut b = b.clone();
-                b.prefix = if b.prefix.is_empty() {
-                    tenant.to_owned()
-                } else {
-                    format!("{}/{tenant}", b.prefix)
-                };
-                Location::Bucket(b)
-            }
-            other => other.clone(),
-        }
+    fn tenant_location(&self, site: Option<&str>, tenant: &str) -> Result<Location, ServerError> {
+        Ok(beneath(self.root_of(site)?, &[tenant]))
     }
 
     /// The objects of repository `tenant/repo` beneath directory `dir`, or all of them when
@@ -123,12 +142,28 @@ impl Storage {
     /// listed as a directory of the tenant's store). Names are relative to the repository.
     pub async fn list(
         &self,
+        site: Option<&str>,
         tenant: &str,
         repo: &str,
         dir: &str,
     ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let location = |l: Result<Location, ServerError>| {
+            l.map_err(|e| {
+                StoreError::new(
+                    zaibei_store::StoreErrorKind::InvalidInput,
+                    "list",
+                    dir,
+                    "catalogue",
+                )
+                .with_detail(e.to_string())
+            })
+        };
         let result = if dir.is_empty() {
-            let store = zaibei_store::open(&self.tenant_location(tenant), &self.options)?.store;
+            let store = zaibei_store::open(
+                &location(self.tenant_location(site, tenant))?,
+                &self.options,
+            )?
+            .store;
             let strip = format!("{repo}/");
             store.list(repo).await.map(|all| {
                 all.into_iter()
@@ -139,12 +174,38 @@ impl Storage {
                     .collect()
             })
         } else {
-            let store = zaibei_store::open(&self.location(tenant, repo), &self.options)?.store;
+            let store =
+                zaibei_store::open(&location(self.location(site, tenant, repo))?, &self.options)?
+                    .store;
             store.list(dir).await
         };
         match result {
             Err(e) if e.kind == StoreErrorKind::NotFound => Ok(Vec::new()),
             other => other,
         }
+    }
+}
+
+/// `root` with `segments` appended (a subdirectory, or a longer bucket prefix).
+fn beneath(root: &Location, segments: &[&str]) -> Location {
+    match root {
+        Location::Fs(path) => {
+            let mut p = path.clone();
+            for s in segments {
+                p = p.join(s);
+            }
+            Location::Fs(p)
+        }
+        Location::Bucket(b) => {
+            let mut b = b.clone();
+            let tail = segments.join("/");
+            b.prefix = if b.prefix.is_empty() {
+                tail
+            } else {
+                format!("{}/{tail}", b.prefix)
+            };
+            Location::Bucket(b)
+        }
+        other => other.clone(),
     }
 }

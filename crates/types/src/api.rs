@@ -245,6 +245,8 @@ pub struct Repo {
     pub used_bytes: u64,
     /// Objects stored.
     pub objects: u64,
+    /// The storage site it lives on (none: the server's default storage).
+    pub site: Option<String>,
 }
 
 /// `POST /api/v1/tenants/{tenant}/repos`.
@@ -253,6 +255,10 @@ pub struct Repo {
 pub struct CreateRepo {
     /// Its name.
     pub name: String,
+    /// The storage site to put it on (one of the server's `[sites]`; default storage when
+    /// absent). A copy job replicates a repository to one on another site.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 /// `PUT …/repos/{repo}/maintenance-key`: the password of a maintenance-only key
@@ -360,6 +366,13 @@ pub struct PolicySpec {
     /// When the server prunes the repository (cron), with its registered maintenance key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_schedule: Option<String>,
+    /// A repository of the tenant (typically on another storage site) that the server keeps
+    /// a copy in, on `copy_schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<String>,
+    /// When the server copies the repository's new snapshots to `copy_to` (cron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_schedule: Option<String>,
 }
 
 /// A policy as stored.
@@ -389,7 +402,8 @@ pub struct CreateJob {
     /// The snapshot a restore or drill is about (default `latest`).
     #[serde(default)]
     pub snapshot: Option<String>,
-    /// The absolute directory on the agent's host a restore writes into.
+    /// The absolute directory on the agent's host a restore writes into; for a copy, the
+    /// name of the repository to copy into.
     #[serde(default)]
     pub target: Option<String>,
 }

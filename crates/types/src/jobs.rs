@@ -21,6 +21,10 @@ pub enum JobKind {
     Drill,
     /// A restore of a snapshot into a directory of the policy's agent host.
     Restore,
+    /// A copy of a repository's snapshots into another repository of the tenant sharing its
+    /// key material (typically on another storage site), run by the server with the
+    /// maintenance keys.
+    Copy,
 }
 
 impl JobKind {
@@ -34,6 +38,7 @@ impl JobKind {
             JobKind::Verify => "verify",
             JobKind::Drill => "drill",
             JobKind::Restore => "restore",
+            JobKind::Copy => "copy",
         }
     }
 
@@ -46,6 +51,7 @@ impl JobKind {
         JobKind::Verify,
         JobKind::Drill,
         JobKind::Restore,
+        JobKind::Copy,
     ];
 
     /// The kind with this code.

@@ -538,6 +538,7 @@ async fn queue_retention(
         JobKind::Forget,
         Some(&policy),
         &spec.repo,
+        None,
     )
     .await?
     {

@@ -120,9 +120,30 @@ async fn check_spec(st: &AppState, tenant: &str, spec: &PolicySpec) -> ApiResult
         Ok(s) => s,
         Err(e) => return bad("bad_schedule", e),
     };
-    for extra in [&spec.check_schedule, &spec.prune_schedule]
-        .into_iter()
-        .flatten()
+    if spec.copy_schedule.is_some() != spec.copy_to.is_some() {
+        return bad("bad_copy", "copy_schedule and copy_to go together".into());
+    }
+    if let Some(to) = &spec.copy_to {
+        check_name("repository", to)?;
+        if to == &spec.repo {
+            return bad("bad_copy", "a repository is not copied into itself".into());
+        }
+        let there = sqlx::query("SELECT 1 FROM repos WHERE name = $1 AND tenant = $2")
+            .bind(to)
+            .bind(tenant)
+            .fetch_optional(&st.cat.pool)
+            .await?;
+        if there.is_none() {
+            return bad("no_repo", format!("no repository {to:?} in this tenant"));
+        }
+    }
+    for extra in [
+        &spec.check_schedule,
+        &spec.prune_schedule,
+        &spec.copy_schedule,
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Err(e) = Schedule::parse(extra) {
             return bad("bad_schedule", e);
@@ -195,10 +216,10 @@ async fn create_policy(
     let text =
         serde_json::to_string(&spec).map_err(|e| ApiError::internal("encoding a policy", e))?;
     let mut tx = st.cat.begin_write().await?;
-    let (next_check, next_prune) = maintenance_due(&spec);
-    let inserted = sqlx::query("INSERT INTO policies (id, tenant, name, spec, agent, next_run_ms, next_check_ms, next_prune_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
+    let (next_check, next_prune, next_copy) = maintenance_due(&spec);
+    let inserted = sqlx::query("INSERT INTO policies (id, tenant, name, spec, agent, next_run_ms, next_check_ms, next_prune_ms, next_copy_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING")
         .bind(&id).bind(&tenant).bind(&spec.name).bind(&text).bind(&spec.agent).bind(next)
-        .bind(next_check).bind(next_prune)
+        .bind(next_check).bind(next_prune).bind(next_copy)
         .execute(&mut *tx).await?.rows_affected();
     if inserted == 0 {
         return Err(ApiError::conflict(
@@ -247,9 +268,9 @@ async fn update_policy(
     let text =
         serde_json::to_string(&spec).map_err(|e| ApiError::internal("encoding a policy", e))?;
     let mut tx = st.cat.begin_write().await?;
-    let (next_check, next_prune) = maintenance_due(&spec);
-    let row = sqlx::query("UPDATE policies SET spec = $1, agent = $2, next_run_ms = $3, next_check_ms = $4, next_prune_ms = $5 WHERE tenant = $6 AND name = $7 RETURNING id")
-        .bind(&text).bind(&spec.agent).bind(next).bind(next_check).bind(next_prune).bind(&tenant).bind(&name)
+    let (next_check, next_prune, next_copy) = maintenance_due(&spec);
+    let row = sqlx::query("UPDATE policies SET spec = $1, agent = $2, next_run_ms = $3, next_check_ms = $4, next_prune_ms = $5, next_copy_ms = $6 WHERE tenant = $7 AND name = $8 RETURNING id")
+        .bind(&text).bind(&spec.agent).bind(next).bind(next_check).bind(next_prune).bind(next_copy).bind(&tenant).bind(&name)
         .fetch_optional(&mut *tx).await?
         .ok_or_else(|| ApiError::not_found(format!("no policy {name:?}")))?;
     let id: String = row.try_get("id")?;
@@ -493,12 +514,34 @@ async fn create_job(
                     "register a maintenance-only key first (PUT …/repos/{repo}/maintenance-key)",
                 ));
             }
+            let target = if kind == JobKind::Copy {
+                let target = req.target.clone().ok_or_else(|| {
+                    unprocessable("no_target", "a copy names its target repository")
+                })?;
+                check_name("repository", &target)?;
+                let key = sqlx::query("SELECT maintenance_key FROM repos WHERE tenant = $1 AND name = $2")
+                    .bind(&tenant)
+                    .bind(&target)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("no repository {target:?}")))?;
+                if target == repo || key.try_get::<Option<String>, _>("maintenance_key")?.is_none() {
+                    return Err(ApiError::conflict(
+                        "no_maintenance_key",
+                        "the target must be another repository with a registered maintenance-only key",
+                    ));
+                }
+                Some(target)
+            } else {
+                None
+            };
             queue_server_job(
                 &mut tx,
                 &tenant,
                 kind,
                 policy.as_ref().map(|p| p.0.as_str()),
                 &repo,
+                target.as_deref(),
             )
             .await?
         }
@@ -530,6 +573,7 @@ pub async fn queue_server_job(
     kind: JobKind,
     policy: Option<&str>,
     repo: &str,
+    target: Option<&str>,
 ) -> ApiResult<Option<String>> {
     let pending = sqlx::query("SELECT 1 FROM jobs WHERE tenant = $1 AND repo = $2 AND kind = $3 AND agent IS NULL AND state IN ('queued', 'running') LIMIT 1")
         .bind(tenant)
@@ -541,7 +585,8 @@ pub async fn queue_server_job(
         return Ok(None);
     }
     let id = token::random_id().map_err(|e| ApiError::internal("drawing an id", e))?;
-    let inserted = sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, queued_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+    let params = target.map(|t| serde_json::json!({ "target": t }).to_string());
+    let inserted = sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, queued_ms, params) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
         .bind(&id)
         .bind(tenant)
         .bind(kind.code())
@@ -549,6 +594,7 @@ pub async fn queue_server_job(
         .bind(policy)
         .bind(repo)
         .bind(now_ms())
+        .bind(params)
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -618,7 +664,7 @@ async fn overview(
 }
 
 /// When a policy's scheduled check and prune are first due (none when disabled or unset).
-pub fn maintenance_due(spec: &PolicySpec) -> (Option<i64>, Option<i64>) {
+pub fn maintenance_due(spec: &PolicySpec) -> (Option<i64>, Option<i64>, Option<i64>) {
     let due = |text: &Option<String>| {
         if spec.disabled {
             return None;
@@ -627,5 +673,9 @@ pub fn maintenance_due(spec: &PolicySpec) -> (Option<i64>, Option<i64>) {
             .and_then(|t| Schedule::parse(t).ok())
             .and_then(|s| s.next_after(now_ms()))
     };
-    (due(&spec.check_schedule), due(&spec.prune_schedule))
+    (
+        due(&spec.check_schedule),
+        due(&spec.prune_schedule),
+        due(&spec.copy_schedule),
+    )
 }

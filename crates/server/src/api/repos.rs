@@ -112,6 +112,7 @@ fn repo_of(r: &sqlx::any::AnyRow) -> ApiResult<Repo> {
         name: r.try_get("name")?,
         used_bytes: r.try_get::<i64, _>("used_bytes")?.max(0) as u64,
         objects: r.try_get::<i64, _>("objects")?.max(0) as u64,
+        site: r.try_get("site")?,
     })
 }
 
@@ -120,11 +121,12 @@ async fn list_repos(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<Vec<Repo>>> {
     require_tenant(&st, &tenant).await?;
-    let rows =
-        sqlx::query("SELECT name, used_bytes, objects FROM repos WHERE tenant = $1 ORDER BY name")
-            .bind(&tenant)
-            .fetch_all(&st.cat.pool)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT name, used_bytes, objects, site FROM repos WHERE tenant = $1 ORDER BY name",
+    )
+    .bind(&tenant)
+    .fetch_all(&st.cat.pool)
+    .await?;
     rows.iter()
         .map(repo_of)
         .collect::<ApiResult<Vec<_>>>()
@@ -139,13 +141,23 @@ async fn create_repo(
 ) -> ApiResult<(StatusCode, Json<Repo>)> {
     require_tenant(&st, &tenant).await?;
     check_name("repository", &req.name)?;
+    if let Some(site) = &req.site
+        && !st.storage.has_site(site)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_site",
+            format!("no storage site {site:?} is configured on this server"),
+        ));
+    }
     let mut tx = st.cat.begin_write().await?;
     let inserted = sqlx::query(
-        "INSERT INTO repos (tenant, name, created_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        "INSERT INTO repos (tenant, name, created_ms, site) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
     )
     .bind(&tenant)
     .bind(&req.name)
     .bind(now_ms())
+    .bind(req.site.clone())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -155,12 +167,14 @@ async fn create_repo(
             format!("repository {:?} exists", req.name),
         ));
     }
-    let e = ctx.event(
-        AuditAction::RepoCreated,
-        Some(&tenant),
-        format!("repo:{tenant}/{}", req.name),
-        Outcome::Success,
-    );
+    let e = ctx
+        .event(
+            AuditAction::RepoCreated,
+            Some(&tenant),
+            format!("repo:{tenant}/{}", req.name),
+            Outcome::Success,
+        )
+        .with_details(serde_json::json!({ "site": req.site }));
     st.commit_audited(tx, e).await?;
     Ok((
         StatusCode::CREATED,
@@ -168,26 +182,26 @@ async fn create_repo(
             name: req.name,
             used_bytes: 0,
             objects: 0,
+            site: req.site,
         }),
     ))
 }
 
-async fn require_repo(st: &AppState, tenant: &str, repo: &str) -> ApiResult<()> {
-    let found = sqlx::query("SELECT 1 FROM repos WHERE tenant = $1 AND name = $2")
+/// The storage site of a repository (none: the default storage), or 404 `no_repo`.
+pub async fn require_repo(st: &AppState, tenant: &str, repo: &str) -> ApiResult<Option<String>> {
+    let row = sqlx::query("SELECT site FROM repos WHERE tenant = $1 AND name = $2")
         .bind(tenant)
         .bind(repo)
         .fetch_optional(&st.cat.pool)
         .await?
-        .is_some();
-    if found {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_repo",
-            format!("no repository {repo:?} in tenant {tenant:?}"),
-        ))
-    }
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_repo",
+                format!("no repository {repo:?} in tenant {tenant:?}"),
+            )
+        })?;
+    Ok(row.try_get("site")?)
 }
 
 async fn delete_repo(
@@ -195,8 +209,13 @@ async fn delete_repo(
     ctx: Ctx,
     Path((tenant, repo)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_repo(&st, &tenant, &repo).await?;
-    if !st.storage.list(&tenant, &repo, "").await?.is_empty() {
+    let site = require_repo(&st, &tenant, &repo).await?;
+    if !st
+        .storage
+        .list(site.as_deref(), &tenant, &repo, "")
+        .await?
+        .is_empty()
+    {
         return Err(ApiError::conflict(
             "not_empty",
             "the repository still holds objects; nothing is deleted that is not proven unused",
@@ -235,7 +254,7 @@ async fn list_objects(
     Path((tenant, repo)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ObjectList>> {
-    require_repo(&st, &tenant, &repo).await?;
+    let site = require_repo(&st, &tenant, &repo).await?;
     // `prefix` is a prefix of names ("data/", "data/0a", "snap"): list the directory it lies
     // in, then keep the names that start with it.
     let dir = q.prefix.rsplit_once('/').map_or("", |(d, _)| d);
@@ -249,10 +268,16 @@ async fn list_objects(
     // directory, not the whole repository for every page.
     let mut all = Vec::new();
     if !q.prefix.is_empty() && !q.prefix.ends_with('/') && zaibei_store::check_name(&q.prefix) {
-        all = st.storage.list(&tenant, &repo, &q.prefix).await?;
+        all = st
+            .storage
+            .list(site.as_deref(), &tenant, &repo, &q.prefix)
+            .await?;
     }
     if all.is_empty() {
-        all = st.storage.list(&tenant, &repo, dir).await?;
+        all = st
+            .storage
+            .list(site.as_deref(), &tenant, &repo, dir)
+            .await?;
     }
     all.retain(|o| o.name.starts_with(&q.prefix));
     all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -306,11 +331,11 @@ async fn get_object(
     Path((tenant, repo, name)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    require_repo(&st, &tenant, &repo).await?;
+    let site = require_repo(&st, &tenant, &repo).await?;
     let name = object_name(&name)?;
     let store = st
         .storage
-        .open(&tenant, &repo)
+        .open(site.as_deref(), &tenant, &repo)
         .map_err(|e| ApiError::internal("opening storage", e))?;
     if let Some(range) = headers.get(header::RANGE) {
         let range = range.to_str().ok().and_then(parse_range).ok_or_else(|| {
@@ -338,11 +363,11 @@ async fn head_object(
     State(st): State<AppState>,
     Path((tenant, repo, name)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    require_repo(&st, &tenant, &repo).await?;
+    let site = require_repo(&st, &tenant, &repo).await?;
     let name = object_name(&name)?;
     let store = st
         .storage
-        .open(&tenant, &repo)
+        .open(site.as_deref(), &tenant, &repo)
         .map_err(|e| ApiError::internal("opening storage", e))?;
     let info = store.stat(name).await?;
     let mut response = StatusCode::OK.into_response();
@@ -394,11 +419,11 @@ async fn put_object(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<StatusCode> {
-    require_repo(&st, &tenant, &repo).await?;
+    let site = require_repo(&st, &tenant, &repo).await?;
     let name = object_name(&name)?;
     let store = st
         .storage
-        .open(&tenant, &repo)
+        .open(site.as_deref(), &tenant, &repo)
         .map_err(|e| ApiError::internal("opening storage", e))?;
     let len = i64::try_from(body.len()).unwrap_or(i64::MAX);
     let existing = match store.stat(name).await {
@@ -511,11 +536,11 @@ async fn delete_object(
     ctx: Ctx,
     Path((tenant, repo, name)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_repo(&st, &tenant, &repo).await?;
+    let site = require_repo(&st, &tenant, &repo).await?;
     let name = object_name(&name)?;
     let store = st
         .storage
-        .open(&tenant, &repo)
+        .open(site.as_deref(), &tenant, &repo)
         .map_err(|e| ApiError::internal("opening storage", e))?;
     let size = store.stat(name).await?.size;
     // The record is committed before the deletion (a deletion the log cannot show does not
