@@ -239,11 +239,34 @@ async fn run_job(
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return failed("the backup's output could not be captured".into());
     };
-    let out = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf).await;
-        buf
-    });
+    // Stdout is read line by line: `status` lines carry live progress for the heartbeats,
+    // and the last JSON object is the command's summary.
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(None::<JobProgress>));
+    let out = {
+        let progress = std::sync::Arc::clone(&progress);
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(&mut stdout).lines();
+            let mut last = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if value.get("message_type").and_then(|t| t.as_str()) == Some("status") {
+                    let count = |f: &str| value.get(f).and_then(|v| v.as_u64()).unwrap_or(0);
+                    if let Ok(mut p) = progress.lock() {
+                        *p = Some(JobProgress {
+                            files: count("files_done"),
+                            bytes: count("bytes_done"),
+                        });
+                    }
+                } else if value.is_object() {
+                    last = Some(value);
+                }
+            }
+            last
+        })
+    };
     let err = tokio::spawn(async move {
         let mut buf = Vec::new();
         let _ = stderr.read_to_end(&mut buf).await;
@@ -253,28 +276,20 @@ async fn run_job(
         tokio::select! {
             s = child.wait() => break s,
             () = tokio::time::sleep(opts.heartbeat) => {
-                let beat = JobReport { state: JobState::Running, progress: None, snapshot: None, summary: None, error: None };
+                let now = progress.lock().ok().and_then(|p| p.clone());
+                let beat = JobReport { state: JobState::Running, progress: now, snapshot: None, summary: None, error: None };
                 if let Err(e) = client.report(&creds.tenant, &creds.token, &job.id, &beat).await {
                     tracing::warn!("heartbeat of job {}: {e}", job.id);
                 }
             }
         }
     };
-    let stdout = out.await.unwrap_or_default();
+    let summary = out.await.ok().flatten();
     let stderr = err.await.unwrap_or_default();
     let status = match status {
         Ok(s) => s,
         Err(e) => return failed(format!("waiting for the {}: {e}", job.kind.code())),
     };
-    // The last JSON line the command printed: its summary (or report, for a drill).
-    let summary = String::from_utf8_lossy(&stdout)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .filter(|v| v.is_object())
-        });
     if !status.success() {
         let tail: Vec<&str> = std::str::from_utf8(&stderr)
             .unwrap_or("")
