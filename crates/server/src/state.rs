@@ -89,10 +89,21 @@ impl Storage {
             }
             parsed.insert(name.clone(), parse_root(location)?);
         }
+        // Buckets take their credentials and signing region from the usual variables
+        // (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or AWS_DEFAULT_REGION).
+        let mut options = OpenOptions::default();
+        let var = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        };
+        options.bucket.region = var(&["AWS_REGION", "AWS_DEFAULT_REGION"]);
+        options.bucket.access_key_id = var(&["AWS_ACCESS_KEY_ID"]);
+        options.bucket.secret_access_key = var(&["AWS_SECRET_ACCESS_KEY"]);
         Ok(Storage {
             root: parse_root(root)?,
             sites: parsed,
-            options: OpenOptions::default(),
+            options,
         })
     }
 
