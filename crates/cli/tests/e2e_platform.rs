@@ -160,6 +160,36 @@ fn admin_password(server: &Server, name: &str) -> String {
         .unwrap()
 }
 
+/// Queues a job the server runs itself and waits (at most a minute) until it has ended;
+/// returns the job.
+fn run_server_job(server: &Server, token: &str, body: &Value) -> Value {
+    let job = expect(
+        server,
+        "POST",
+        "/api/v1/tenants/acme/jobs",
+        Some(token),
+        Some(body),
+        201,
+    );
+    let id = job["id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    loop {
+        let j = expect(
+            server,
+            "GET",
+            &format!("/api/v1/tenants/acme/jobs/{id}"),
+            Some(token),
+            None,
+            200,
+        );
+        if j["state"] == "succeeded" || j["state"] == "failed" {
+            return j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "job stuck: {j}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Waits until the policy has `n` succeeded backup jobs; returns their snapshots.
 fn wait_for_backups(server: &Server, token: &str, n: usize, within: Duration) -> Vec<String> {
     let start = Instant::now();
@@ -466,34 +496,7 @@ fn agent_backs_up_on_schedule_through_the_server_and_restores_bit_for_bit() {
     let before = client.snapshot_ids().len();
     assert!(before >= 2);
     for kind in ["forget", "prune"] {
-        let job = expect(
-            &server,
-            "POST",
-            "/api/v1/tenants/acme/jobs",
-            Some(&op),
-            Some(&json!({ "kind": kind, "policy": "nightly" })),
-            201,
-        );
-        let id = job["id"].as_str().unwrap().to_owned();
-        let start = Instant::now();
-        let done = loop {
-            let j = expect(
-                &server,
-                "GET",
-                &format!("/api/v1/tenants/acme/jobs/{id}"),
-                Some(&op),
-                None,
-                200,
-            );
-            if j["state"] == "succeeded" || j["state"] == "failed" {
-                break j;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{kind} job stuck: {j}"
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        };
+        let done = run_server_job(&server, &op, &json!({ "kind": kind, "policy": "nightly" }));
         assert_eq!(done["state"], "succeeded", "{kind}: {done}");
     }
     assert_eq!(
@@ -561,31 +564,11 @@ fn agent_backs_up_on_schedule_through_the_server_and_restores_bit_for_bit() {
         Some(&json!({ "password": "maintenance only, 维护" })),
         204,
     );
-    let job = expect(
+    let copied = run_server_job(
         &server,
-        "POST",
-        "/api/v1/tenants/acme/jobs",
-        Some(&op),
-        Some(&json!({ "kind": "copy", "repo": "main", "target": "offsite" })),
-        201,
+        &op,
+        &json!({ "kind": "copy", "repo": "main", "target": "offsite" }),
     );
-    let id = job["id"].as_str().unwrap().to_owned();
-    let start = Instant::now();
-    let copied = loop {
-        let j = expect(
-            &server,
-            "GET",
-            &format!("/api/v1/tenants/acme/jobs/{id}"),
-            Some(&op),
-            None,
-            200,
-        );
-        if j["state"] == "succeeded" || j["state"] == "failed" {
-            break j;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "copy stuck: {j}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
     assert_eq!(copied["state"], "succeeded", "{copied}");
     let mut at_main = client.snapshot_ids();
     let mut at_offsite = offsite.snapshot_ids();

@@ -358,16 +358,21 @@ async fn load_user(st: &AppState, name: &str) -> ApiResult<User> {
     user_of_row(&row)
 }
 
+/// 403 `administrator_account`.
+fn administrator_account() -> ApiError {
+    ApiError::forbidden(
+        "administrator_account",
+        "administrator accounts are managed by the security administrator",
+    )
+}
+
 /// The system administrator manages tenant accounts only: the administrators' accounts are
 /// beyond its reach, so it cannot disable or reset the auditor or the security administrator.
 fn only_tenant_accounts(user: &User) -> ApiResult<()> {
     if user.role.is_tenant_role() {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
-            "administrator_account",
-            "administrator accounts are managed by the security administrator",
-        ))
+        Err(administrator_account())
     }
 }
 
@@ -408,10 +413,7 @@ async fn update_user(
     .await?
     .is_some();
     if !still_tenant {
-        return Err(ApiError::forbidden(
-            "administrator_account",
-            "administrator accounts are managed by the security administrator",
-        ));
+        return Err(administrator_account());
     }
     if let Some(disabled) = req.disabled {
         sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
@@ -466,10 +468,7 @@ async fn delete_user(
     .await?
     .rows_affected();
     if deleted != 1 {
-        return Err(ApiError::forbidden(
-            "administrator_account",
-            "administrator accounts are managed by the security administrator",
-        ));
+        return Err(administrator_account());
     }
     let e = ctx.event(
         AuditAction::UserDeleted,
