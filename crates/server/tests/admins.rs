@@ -640,6 +640,22 @@ async fn totp_enrolment_and_replay(backend: Backend) {
         .await
         .ok();
     assert_eq!(srv.get("/api/v1/me", &s).await.ok()["totp"], true);
+    // Once enrolled, a session cannot replace the second factor, and the catalogue holds the
+    // secret sealed, not in the base32 an authenticator takes.
+    srv.call(Method::POST, "/api/v1/me/totp", Some(&s), None)
+        .await
+        .assert_error(409, "totp_enrolled");
+    let cat = srv.catalogue().await;
+    let stored: String = sqlx::Row::try_get(
+        &sqlx::query("SELECT totp_secret FROM users WHERE name = 'gina'")
+            .fetch_one(&cat.pool)
+            .await
+            .unwrap(),
+        "totp_secret",
+    )
+    .unwrap();
+    assert_ne!(stored, enrol["secret"].as_str().unwrap());
+    assert_ne!(totp::decode_secret(&stored), Some(secret.clone()));
 
     srv.try_login("gina", PASSWORD, None)
         .await

@@ -208,8 +208,7 @@ async fn login(
     let totp_secret: Option<String> = row.try_get("totp_secret")?;
     let mut totp_step = None;
     if let Some(secret) = totp_secret {
-        let secret = totp::decode_secret(&secret)
-            .ok_or_else(|| ApiError::internal("reading a TOTP secret", "not base32"))?;
+        let secret = open_totp(&st, user, &secret)?;
         let Some(code) = &req.totp else {
             login_failed(&st, Some(user), user, source, "totp_missing").await?;
             return Err(ApiError::unauthorized(
@@ -395,13 +394,43 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// TOTP secrets are kept sealed under the server's secret key, bound to their account, so a
+/// copy of the catalogue yields no second factor.
+fn seal_totp(st: &AppState, user: &str, secret: &[u8]) -> ApiResult<String> {
+    st.secret
+        .seal(&format!("zaibei totp v1 {user}"), secret)
+        .map_err(|e| ApiError::internal("sealing a TOTP secret", e))
+}
+
+/// Opens a secret sealed by [`seal_totp`].
+fn open_totp(st: &AppState, user: &str, sealed: &str) -> ApiResult<Vec<u8>> {
+    st.secret
+        .open(&format!("zaibei totp v1 {user}"), sealed)
+        .map(|s| s.to_vec())
+        .map_err(|e| ApiError::internal("opening a TOTP secret", e))
+}
+
 async fn totp_enrol(State(st): State<AppState>, ctx: Ctx) -> ApiResult<Json<TotpEnrolment>> {
     let user = session_user(&ctx)?.to_owned();
+    // A second factor is never replaced by whoever holds a session: once enrolled, it stays
+    // until an administrator resets the account.
+    let enrolled = sqlx::query("SELECT totp_secret FROM users WHERE name = $1")
+        .bind(&user)
+        .fetch_one(&st.cat.pool)
+        .await?
+        .try_get::<Option<String>, _>("totp_secret")?
+        .is_some();
+    if enrolled {
+        return Err(ApiError::conflict(
+            "totp_enrolled",
+            "TOTP is already enrolled for this account",
+        ));
+    }
     let secret: [u8; 20] = zaibei_crypto::random_array()
         .map_err(|e| ApiError::internal("drawing a TOTP secret", e))?;
     let text = totp::encode_secret(&secret);
     sqlx::query("UPDATE users SET totp_pending = $1 WHERE name = $2")
-        .bind(&text)
+        .bind(seal_totp(&st, &user, &secret)?)
         .bind(&user)
         .execute(&st.cat.pool)
         .await?;
@@ -424,8 +453,7 @@ async fn totp_confirm(
         .try_get("totp_pending")?;
     let pending = pending
         .ok_or_else(|| ApiError::conflict("no_enrolment", "start with POST /api/v1/me/totp"))?;
-    let secret = totp::decode_secret(&pending)
-        .ok_or_else(|| ApiError::internal("reading a TOTP secret", "not base32"))?;
+    let secret = open_totp(&st, &user, &pending)?;
     let step = totp::matching_step(
         &secret,
         &req.code,
