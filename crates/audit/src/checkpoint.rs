@@ -248,6 +248,12 @@ impl CheckpointPolicy {
     /// checkpoint.
     pub fn is_due(&self, last: Option<&Checkpoint>, head_seq: u64, now: i64) -> bool {
         let (last_seq, last_time) = last.map_or((0, i64::MIN), |c| (c.seq, c.time));
+        self.is_due_after(last_seq, last_time, head_seq, now)
+    }
+
+    /// [`CheckpointPolicy::is_due`] given only the last checkpoint's `seq` and `time` (as a
+    /// catalogue keeps them; 0 and any time before the first record when there is none).
+    pub fn is_due_after(&self, last_seq: u64, last_time: i64, head_seq: u64, now: i64) -> bool {
         if head_seq <= last_seq {
             return false;
         }

@@ -3,10 +3,10 @@
 //! replicas by a row lock on the chain head, and periodically signed with SM2 into checkpoints
 //! anchored in a separate store.
 
-use std::sync::Arc;
-
 use sqlx::{AnyConnection, Row};
-use zaibei_audit::{AnchorStore, AuditEvent, AuditRecord, CheckpointSigner, Hash};
+use zaibei_audit::{
+    AnchorStore, AuditEvent, AuditRecord, CheckpointPolicy, CheckpointSigner, Hash,
+};
 
 use crate::catalogue::Catalogue;
 use crate::error::{ApiError, ServerError};
@@ -17,8 +17,7 @@ use crate::time::now_ms;
 pub struct Audit {
     signer: CheckpointSigner,
     anchors: AnchorStore,
-    every_records: u64,
-    every_ms: i64,
+    policy: CheckpointPolicy,
 }
 
 impl Audit {
@@ -32,8 +31,10 @@ impl Audit {
         Audit {
             signer,
             anchors,
-            every_records,
-            every_ms: crate::time::secs_to_ms(every_secs),
+            policy: CheckpointPolicy {
+                every_records,
+                every_ms: crate::time::secs_to_ms(every_secs),
+            },
         }
     }
 
@@ -135,17 +136,14 @@ impl Audit {
         let cp_seq: i64 = head.try_get("checkpoint_seq")?;
         let cp_ms: i64 = head.try_get("checkpoint_ms")?;
         let now = now_ms();
-        if seq <= cp_seq {
-            return Ok(None);
-        }
-        let by_count = self.every_records > 0
-            && u64::try_from(seq - cp_seq).unwrap_or(0) >= self.every_records;
-        let by_time = self.every_ms > 0 && now.saturating_sub(cp_ms) >= self.every_ms;
-        if !(force || by_count || by_time) {
+        let (seq_u, cp_u) = (
+            u64::try_from(seq).unwrap_or(0),
+            u64::try_from(cp_seq).unwrap_or(0),
+        );
+        if seq_u <= cp_u || !(force || self.policy.is_due_after(cp_u, cp_ms, seq_u, now)) {
             return Ok(None);
         }
         let head_hash = Hash::from_hex(&hash).map_err(|e| ServerError::Audit(e.to_string()))?;
-        let seq_u = u64::try_from(seq).map_err(|e| ServerError::Audit(e.to_string()))?;
         let cp = self
             .signer
             .sign(seq_u, head_hash, now)
@@ -185,6 +183,3 @@ impl Audit {
         Ok(Some(seq_u))
     }
 }
-
-/// Shared handle.
-pub type SharedAudit = Arc<Audit>;

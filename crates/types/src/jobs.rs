@@ -58,14 +58,6 @@ impl JobKind {
     pub fn from_code(code: &str) -> Option<JobKind> {
         JobKind::ALL.iter().copied().find(|k| k.code() == code)
     }
-
-    /// Whether an agent runs jobs of this kind (otherwise the server does).
-    pub fn runs_on_agent(self) -> bool {
-        matches!(
-            self,
-            JobKind::Backup | JobKind::Verify | JobKind::Drill | JobKind::Restore
-        )
-    }
 }
 
 /// Where a job is in its life.
@@ -152,25 +144,6 @@ impl Retention {
             && self.keep_monthly.is_none()
             && self.keep_yearly.is_none()
     }
-
-    /// The rules as `zaibei forget` arguments.
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        for (flag, value) in [
-            ("--keep-last", self.keep_last),
-            ("--keep-hourly", self.keep_hourly),
-            ("--keep-daily", self.keep_daily),
-            ("--keep-weekly", self.keep_weekly),
-            ("--keep-monthly", self.keep_monthly),
-            ("--keep-yearly", self.keep_yearly),
-        ] {
-            if let Some(n) = value {
-                args.push(flag.to_owned());
-                args.push(n.to_string());
-            }
-        }
-        args
-    }
 }
 
 /// A job handed to an agent: everything it needs to run it.
@@ -239,16 +212,12 @@ mod tests {
     }
 
     #[test]
-    fn retention_arguments() {
+    fn retention_rules() {
         let r = Retention {
             keep_last: Some(3),
-            keep_daily: Some(7),
             ..Retention::default()
         };
-        assert_eq!(
-            r.to_args(),
-            ["--keep-last", "3", "--keep-daily", "7"].map(String::from)
-        );
+        assert!(!r.keeps_all());
         assert!(Retention::default().keeps_all());
         assert!(serde_json::from_str::<Retention>(r#"{"keep_everything": 1}"#).is_err());
     }

@@ -20,6 +20,26 @@ use crate::{Cli, exit, output};
 pub struct ForgetArgs {
     /// Snapshots to remove (ids or unique prefixes); not together with --keep-* rules.
     pub snapshots: Vec<String>,
+    /// What to keep.
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    /// Group by these fields: a comma-separated list of host, paths, tags; "" for one group.
+    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
+    pub group_by: String,
+    /// Only consider snapshots of this host (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only consider snapshots with this tag (repeatable; any of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Say what would be removed, and why each snapshot is kept; remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// The `--keep-*` rules of `forget` and `watch`.
+#[derive(Debug, Args)]
+pub struct KeepArgs {
     /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
@@ -39,28 +59,18 @@ pub struct ForgetArgs {
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot taken less than DURATION (e.g. 30d, 2w, 1y 6months) before the
-    /// group's newest one.
+    /// group's newest one (`watch` requires it
+    /// with any other rule).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub keep_within: Option<Duration>,
     /// Keep every snapshot with this tag (repeatable).
     #[arg(long, value_name = "TAG")]
     pub keep_tag: Vec<String>,
-    /// Group by these fields: a comma-separated list of host, paths, tags; "" for one group.
-    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
-    pub group_by: String,
-    /// Only consider snapshots of this host (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable; any of them).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Say what would be removed, and why each snapshot is kept; remove nothing.
-    #[arg(short = 'n', long)]
-    pub dry_run: bool,
 }
 
-impl ForgetArgs {
-    fn policy(&self) -> KeepPolicy {
+impl KeepArgs {
+    /// The rules as a retention policy.
+    pub fn policy(&self) -> KeepPolicy {
         KeepPolicy {
             last: self.keep_last,
             hourly: self.keep_hourly,
@@ -116,7 +126,7 @@ fn item(id: &Id, s: &Snapshot, reasons: Vec<String>) -> Item {
 }
 
 pub async fn run(cli: &Cli, a: &ForgetArgs) -> Result<u8> {
-    let policy = a.policy();
+    let policy = a.keep.policy();
     if !a.snapshots.is_empty() && !policy.is_empty() {
         bail!(exit::WithCode(
             exit::USAGE,

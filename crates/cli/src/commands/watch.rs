@@ -96,34 +96,12 @@ pub struct WatchArgs {
     /// (a rescan at the latest).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
-    /// Keep the N newest snapshots.
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the N most recent hours that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// … of each of the N most recent days.
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// … of each of the N most recent ISO weeks.
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// … of each of the N most recent months.
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// … of each of the N most recent years.
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<u32>,
-    /// Keep every snapshot taken less than DURATION before the newest one. Required with any
-    /// other --keep-* rule: cycles run every minute or so, and without it a tree being
-    /// encrypted or wiped would push every good snapshot out within a few cycles (and the next
-    /// sync would carry those forgets to the replicas). Choose it longer than it may take to
-    /// notice such damage (e.g. 2d).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub keep_within: Option<Duration>,
-    /// Keep every snapshot with this tag (repeatable).
-    #[arg(long, value_name = "TAG")]
-    pub keep_tag: Vec<String>,
+    /// What to keep each cycle. --keep-within is required with any other rule: cycles run
+    /// every minute or so, and without it a tree being encrypted or wiped would push every
+    /// good snapshot out within a few cycles (and the next sync would carry those forgets to
+    /// the replicas). Choose it longer than it may take to notice such damage (e.g. 2d).
+    #[command(flatten)]
+    pub keep: super::forget::KeepArgs,
     /// Do not send snapshots to the replica sites.
     #[arg(long)]
     pub no_sync: bool,
@@ -140,9 +118,9 @@ impl WatchArgs {
     /// Fails with a usage error naming the first option that makes no sense.
     fn check(&self) -> Result<()> {
         let usage = |m: String| Err(exit::WithCode(exit::USAGE, m).into());
-        let policy = self.policy();
+        let policy = self.keep.policy();
         if !policy.is_empty() {
-            match self.keep_within {
+            match self.keep.keep_within {
                 None => {
                     return usage(
                         "watch applies --keep-* rules every cycle: give --keep-within DURATION \
@@ -161,19 +139,6 @@ impl WatchArgs {
             return usage("--heartbeat: durations longer than 100 years are not supported".into());
         }
         Ok(())
-    }
-
-    fn policy(&self) -> KeepPolicy {
-        KeepPolicy {
-            last: self.keep_last,
-            hourly: self.keep_hourly,
-            daily: self.keep_daily,
-            weekly: self.keep_weekly,
-            monthly: self.keep_monthly,
-            yearly: self.keep_yearly,
-            within: self.keep_within,
-            tags: self.keep_tag.clone(),
-        }
     }
 
     fn timing(&self) -> DebounceSettings {
@@ -641,15 +606,17 @@ impl Ctx<'_> {
                 );
             }
         }
-        let mut forgotten = Vec::new();
-        for g in groups {
-            for d in g.decisions.iter().filter(|d| !d.keep()) {
-                self.repo
-                    .forget_snapshot(&d.id)
-                    .await
-                    .with_context(|| format!("removing snapshot {}", d.id.short()))?;
-                forgotten.push(d.id);
-            }
+        let forgotten: Vec<Id> = groups
+            .iter()
+            .flat_map(|g| g.decisions.iter().filter(|d| !d.keep()))
+            .map(|d| d.id)
+            .collect();
+        // One forget record for the cycle's whole batch, then the deletions.
+        if !forgotten.is_empty() {
+            self.repo
+                .forget_snapshots(&forgotten)
+                .await
+                .with_context(|| format!("removing {} snapshots", forgotten.len()))?;
         }
         Ok(forgotten)
     }
@@ -862,7 +829,7 @@ pub async fn run(cli: &Cli, a: &WatchArgs) -> Result<u8> {
             .collect(),
         paths,
         repo,
-        policy: a.policy(),
+        policy: a.keep.policy(),
         ignored: Vec::new(),
         retention_behind: false,
         replica_warned: false,

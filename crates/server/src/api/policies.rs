@@ -388,15 +388,8 @@ pub async fn queue_backup(
     policy_id: &str,
     spec: &PolicySpec,
 ) -> ApiResult<Option<String>> {
-    let pending = sqlx::query(
-        "SELECT 1 FROM jobs WHERE policy = $1 AND state IN ('queued', 'running') LIMIT 1",
-    )
-    .bind(policy_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if pending.is_some() {
-        return Ok(None);
-    }
+    // The partial unique index `jobs_one_pending_backup` keeps one pending backup per
+    // policy, whichever replica queues it: a second insert does nothing.
     let id = token::random_id().map_err(|e| ApiError::internal("drawing an id", e))?;
     let inserted = sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, agent, queued_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
         .bind(&id).bind(tenant).bind(JobKind::Backup.code()).bind(JobState::Queued.code())
@@ -575,15 +568,8 @@ pub async fn queue_server_job(
     repo: &str,
     target: Option<&str>,
 ) -> ApiResult<Option<String>> {
-    let pending = sqlx::query("SELECT 1 FROM jobs WHERE tenant = $1 AND repo = $2 AND kind = $3 AND agent IS NULL AND state IN ('queued', 'running') LIMIT 1")
-        .bind(tenant)
-        .bind(repo)
-        .bind(kind.code())
-        .fetch_optional(&mut *conn)
-        .await?;
-    if pending.is_some() {
-        return Ok(None);
-    }
+    // The partial unique index `jobs_one_pending_server_job` keeps one pending job per
+    // repository and kind.
     let id = token::random_id().map_err(|e| ApiError::internal("drawing an id", e))?;
     let params = target.map(|t| serde_json::json!({ "target": t }).to_string());
     let inserted = sqlx::query("INSERT INTO jobs (id, tenant, kind, state, policy, repo, queued_ms, params) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
