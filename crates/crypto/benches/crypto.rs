@@ -111,7 +111,7 @@ fn bench_many(c: &mut Criterion) {
                 black_box(digests)
             })
         });
-        for imp in [Sm3Impl::Avx2, Sm3Impl::Portable] {
+        for imp in [Sm3Impl::Avx512, Sm3Impl::Avx2, Sm3Impl::Portable] {
             if !imp.is_supported() {
                 continue;
             }
@@ -128,7 +128,7 @@ fn bench_many(c: &mut Criterion) {
                 black_box(digests)
             })
         });
-        for imp in [Sm3Impl::Avx2, Sm3Impl::Portable] {
+        for imp in [Sm3Impl::Avx512, Sm3Impl::Avx2, Sm3Impl::Portable] {
             if !imp.is_supported() {
                 continue;
             }

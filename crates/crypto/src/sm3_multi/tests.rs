@@ -4,7 +4,10 @@ use sm3::{Digest as _, Sm3};
 
 use super::*;
 
-const ALL: [Sm3Impl; 2] = [Sm3Impl::Avx2, Sm3Impl::Portable];
+const ALL: [Sm3Impl; 3] = [Sm3Impl::Avx512, Sm3Impl::Avx2, Sm3Impl::Portable];
+
+/// The multi-buffer engines.
+const SIMD: [Sm3Impl; 2] = [Sm3Impl::Avx512, Sm3Impl::Avx2];
 
 fn supported() -> impl Iterator<Item = Sm3Impl> {
     ALL.into_iter().filter(|i| i.is_supported())
@@ -85,15 +88,25 @@ fn detection_picks_a_supported_impl() {
     let best = Sm3Impl::detect();
     assert!(best.is_supported());
     assert!(Sm3Impl::Portable.is_supported());
-    assert_eq!(
-        sm3_many_with(Sm3Impl::Avx2, &[]).is_some(),
-        Sm3Impl::Avx2.is_supported()
-    );
+    for imp in SIMD {
+        assert_eq!(sm3_many_with(imp, &[]).is_some(), imp.is_supported());
+    }
     #[cfg(target_arch = "x86_64")]
-    assert_eq!(
-        best == Sm3Impl::Avx2,
-        std::arch::is_x86_feature_detected!("avx2")
-    );
+    {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let avx512 = avx2
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl");
+        assert_eq!(Sm3Impl::Avx512.is_supported(), avx512);
+        let want = if avx512 {
+            Sm3Impl::Avx512
+        } else if avx2 {
+            Sm3Impl::Avx2
+        } else {
+            Sm3Impl::Portable
+        };
+        assert_eq!(best, want);
+    }
     eprintln!("SM3 multi-buffer implementation on this CPU: {best:?}");
 }
 
@@ -121,7 +134,7 @@ fn standard_vectors() {
                 );
             }
             let (simd, portable) = take_counts();
-            if imp == Sm3Impl::Avx2 {
+            if imp != Sm3Impl::Portable {
                 // Two steps (the 64-byte message has two blocks), then one message left.
                 assert_eq!((simd, portable), (8, 1), "{imp:?}");
             } else {
@@ -138,9 +151,9 @@ fn every_short_length() {
     let data: Vec<Vec<u8>> = (0..=300).map(|len| bytes(len, len as u32)).collect();
     let messages: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
     check_sm3(&messages);
-    if Sm3Impl::Avx2.is_supported() {
+    for imp in SIMD.into_iter().filter(|i| i.is_supported()) {
         take_counts();
-        let _ = sm3_many_with(Sm3Impl::Avx2, &messages);
+        let _ = sm3_many_with(imp, &messages);
         let (simd, portable) = take_counts();
         let total_blocks: usize = (0..=300usize).map(|len| (len + 9).div_ceil(64)).sum();
         // At most `MIN_MULTI - 1` lanes, of at most six blocks each, are finished by the
@@ -151,7 +164,7 @@ fn every_short_length() {
         );
         assert!(
             simd >= total_blocks - portable,
-            "AVX2 compressed only {simd} blocks"
+            "{imp:?} compressed only {simd} blocks"
         );
     }
     // And each length in a batch of eight equal-length messages of different contents.
@@ -206,23 +219,23 @@ fn hand_over_to_portable() {
 /// Fewer messages than `MIN_MULTI` never reach the AVX2 engine; `MIN_MULTI` do.
 #[test]
 fn small_batches_are_portable() {
-    if !Sm3Impl::Avx2.is_supported() {
-        eprintln!("no AVX2: skipped");
-        return;
-    }
     let m: &[u8] = b"message";
-    for n in 0..=LANES {
+    for (imp, n) in SIMD
+        .into_iter()
+        .filter(|i| i.is_supported())
+        .flat_map(|imp| (0..=LANES).map(move |n| (imp, n)))
+    {
         take_counts();
         let batch = vec![m; n];
-        let Some(got) = sm3_many_with(Sm3Impl::Avx2, &batch) else {
-            panic!("AVX2 refused");
+        let Some(got) = sm3_many_with(imp, &batch) else {
+            panic!("{imp:?} refused");
         };
         assert!(got.iter().all(|d| *d == reference(m)));
         let (simd, portable) = take_counts();
         if n < MIN_MULTI {
-            assert_eq!((simd, portable), (0, n), "{n} messages");
+            assert_eq!((simd, portable), (0, n), "{imp:?}, {n} messages");
         } else {
-            assert_eq!((simd, portable), (LANES, 0), "{n} messages");
+            assert_eq!((simd, portable), (LANES, 0), "{imp:?}, {n} messages");
         }
     }
 }
