@@ -216,7 +216,7 @@ fn run_pipeline(
     } else {
         ctx.opts.workers
     };
-    let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(workers * 8);
+    let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(workers * 64);
     let (tree_tx, tree_rx) = crossbeam_channel::bounded::<assembler::TreeJob>(1024);
     let prefetcher = prefetch::Prefetcher::default();
     std::thread::scope(|scope| {
