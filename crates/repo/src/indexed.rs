@@ -207,15 +207,30 @@ impl IndexedRepository {
         if let Some(t) = self.cache().get(id) {
             return Ok(Arc::clone(t));
         }
-        let body = self.read_blob(PackKind::Tree, id).await?;
-        let tree =
-            Arc::new(Tree::decode(&body).map_err(|e| RepoError::format(format!("tree {id}"), e))?);
+        let tree = Arc::new(self.decode_tree(id).await?);
         let mut cache = self.cache();
         if cache.len() >= TREE_CACHE_ENTRIES {
             cache.clear();
         }
         cache.insert(*id, Arc::clone(&tree));
         Ok(tree)
+    }
+
+    /// Loads and decodes a tree for one use: a cached copy is taken out of the cache, and a
+    /// tree loaded here is not cached. For walks that need each tree once, such as a backup
+    /// reading its parent snapshot while a prefetch thread loads the trees ahead of it: the
+    /// cache then holds only the trees loaded ahead and not used yet.
+    pub async fn take_tree(&self, id: &Id) -> Result<Arc<Tree>> {
+        if let Some(t) = self.cache().remove(id) {
+            return Ok(t);
+        }
+        Ok(Arc::new(self.decode_tree(id).await?))
+    }
+
+    /// Reads, authenticates and decodes a tree, bypassing the cache.
+    async fn decode_tree(&self, id: &Id) -> Result<Tree> {
+        let body = self.read_blob(PackKind::Tree, id).await?;
+        Tree::decode(&body).map_err(|e| RepoError::format(format!("tree {id}"), e))
     }
 
     /// Loads the reference blob of a tree (maintenance key suffices).

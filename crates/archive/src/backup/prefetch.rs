@@ -61,11 +61,18 @@ impl Prefetcher {
     }
 
     /// Returns once `id` is not being loaded by the prefetch thread (so the caller finds it in
-    /// the cache instead of loading it a second time).
+    /// the cache instead of loading it a second time), and withdraws a request for `id` still
+    /// waiting: the caller takes the tree out of the cache or loads it itself, and a load after
+    /// that would leave an unused tree in the cache.
     pub fn wait_for(&self, id: &Id) {
         let mut state = self.lock();
         while state.loading.as_ref() == Some(id) {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        // The walker asks for the trees in the order they were queued: the request, if still
+        // there, is at or near the top of the stack.
+        if let Some(pos) = state.pending.iter().rposition(|p| p == id) {
+            state.pending.remove(pos);
         }
     }
 
@@ -184,6 +191,19 @@ mod tests {
         assert_eq!(state.pending.len(), MAX_PENDING);
         // The first child is still on top.
         assert_eq!(state.pending.last(), Some(&Id([0; 32])));
+    }
+
+    #[test]
+    fn a_tree_the_walker_waited_for_is_not_loaded_after() {
+        let p = Prefetcher::default();
+        p.ask(&Tree {
+            nodes: vec![dir("a", 1), dir("b", 2), dir("c", 3)],
+        });
+        // The walker got to `a` and `b` before the thread loaded them.
+        p.wait_for(&Id([1; 32]));
+        p.wait_for(&Id([2; 32]));
+        assert_eq!(p.next(None), Some(Id([3; 32])));
+        assert!(p.lock().pending.is_empty());
     }
 
     #[test]

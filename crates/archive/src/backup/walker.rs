@@ -445,13 +445,14 @@ impl<'t> Walker<'_, '_, 't> {
         Ok(true)
     }
 
-    /// The parent snapshot's tree `id`: from the cache when the prefetch thread has loaded it
-    /// (waiting if it is loading it now), otherwise read here.
+    /// The parent snapshot's tree `id`: taken out of the cache when the prefetch thread has
+    /// loaded it (waiting if it is loading it now), otherwise read here. Each parent tree is
+    /// walked once, so the cache keeps only trees loaded ahead of the walk.
     fn load_parent_tree(&self, id: &Id) -> Result<Arc<Tree>, zaibei_repo::RepoError> {
         if let Some(p) = self.prefetch {
             p.wait_for(id);
         }
-        self.ctx.runtime.block_on(self.ctx.repo.load_tree(id))
+        self.ctx.runtime.block_on(self.ctx.repo.take_tree(id))
     }
 
     fn empty_tree(&mut self) -> Result<Id, ArchiveError> {
