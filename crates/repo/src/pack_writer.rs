@@ -33,10 +33,22 @@ pub struct FinishedPack {
 impl PackWriter {
     /// A new, empty pack with a fresh salt.
     pub fn new(keys: &RepoKeys, kind: PackKind, capacity: usize) -> Result<Self, FormatError> {
+        Self::new_in(keys, kind, capacity, Vec::new())
+    }
+
+    /// [`PackWriter::new`], assembling the pack in `buf` (emptied first): the buffer of a pack
+    /// already stored, so that a backup reuses a few buffers instead of allocating (and
+    /// faulting in) 16 MiB for every pack.
+    pub fn new_in(
+        keys: &RepoKeys,
+        kind: PackKind,
+        capacity: usize,
+        mut buf: Vec<u8>,
+    ) -> Result<Self, FormatError> {
         let salt = new_pack_salt()?;
         let aead = keys.pack_aead(kind, &salt)?;
         let prefix = encode_pack_prefix(kind, &salt);
-        let mut buf = Vec::new();
+        buf.clear();
         // Data packs fill fast: room for all of it at once saves copies while growing. Tree
         // and reference packs fill slowly and mostly close small: they grow as needed.
         if kind == PackKind::Data {
