@@ -20,7 +20,7 @@ use crate::fsmeta;
 use crate::progress::Counters;
 
 /// Most files a worker takes from the queue at once.
-const BATCH_FILES: usize = 64;
+pub(crate) const BATCH_FILES: usize = 64;
 /// Bytes of chunks gathered before they are hashed together.
 const BATCH_BYTES: usize = 16 << 20;
 /// Most chunks hashed together.

@@ -32,6 +32,9 @@ use crate::chunker::Chunker;
 use crate::exclude::Excludes;
 use crate::progress::Counters;
 
+/// Most files waiting, open, for the file workers.
+const MAX_QUEUED_FILES: usize = 256;
+
 /// Most entries kept in a snapshot's list of skipped entries.
 pub const MAX_SKIPPED_RECORDED: usize = 1000;
 
@@ -216,7 +219,10 @@ fn run_pipeline(
     } else {
         ctx.opts.workers
     };
-    let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(workers * 64);
+    // Each queued file is an open descriptor: enough for every worker to take a full group of
+    // small files, but never more than `MAX_QUEUED_FILES` however many cores there are.
+    let queued_files = (workers * files::BATCH_FILES).min(MAX_QUEUED_FILES);
+    let (file_tx, file_rx) = crossbeam_channel::bounded::<files::FileJob>(queued_files);
     let (tree_tx, tree_rx) = crossbeam_channel::bounded::<assembler::TreeJob>(1024);
     let prefetcher = prefetch::Prefetcher::default();
     std::thread::scope(|scope| {
