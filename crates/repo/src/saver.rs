@@ -174,9 +174,9 @@ impl Shared {
 
 /// Buffers of stored data packs kept for reuse, at most [`SpareBuffers::MAX`].
 ///
-/// Without them every pack allocates its 16 MiB anew. The allocator serves such blocks from
-/// per-thread arenas once a few have been freed, and does not give the freed ones back to the
-/// system: a first backup's peak memory then grew by about 90 MiB of freed pack buffers.
+/// Without them every pack allocates its 16 MiB anew. glibc serves such blocks from
+/// per-thread arenas once a few have been freed, and keeps the freed ones there: a first
+/// backup of the Linux tree peaked at 220–237 MiB without reuse and 190–199 MiB with it.
 #[derive(Default)]
 struct SpareBuffers(Mutex<Vec<Vec<u8>>>);
 

