@@ -4,9 +4,10 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use zaibei_format::refs::TreeRefs;
-use zaibei_format::{Id, PackKind, Tree, blob};
+use zaibei_format::{Id, PackKind, Tree};
 
 use crate::index::{BlobRef, IdMap, IndexProblem, MasterIndex};
+use crate::opener::BlobOpener;
 use crate::{Cache, RepoError, Repository, Result, names};
 
 /// Most trees kept decoded in memory.
@@ -168,7 +169,9 @@ impl IndexedRepository {
         Ok(stored)
     }
 
-    /// Opens a blob's stored bytes (already read from its pack at `loc`).
+    /// Opens a blob's stored bytes (already read from its pack at `loc`): authenticates,
+    /// decrypts, decompresses and checks the plaintext against the id. To open many blobs, a
+    /// [`BlobOpener`] is faster.
     pub fn open_stored_blob(
         &self,
         kind: PackKind,
@@ -176,30 +179,12 @@ impl IndexedRepository {
         loc: &BlobRef<'_>,
         stored: &[u8],
     ) -> Result<Vec<u8>> {
-        let object = || format!("{} blob {id} in pack {}", kind.name(), loc.pack.id);
-        let aead = self
-            .keys
-            .pack_aead(kind, &loc.pack.salt)
-            .map_err(|e| RepoError::format(object(), e))?;
-        let plain = blob::open_blob(&aead, kind, id, stored, loc.raw_length)
-            .map_err(|e| RepoError::format(object(), e))?;
-        if kind != PackKind::Refs {
-            let content = self
-                .keys
-                .content("reading blobs")
-                .map_err(|e| RepoError::format(object(), e))?;
-            let actual = content.blob_id(&plain);
-            if actual != *id {
-                return Err(RepoError::format(
-                    object(),
-                    zaibei_format::FormatError::invalid(
-                        "blob",
-                        format!("plaintext hashes to {actual}"),
-                    ),
-                ));
-            }
+        let mut opener = BlobOpener::new(self, kind);
+        opener.add(id, loc, stored)?;
+        match opener.finish().pop() {
+            Some((_, plain)) => plain,
+            None => Err(RepoError::Internal(format!("blob {id}: opened nothing"))),
         }
-        Ok(plain)
     }
 
     /// Loads and decodes a tree (cached).

@@ -35,6 +35,7 @@ mod index;
 mod indexed;
 mod keys;
 pub mod names;
+mod opener;
 mod pack_writer;
 mod prune;
 mod reach;
@@ -56,6 +57,7 @@ pub use error::{RepoError, Result};
 pub use index::{BlobLocation, BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
+pub use opener::BlobOpener;
 pub use pack_writer::{FinishedPack, PackWriter};
 pub use prune::{MaxUnused, PruneOptions, PruneProgress, PruneReport, prune};
 pub use repair::{

@@ -31,6 +31,7 @@ pub use impact::{Affected, AffectedPath, MAX_PATHS_LISTED};
 pub use subset::DataSubset;
 
 use crate::index::{BlobLocation, BlobRef, IdSet, PackMeta};
+use crate::opener::BlobOpener;
 use crate::{IndexedRepository, RepoError, Result, names};
 
 /// What to check.
@@ -552,6 +553,9 @@ async fn read_packs(
     Ok(())
 }
 
+/// Plaintext bytes of a pack's blobs opened before their ids are checked together.
+const OPEN_GROUP_BYTES: usize = 16 << 20;
+
 struct PackOutcome {
     blobs: u64,
     bytes: u64,
@@ -615,6 +619,20 @@ async fn read_pack(
     }
     let mut blobs = 0;
     if meta.kind == PackKind::Refs || repo.keys().has_content() {
+        // Opened in groups, their ids checked side by side; each blob keeps its own verdict.
+        let mut opener = BlobOpener::new(repo, meta.kind);
+        let mut opened: Vec<(String, Cause)> = Vec::new();
+        let mut settle = |opener: BlobOpener<'_>,
+                          opened: &mut Vec<(String, Cause)>,
+                          problems: &mut Vec<(String, String, Cause)>| {
+            for ((_, result), (object, cause)) in opener.finish().into_iter().zip(opened.drain(..))
+            {
+                match result {
+                    Ok(_) => blobs += 1,
+                    Err(e) => problems.push((object, e.to_string(), cause)),
+                }
+            }
+        };
         for loc in placed {
             let (offset, id, length, raw_length) =
                 (loc.offset, *loc.id, loc.length, loc.raw_length);
@@ -639,11 +657,16 @@ async fn read_pack(
                 length,
                 raw_length,
             };
-            match repo.open_stored_blob(meta.kind, &id, &loc, record) {
-                Ok(_) => blobs += 1,
+            match opener.add(&id, &loc, record) {
+                Ok(()) => opened.push((object, cause)),
                 Err(e) => problems.push((object, e.to_string(), cause)),
             }
+            if opener.pending_bytes() >= OPEN_GROUP_BYTES {
+                let full = std::mem::replace(&mut opener, BlobOpener::new(repo, meta.kind));
+                settle(full, &mut opened, &mut problems);
+            }
         }
+        settle(opener, &mut opened, &mut problems);
     } else if !intact {
         // Without the content key the damaged blobs cannot be told apart: all are suspect.
         problems.push((
