@@ -223,3 +223,48 @@ async fn resume_notices_data_written_into_a_hole() {
     assert_eq!(again.files_written, 1, "the filled hole went unnoticed");
     assert_eq!(blocks(&restored), sparse_blocks);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_is_fetched_and_checked_a_group_of_blobs_at_a_time() {
+    use std::os::unix::fs::FileExt;
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let src = tempfile::tempdir().unwrap();
+    // 20 MiB of pseudo-random bytes: about twenty blobs, more than one group of each kind
+    // (fetched ahead and checked together, 8 MiB at a time).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..20 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(src.path().join("big"), &data).unwrap();
+    let out = backup_path(&repo, src.path()).await;
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let sub = src.path().as_os_str().as_encoded_bytes().to_vec();
+    let first = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!((first.files_written, first.files_verified), (1, 1));
+    assert!(std::fs::read(t.path().join("big")).unwrap() == data);
+
+    // One byte wrong in the first group, then one in the last: each time the check notices
+    // and the file is written again.
+    for offset in [3u64, (20 << 20) - 5] {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.path().join("big"))
+            .unwrap();
+        f.write_all_at(&[data[offset as usize] ^ 0x80], offset)
+            .unwrap();
+        drop(f);
+        let again = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+        assert!(again.errors.is_empty(), "{:?}", again.errors);
+        assert_eq!((again.files_written, again.files_unchanged), (1, 0));
+        assert!(std::fs::read(t.path().join("big")).unwrap() == data);
+    }
+    let last = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    assert_eq!((last.files_written, last.files_unchanged), (0, 1));
+}

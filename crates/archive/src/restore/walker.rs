@@ -253,10 +253,11 @@ impl Walker<'_, '_> {
                 .record(&self.path, "directory without subtree");
             return Ok(false);
         };
+        // Each tree is walked once: kept only while its directory is open, not in the cache.
         let tree = match self
             .shared
             .runtime
-            .block_on(self.shared.repo.load_tree(&sub))
+            .block_on(self.shared.repo.take_tree(&sub))
         {
             Ok(t) => t,
             Err(e) => {
