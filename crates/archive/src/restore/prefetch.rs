@@ -16,7 +16,7 @@ use zaibei_repo::{BlobOpener, BlobRef, IndexedRepository, names};
 use super::files::FileJob;
 
 /// Most file data gathered in one batch.
-pub(crate) const BATCH_BYTES: u64 = 8 << 20;
+pub(crate) const BATCH_BYTES: u64 = 4 << 20;
 /// Most files in one batch.
 pub(crate) const BATCH_FILES: usize = 64;
 /// Blobs of a pack closer than this are read together, gap included.
