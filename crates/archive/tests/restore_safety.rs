@@ -230,7 +230,7 @@ async fn a_large_file_is_fetched_and_checked_a_group_of_blobs_at_a_time() {
     let (store, repo) = new_repo(Suite::Gm).await;
     let src = tempfile::tempdir().unwrap();
     // 20 MiB of pseudo-random bytes: about twenty blobs, more than one group of each kind
-    // (fetched ahead and checked together, 8 MiB at a time).
+    // (fetched ahead and checked together, 4 MiB at a time).
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let data: Vec<u8> = (0..20 << 20)
         .map(|_| {

@@ -1,4 +1,5 @@
-//! Opening many stored blobs at once: each pack's key is derived once, not once per blob, and
+//! Opening many stored blobs at once: a pack's key is derived once for consecutive blobs of that
+//! pack, not once per blob, and
 //! the ids of the decrypted plaintexts are checked together, so the `gm` suite hashes several
 //! of them side by side (multi-buffer HMAC-SM3) instead of one stream after another.
 

@@ -21,11 +21,15 @@ pub(crate) struct FileJob {
     pub existing: bool,
 }
 
-/// Longest a worker waits for more files to join a batch. When the workers are behind, the
-/// queue is full and nothing waits; when the walker is behind, the workers would be idle anyway.
+/// Longest a worker waits for more files to join a batch. When the walker is behind, the
+/// workers would be idle anyway; when the workers are behind, the queue refills at once.
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
-pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>) {
+/// Files held open in the batches of all writers together, at most.
+pub(crate) const BATCHED_OPEN_FILES: usize = 512;
+
+/// A writer: takes batches of at most `batch_files` files from `jobs` and writes them.
+pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, batch_files: usize) {
     while let Ok(first) = jobs.recv() {
         // Take whatever else is queued, and what the walker queues a moment later, up to a
         // batch, so that the blobs of small files are fetched together and their ids checked
@@ -34,7 +38,7 @@ pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>) {
         let deadline = std::time::Instant::now() + GATHER_WAIT;
         let mut bytes = first.node.size;
         let mut batch = vec![first];
-        while batch.len() < prefetch::BATCH_FILES && bytes < prefetch::BATCH_BYTES {
+        while batch.len() < batch_files && bytes < prefetch::BATCH_BYTES {
             match jobs.recv_deadline(deadline) {
                 Ok(job) => {
                     bytes += job.node.size;
@@ -170,9 +174,9 @@ fn restore_file(
     Ok(written)
 }
 
-/// Fetches together the next blobs of a file that `batch` does not hold: up to
-/// [`prefetch::BATCH_BYTES`] of plaintext and [`prefetch::BATCH_FILES`] blobs, starting with
-/// `content[0]`. One read per run of neighbours in a pack, the ids checked side by side.
+/// Fetches together the next blobs of a file that `batch` does not hold, starting with
+/// `content[0]` (always taken), then while they stay within [`prefetch::BATCH_BYTES`] of
+/// plaintext and [`prefetch::BATCH_FILES`] blobs. One read per run of neighbours in a pack, the ids checked side by side.
 fn fetch_ahead(
     shared: &Shared<'_>,
     content: &[zaibei_format::Id],
@@ -187,8 +191,9 @@ fn fetch_ahead(
         .filter(|(id, _)| !batch.contains_key(*id))
         .take_while(|(_, len)| {
             let take = count == 0
-                || (count < prefetch::BATCH_FILES && bytes + **len <= prefetch::BATCH_BYTES);
-            bytes += **len;
+                || (count < prefetch::BATCH_FILES
+                    && bytes.saturating_add(**len) <= prefetch::BATCH_BYTES);
+            bytes = bytes.saturating_add(**len);
             count += 1;
             take
         })

@@ -5,7 +5,8 @@
 //! therefore takes a batch of files, gathers the blobs they need, and reads each run of blobs
 //! lying close together in one pack with a single ranged read. Only the blobs needed are
 //! fetched, plus the gaps between them where a gap is small ([`MAX_GAP`]); a batch holds at
-//! most [`BATCH_BYTES`] of file data, so memory stays bounded.
+//! most [`BATCH_BYTES`] of file data, so memory stays bounded. A large file's blobs are fetched
+//! the same way, a window at a time ([`fetch_blobs`]).
 
 use std::collections::HashMap;
 

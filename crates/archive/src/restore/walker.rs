@@ -104,6 +104,9 @@ pub(crate) fn run(
         shared.opts.workers
     };
     let (file_tx, file_rx) = crossbeam_channel::bounded::<FileJob>(workers * 4);
+    // Each file of a batch is an open handle: the batches together stay within a budget well
+    // under the usual limit of 1024 open files, however many writers there are.
+    let batch_files = (files::BATCHED_OPEN_FILES / workers).clamp(1, super::prefetch::BATCH_FILES);
     std::thread::scope(|scope| -> Result<(), ArchiveError> {
         let mut handles = Vec::new();
         for i in 0..workers {
@@ -111,7 +114,7 @@ pub(crate) fn run(
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("zaibei-write-{i}"))
-                    .spawn_scoped(scope, move || files::run_worker(shared, rx))
+                    .spawn_scoped(scope, move || files::run_worker(shared, rx, batch_files))
                     .map_err(|e| ArchiveError::Internal(format!("starting a worker: {e}")))?,
             );
         }
@@ -253,7 +256,8 @@ impl Walker<'_, '_> {
                 .record(&self.path, "directory without subtree");
             return Ok(false);
         };
-        // Each tree is walked once: kept only while its directory is open, not in the cache.
+        // Kept only while its directory is open, not in the cache (a subtree that occurs
+        // twice is decoded twice).
         let tree = match self
             .shared
             .runtime
