@@ -5,6 +5,7 @@
 //! boundaries, and with them chunk sizes, do not reveal which known files a repository holds.
 
 use std::io::{self, Read};
+use std::ops::Range;
 
 use fastcdc::v2020::{Normalization, cut_gear, select_masks};
 use zaibei_crypto::Suite;
@@ -62,11 +63,13 @@ impl Chunker {
     }
 
     /// Streams the chunks of `reader` through `buf`, a buffer the caller keeps between
-    /// streams: it grows to twice the maximum chunk size once and is then reused, so a stream
-    /// per small file costs no allocation and no clearing of megabytes.
+    /// streams: it is allocated at twice the maximum chunk size once and then reused, so a
+    /// stream per small file costs no allocation. It is allocated zeroed (fresh pages from the
+    /// system, not cleared by hand), so only the part that reads have filled takes memory: a
+    /// worker that reads only small files holds kilobytes of it, not megabytes.
     pub fn stream<'b, R: Read>(&self, reader: R, buf: &'b mut Vec<u8>) -> ChunkStream<'_, 'b, R> {
         if buf.len() < 2 * self.max {
-            buf.resize(2 * self.max, 0);
+            *buf = vec![0; 2 * self.max];
         }
         ChunkStream {
             chunker: self,
@@ -94,7 +97,14 @@ pub struct ChunkStream<'c, 'b, R> {
 impl<R: Read> ChunkStream<'_, '_, R> {
     /// The next chunk, or `None` at the end of the stream.
     pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
-        if self.end - self.start < self.chunker.max && !self.eof {
+        Ok(self.next_range()?.map(|range| &self.buf[range]))
+    }
+
+    /// The next chunk as a range of [`buffer`](Self::buffer), or `None` at the end of the
+    /// stream. The ranges returned so far stay valid until a call made while
+    /// [`will_refill`](Self::will_refill) is true, which moves the buffered bytes.
+    pub fn next_range(&mut self) -> io::Result<Option<Range<usize>>> {
+        if self.will_refill() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -117,9 +127,21 @@ impl<R: Read> ChunkStream<'_, '_, R> {
             return Ok(None);
         }
         let n = self.chunker.cut(&self.buf[self.start..self.end]);
-        let chunk = &self.buf[self.start..self.start + n];
+        let range = self.start..self.start + n;
         self.start += n;
-        Ok(Some(chunk))
+        Ok(Some(range))
+    }
+
+    /// Whether the next call to [`next_range`](Self::next_range) or
+    /// [`next_chunk`](Self::next_chunk) reads more of the stream, moving the bytes of every
+    /// range returned so far: a caller that keeps ranges must use them before that call.
+    pub fn will_refill(&self) -> bool {
+        self.end - self.start < self.chunker.max && !self.eof
+    }
+
+    /// The buffered bytes that [`next_range`](Self::next_range)'s ranges index.
+    pub fn buffer(&self) -> &[u8] {
+        self.buf
     }
 
     /// Bytes read from the stream so far.
@@ -206,5 +228,47 @@ mod tests {
         let c = Chunker::new(Suite::Intl, &[3; 32], small());
         assert!(chunks(&c, &[]).is_empty());
         assert_eq!(chunks(&c, &[1, 2, 3]), vec![3]);
+    }
+
+    /// A reader that hands out at most 1,000 bytes per call.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(1000);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn ranges_kept_until_a_refill_cover_the_input_as_chunks_do() {
+        let c = Chunker::new(Suite::Gm, &[4; 32], small());
+        let d = data(700_000);
+        let mut buf = Vec::new();
+        let mut stream = c.stream(Trickle(&d), &mut buf);
+        let (mut kept, mut copied, mut refills) = (Vec::new(), Vec::new(), 0);
+        let mut sizes = Vec::new();
+        loop {
+            if stream.will_refill() {
+                // Use the ranges before the buffered bytes move.
+                for range in kept.drain(..) {
+                    copied.extend_from_slice(&stream.buffer()[range]);
+                }
+                refills += 1;
+            }
+            let Some(range) = stream.next_range().unwrap_or(None) else {
+                break;
+            };
+            sizes.push(range.len());
+            kept.push(range);
+        }
+        for range in kept.drain(..) {
+            copied.extend_from_slice(&stream.buffer()[range]);
+        }
+        assert!(copied == d, "the kept ranges rebuild the input");
+        assert_eq!(sizes, chunks(&c, &d), "same boundaries as next_chunk");
+        assert!(refills > 5, "the buffer was refilled {refills} times");
     }
 }

@@ -653,7 +653,9 @@ fn failing_stdin_command_writes_no_snapshot() {
 #[test]
 fn stdin_backup_restores_the_same_bytes() {
     let env = Env::init();
-    let data = pseudo_random(3 << 20, 11);
+    // Larger than the 16 MiB read buffer of the default chunker (8 MiB chunks at most), so the
+    // chunks are hashed in place several times before the buffer moves.
+    let data = pseudo_random(40 << 20, 11);
     let mut child = env
         .command()
         .args(["--json", "backup", "--stdin", "--stdin-filename", "db.sql"])

@@ -4,8 +4,9 @@
 //! A worker takes the files already waiting in the queue together (up to [`BATCH_FILES`], and
 //! while they are smaller than a batch together) and gathers their chunks into one batch, so
 //! that the chunks of many small files are hashed at once (multi-buffer HMAC-SM3 hashes eight at
-//! a time). A file's node is answered as soon as it is read and every chunk of it is hashed and
-//! handed to the saver.
+//! a time). The chunks of a large file are not copied: they are hashed where they lie in the
+//! read buffer, several at a time, before the buffer moves on ([`InPlace`]). A file's node is
+//! answered as soon as it is read and every chunk of it is hashed and handed to the saver.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -13,6 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use crossbeam_channel::{Receiver, Sender};
 use zaibei_format::{Id, Node, PackKind};
+use zaibei_repo::BlobSaver;
 
 use super::Context;
 use crate::ArchiveError;
@@ -94,10 +96,8 @@ impl Batch {
             .iter()
             .map(|(_, r)| &self.data[r.clone()])
             .collect();
-        let ids = blob_ids(ctx, &slices)?;
-        for ((file, _), (id, chunk)) in self.chunks.iter().zip(ids.into_iter().zip(slices)) {
-            ctx.saver.save_blob_queued(PackKind::Data, id, chunk)?;
-            Counters::add(&ctx.counters.bytes, chunk.len() as u64);
+        let ids = save_chunks(ctx.saver, ctx.counters, &slices)?;
+        for ((file, _), id) in self.chunks.iter().zip(ids) {
             if let Some(content) = contents.get_mut(*file) {
                 content.push(id);
             }
@@ -108,17 +108,75 @@ impl Batch {
     }
 }
 
+/// Hashes chunks together, hands each to the saver's sealer threads (which copy the new
+/// ones), and returns their ids in order.
+pub(crate) fn save_chunks(
+    saver: &BlobSaver,
+    counters: &Counters,
+    chunks: &[&[u8]],
+) -> Result<Vec<Id>, ArchiveError> {
+    let ids = ids_in_halves(chunks, |part| saver.blob_ids(part))?;
+    for (id, chunk) in ids.iter().zip(chunks) {
+        saver.save_blob_queued(PackKind::Data, *id, chunk)?;
+        Counters::add(&counters.bytes, chunk.len() as u64);
+    }
+    Ok(ids)
+}
+
+/// The chunks of one stream, as ranges of its read buffer, gathered until the buffer is about
+/// to move (or the stream ends) and then hashed where they lie: a large file's chunks are
+/// never copied into a batch, so a worker reading one holds its read buffer and nothing more.
+#[derive(Default)]
+pub(crate) struct InPlace {
+    ranges: Vec<Range<usize>>,
+    bytes: usize,
+    /// Whether some of the stream's chunks were hashed in place already.
+    started: bool,
+}
+
+impl InPlace {
+    /// Keeps a chunk's range.
+    pub(crate) fn push(&mut self, range: Range<usize>) {
+        self.bytes += range.len();
+        self.ranges.push(range);
+    }
+
+    /// Whether the chunks kept at the end of the stream are better hashed in place than
+    /// copied into a batch, where they would join other files' chunks: when the stream was
+    /// hashed in place before, or they are large together.
+    fn stays_in_place(&self) -> bool {
+        self.started || self.bytes >= IN_PLACE_BYTES
+    }
+
+    /// Hashes and saves the kept chunks, which lie in `buffer`; appends their ids to
+    /// `content`.
+    pub(crate) fn save(
+        &mut self,
+        saver: &BlobSaver,
+        counters: &Counters,
+        buffer: &[u8],
+        content: &mut Vec<Id>,
+    ) -> Result<(), ArchiveError> {
+        if self.ranges.is_empty() {
+            return Ok(());
+        }
+        let slices: Vec<&[u8]> = self.ranges.iter().map(|r| &buffer[r.clone()]).collect();
+        content.extend(save_chunks(saver, counters, &slices)?);
+        self.ranges.clear();
+        self.bytes = 0;
+        self.started = true;
+        Ok(())
+    }
+}
+
+/// The chunks left at the end of a file that are hashed in place rather than copied into the
+/// batch when they are at least this large together.
+const IN_PLACE_BYTES: usize = 4 << 20;
+
 /// Below this many chunks a batch is too few for the hash lanes (see `sm3_multi`).
 const FEW_CHUNKS: usize = 3;
 /// A batch of few chunks this large together is hashed on two threads.
 const SPLIT_BYTES: usize = 4 << 20;
-
-/// The ids of a batch's chunks. A batch of one or two large chunks (8 MiB chunks of repetitive
-/// data, say) would leave the eight hash lanes idle and hash one stream at a time on this
-/// thread, the reader's; its second half is hashed on a helper thread instead.
-fn blob_ids(ctx: &Context<'_>, slices: &[&[u8]]) -> Result<Vec<Id>, ArchiveError> {
-    ids_in_halves(slices, |part| ctx.saver.blob_ids(part))
-}
 
 /// `hash(slices)`, computed as two halves on two threads when `slices` are few and large.
 fn ids_in_halves<F>(slices: &[&[u8]], hash: F) -> Result<Vec<Id>, ArchiveError>
@@ -289,12 +347,44 @@ fn read_file(
     };
     let mut stream = ctx.chunker.stream(reader, read_buf);
     let mut stored = 0u64;
-    while let Some(chunk) = stream.next_chunk()? {
-        if !batch.has_room_for(chunk.len()) {
+    let mut kept = InPlace::default();
+    loop {
+        if stream.will_refill() && !kept.ranges.is_empty() {
+            // The read buffer is about to move: the chunks read so far are hashed where they
+            // lie, after the batch (earlier files' chunks, whose ids come first).
             group.flush(ctx, batch).map_err(ReadError::Repo)?;
+            kept.save(
+                ctx.saver,
+                ctx.counters,
+                stream.buffer(),
+                &mut group.contents[index],
+            )
+            .map_err(ReadError::Repo)?;
         }
-        batch.push(index, chunk);
-        stored += chunk.len() as u64;
+        let Some(range) = stream.next_range()? else {
+            break;
+        };
+        stored += range.len() as u64;
+        kept.push(range);
+    }
+    if kept.stays_in_place() {
+        group.flush(ctx, batch).map_err(ReadError::Repo)?;
+        kept.save(
+            ctx.saver,
+            ctx.counters,
+            stream.buffer(),
+            &mut group.contents[index],
+        )
+        .map_err(ReadError::Repo)?;
+    } else {
+        // A small file: its chunks join the batch, to be hashed with other files' chunks.
+        for range in kept.ranges.drain(..) {
+            let chunk = &stream.buffer()[range];
+            if !batch.has_room_for(chunk.len()) {
+                group.flush(ctx, batch).map_err(ReadError::Repo)?;
+            }
+            batch.push(index, chunk);
+        }
     }
     if stored != expected {
         return Err(ReadError::Source(io::Error::other(format!(

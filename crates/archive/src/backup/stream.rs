@@ -7,9 +7,10 @@ use std::io::Read;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use zaibei_format::{Node, NodeKind, PackKind, Timestamp, Tree};
+use zaibei_format::{Node, NodeKind, Timestamp, Tree};
 use zaibei_repo::{BlobSaver, IndexedRepository};
 
+use super::files::InPlace;
 use super::{BackupOptions, BackupOutcome, new_snapshot};
 use crate::ArchiveError;
 use crate::chunker::Chunker;
@@ -154,15 +155,22 @@ fn store_stream(
     let mut stream = chunker.stream(reader, &mut buf);
     let mut content = Vec::new();
     let mut size = 0u64;
-    while let Some(chunk) = stream
-        .next_chunk()
-        .map_err(|e| ArchiveError::io("reading", "<stream>".as_ref(), e))?
-    {
-        let id = saver.blob_id(chunk)?;
-        saver.save_blob(PackKind::Data, id, chunk)?;
-        content.push(id);
-        size += chunk.len() as u64;
-        Counters::add(&counters.bytes, chunk.len() as u64);
+    // The chunks are hashed together where they lie in the read buffer, each time before it
+    // moves, and compressed and encrypted on the saver's sealer threads meanwhile.
+    let mut kept = InPlace::default();
+    loop {
+        if stream.will_refill() {
+            kept.save(saver, counters, stream.buffer(), &mut content)?;
+        }
+        let Some(range) = stream
+            .next_range()
+            .map_err(|e| ArchiveError::io("reading", "<stream>".as_ref(), e))?
+        else {
+            break;
+        };
+        size += range.len() as u64;
+        kept.push(range);
     }
+    kept.save(saver, counters, stream.buffer(), &mut content)?;
     Ok((content, size))
 }
