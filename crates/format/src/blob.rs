@@ -29,8 +29,6 @@ thread_local! {
     /// kilobytes of tables to set up, too much to pay again for every small blob.
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { RefCell::new(None) };
-    /// This thread's buffer for compressed payloads, kept between blobs.
-    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// This thread's zstd decompression context.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
@@ -49,23 +47,42 @@ pub fn compress(payload: &[u8], level: i32) -> (u8, Option<Vec<u8>>) {
 /// Like [`compress`], but the compressed bytes replace the contents of `out` (whose capacity is
 /// kept for the next call); returns the codec. With [`CODEC_NONE`], `out` means nothing.
 fn compress_into(payload: &[u8], level: i32, out: &mut Vec<u8>) -> u8 {
+    out.clear();
+    compress_onto(payload, level, out)
+}
+
+/// Appends `payload` compressed with zstd at `level` to `out` if that saves at least 1/32 of
+/// it, and returns [`CODEC_ZSTD`]; otherwise leaves `out` as it was and returns
+/// [`CODEC_NONE`]. zstd writes straight into `out`'s spare capacity: a pack being filled
+/// receives its blobs without a second buffer or a copy.
+fn compress_onto(payload: &[u8], level: i32, out: &mut Vec<u8>) -> u8 {
     if level == 0 || payload.len() < 64 {
         return CODEC_NONE;
     }
-    out.clear();
+    let start = out.len();
     out.reserve(zstd::zstd_safe::compress_bound(payload.len()));
     let compressed = COMPRESSOR.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
             *slot = Some((level, zstd::bulk::Compressor::new(level)?));
         }
         match slot {
-            Some((_, c)) => c.compress_to_buffer(payload, out),
+            Some((_, c)) => {
+                // Written after what `out` holds, which stays as it is.
+                let mut tail = std::io::Cursor::new(&mut *out);
+                tail.set_position(start as u64);
+                c.compress_to_buffer(payload, &mut tail)
+            }
             None => Err(std::io::Error::other("no zstd context")),
         }
     });
     match compressed {
-        Ok(len) if len + payload.len() / 32 < payload.len() => CODEC_ZSTD,
-        _ => CODEC_NONE,
+        Ok(len) if out.len() == start + len && len + payload.len() / 32 < payload.len() => {
+            CODEC_ZSTD
+        }
+        _ => {
+            out.truncate(start);
+            CODEC_NONE
+        }
     }
 }
 
@@ -111,21 +128,23 @@ pub fn seal_blob_into(
         source,
     })?;
     let start = out.len();
-    COMPRESSED.with_borrow_mut(|compressed| {
-        let codec = compress_into(payload, zstd_level, compressed);
-        let body = if codec == CODEC_ZSTD {
-            &compressed[..]
-        } else {
-            payload
-        };
-        out.reserve(BLOB_OVERHEAD + body.len());
-        out.extend_from_slice(&nonce);
-        out.push(codec);
-        out.extend_from_slice(body);
-    });
+    out.reserve(sealed_len_bound(payload.len()));
+    out.extend_from_slice(&nonce);
+    out.push(CODEC_NONE);
+    let codec = compress_onto(payload, zstd_level, out);
+    if codec == CODEC_NONE {
+        out.extend_from_slice(payload);
+    }
+    out[start + NONCE_LEN] = codec;
     let tag = aead.seal_detached(&nonce, &aad(kind, id), &mut out[start + NONCE_LEN..]);
     out.extend_from_slice(&tag);
     Ok(out.len() - start)
+}
+
+/// The most bytes [`seal_blob_into`] appends for a payload of `payload_len` bytes, counting
+/// room for zstd's worst case, which it reserves before compressing.
+pub fn sealed_len_bound(payload_len: usize) -> usize {
+    BLOB_OVERHEAD + zstd::zstd_safe::compress_bound(payload_len).max(payload_len)
 }
 
 /// Authenticates and decrypts a stored blob, and decompresses it. `raw_len` is the payload
@@ -257,8 +276,14 @@ mod tests {
             &zaibei_crypto::SecretKey::from_bytes([9; 32]),
         );
         let text: Vec<u8> = b"compressible ".repeat(500);
-        let noise: Vec<u8> = (0..5000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        let mut x = 0x9e37_79b9u32;
+        let noise: Vec<u8> = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 24) as u8
+            })
             .collect();
         let blobs = [
             (Id([1; 32]), &text[..]),
@@ -273,7 +298,16 @@ mod tests {
             assert_eq!(n.ok(), Some(pack.len() - start));
             spans.push(start..pack.len());
         }
+        assert!(pack.starts_with(b"prefix"), "what the buffer held stays");
         assert!(spans[0].len() < text.len(), "the text was not compressed");
+        assert_eq!(
+            spans[1].len(),
+            noise.len() + BLOB_OVERHEAD,
+            "noise is stored as it is"
+        );
+        for ((_, payload), span) in blobs.iter().zip(&spans) {
+            assert!(span.len() <= sealed_len_bound(payload.len()));
+        }
         for ((id, payload), span) in blobs.iter().zip(spans) {
             let opened = open_blob(
                 &aead,

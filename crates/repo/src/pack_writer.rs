@@ -97,6 +97,15 @@ impl PackWriter {
         self.buf.len()
     }
 
+    /// Whether a blob of `payload_len` bytes fits in the room a data pack reserves at once (its
+    /// capacity and an eighth), so that adding it moves no bytes. An empty pack, and a tree or
+    /// reference pack (which grows as it fills), take any blob.
+    pub fn has_room_for(&self, payload_len: usize) -> bool {
+        self.kind != PackKind::Data
+            || self.blobs.is_empty()
+            || self.buf.len() + blob::sealed_len_bound(payload_len) <= self.buf.capacity()
+    }
+
     /// True when no blob was added.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()

@@ -112,8 +112,13 @@ impl Shared {
         self.check_failure()?;
         let pooled = lock(&self.pools[kind.slot()]).pop();
         let mut writer = match pooled {
-            Some(w) => w,
-            None => {
+            Some(w) if w.has_room_for(payload.len()) => w,
+            pooled => {
+                // A data pack without room for this blob closes a little early rather than
+                // grow: growing would copy it into a buffer twice as large.
+                if let Some(full) = pooled {
+                    self.send(full)?;
+                }
                 let buf = match kind {
                     PackKind::Data => self.spare.take(),
                     PackKind::Tree | PackKind::Refs => Vec::new(),
