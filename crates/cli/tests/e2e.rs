@@ -668,8 +668,10 @@ fn stdin_backup_restores_the_same_bytes() {
     let feed = data.clone();
     let writer = std::thread::spawn(move || stdin.write_all(&feed));
     let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let written = writer.join().unwrap();
+    // The exit status first: a backup that failed early also breaks the pipe.
     assert_eq!(out.status.code(), Some(code::OK), "{}", describe(&out));
+    written.unwrap();
     assert_eq!(num(&summary(&out), "bytes_read"), data.len() as u64);
 
     let target = env.path("restore");

@@ -113,8 +113,9 @@ pub fn seal_blob(
     Ok(out)
 }
 
-/// Like [`seal_blob`], but appends the stored bytes to `out` (a pack being filled), compressing
-/// through a buffer the thread keeps: no allocation per blob. Returns the stored length.
+/// Like [`seal_blob`], but appends the stored bytes to `out` (a pack being filled), compressed
+/// straight into `out`'s spare capacity (room for [`sealed_len_bound`] is reserved first): no
+/// second buffer and no copy of compressed bytes. Returns the stored length.
 pub fn seal_blob_into(
     aead: &Aead,
     kind: PackKind,

@@ -126,6 +126,13 @@ pub fn decode_pack_prefix(bytes: &[u8]) -> Result<(PackKind, [u8; 32]), FormatEr
     Ok((kind, salt))
 }
 
+/// The most bytes [`encode_pack_footer`] returns for a pack of `blobs` blobs: an entry is an
+/// id and three integers (at most 62 bytes of CBOR), and the rest (version, nonce, codec,
+/// tag, trailer) fits in 128 bytes.
+pub fn pack_footer_len_bound(blobs: usize) -> usize {
+    128 + 64 * blobs
+}
+
 /// Encodes the sealed header and trailer that close a pack whose first 48 bytes are `prefix`.
 pub fn encode_pack_footer(
     keys: &MaintenanceKeys,

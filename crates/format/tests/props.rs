@@ -496,6 +496,7 @@ proptest! {
             b
         }).collect();
         let footer = pack::encode_pack_footer(&k, &prefix, &blobs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(footer.len() <= pack::pack_footer_len_bound(blobs.len()));
         let pack_len = off + footer.len() as u64;
         let trailer = &footer[footer.len() - pack::PACK_TRAILER_LEN..];
         let range = pack::decode_pack_trailer(trailer, pack_len).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -503,6 +504,15 @@ proptest! {
         let end = (range.end - off) as usize;
         let back = pack::decode_pack_header(&k, &prefix, &footer[start..end], pack_len).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(back, blobs);
+    }
+
+    #[test]
+    fn pack_footer_fits_its_bound_with_the_largest_integers(suite in arb_suite(), n in 0usize..40, id in arb_id()) {
+        let k = maint(suite);
+        let prefix = pack::encode_pack_prefix(PackKind::Data, &[4u8; 32]);
+        let blobs: Vec<PackBlob> = (0..n).map(|_| PackBlob { id, offset: u64::MAX, length: u64::MAX, raw_length: u64::MAX }).collect();
+        let footer = pack::encode_pack_footer(&k, &prefix, &blobs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(footer.len() <= pack::pack_footer_len_bound(n), "{} > {}", footer.len(), pack::pack_footer_len_bound(n));
     }
 
     #[test]

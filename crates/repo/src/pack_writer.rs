@@ -4,6 +4,7 @@ use bytes::Bytes;
 use zaibei_crypto::{Aead, Suite};
 use zaibei_format::pack::{
     PACK_PREFIX_LEN, PackBlob, encode_pack_footer, encode_pack_prefix, new_pack_salt,
+    pack_footer_len_bound,
 };
 use zaibei_format::{FormatError, Id, IndexPack, MaintenanceKeys, PackKind, RepoKeys, blob};
 
@@ -97,13 +98,17 @@ impl PackWriter {
         self.buf.len()
     }
 
-    /// Whether a blob of `payload_len` bytes fits in the room a data pack reserves at once (its
-    /// capacity and an eighth), so that adding it moves no bytes. An empty pack, and a tree or
-    /// reference pack (which grows as it fills), take any blob.
+    /// Whether a blob of `payload_len` bytes, and then the pack's footer, fit in the room a data
+    /// pack reserves at once (its capacity and an eighth), so that neither adding the blob nor
+    /// finishing the pack moves its bytes. An empty pack, and a tree or reference pack (which
+    /// grows as it fills), take any blob.
     pub fn has_room_for(&self, payload_len: usize) -> bool {
         self.kind != PackKind::Data
             || self.blobs.is_empty()
-            || self.buf.len() + blob::sealed_len_bound(payload_len) <= self.buf.capacity()
+            || self.buf.len()
+                + blob::sealed_len_bound(payload_len)
+                + pack_footer_len_bound(self.blobs.len() + 1)
+                <= self.buf.capacity()
     }
 
     /// True when no blob was added.

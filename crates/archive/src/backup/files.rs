@@ -108,8 +108,8 @@ impl Batch {
     }
 }
 
-/// Hashes chunks together, hands each to the saver's sealer threads (which copy the new
-/// ones), and returns their ids in order.
+/// Hashes chunks together, hands each to the saver's sealer threads (the new ones are copied
+/// into the saver's queue on this thread), and returns their ids in order.
 pub(crate) fn save_chunks(
     saver: &BlobSaver,
     counters: &Counters,
@@ -318,8 +318,9 @@ impl From<io::Error> for ReadError {
     }
 }
 
-/// Reads one file into the batch (hashing the batch whenever it fills); returns its node
-/// without content, which the caller fills in once the last chunks are hashed.
+/// Reads one file: its chunks are hashed in place (a large file) or copied into the batch (a
+/// small one, hashed when the batch fills or the group ends); returns its node without
+/// content, which the caller fills in once the last chunks are hashed.
 fn read_file(
     ctx: &Context<'_>,
     job: &FileJob,
@@ -367,6 +368,12 @@ fn read_file(
         stored += range.len() as u64;
         kept.push(range);
     }
+    // Checked before the last chunks are saved: the chunks of a file left out are not stored.
+    if stored != expected {
+        return Err(ReadError::Source(io::Error::other(format!(
+            "file shrank while being read ({stored} of {expected} bytes)"
+        ))));
+    }
     if kept.stays_in_place() {
         group.flush(ctx, batch).map_err(ReadError::Repo)?;
         kept.save(
@@ -385,11 +392,6 @@ fn read_file(
             }
             batch.push(index, chunk);
         }
-    }
-    if stored != expected {
-        return Err(ReadError::Source(io::Error::other(format!(
-            "file shrank while being read ({stored} of {expected} bytes)"
-        ))));
     }
     let after = rustix::fs::fstat(fd).map_err(io::Error::from)?;
     if (after.st_mtime, after.st_mtime_nsec, after.st_size)
