@@ -1,15 +1,141 @@
-//! Restore workers: write a file's contents at their offsets (holes stay holes), then its
-//! metadata; or, over an existing file, check it first and leave it alone when it is right.
+//! Restore workers: create each file below its directory's handle, write its contents at their
+//! offsets (holes stay holes), then its metadata; or, over an existing file, check it first and
+//! leave it alone when it is right.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::Receiver;
-use zaibei_format::{Node, PackKind};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use zaibei_format::{Node, NodeKind, PackKind};
 
 use super::{Shared, meta, prefetch};
+use crate::fsmeta;
 use crate::progress::Counters;
 
-/// A file to write.
+/// A directory the restore created or opened, shared by the walker and the writers that
+/// create files in it. Its metadata (mode, times) may only be applied once every file queued
+/// for it exists: creating a file changes the directory's times, and a read-only mode would
+/// refuse the file.
+pub(crate) struct OpenDir {
+    fd: OwnedFd,
+    /// Files queued for creation in this directory that do not exist yet.
+    pending: AtomicUsize,
+}
+
+impl OpenDir {
+    /// Wraps the handle of a directory with no files queued.
+    pub(crate) fn new(fd: OwnedFd) -> Arc<Self> {
+        Arc::new(OpenDir {
+            fd,
+            pending: AtomicUsize::new(0),
+        })
+    }
+
+    /// True while files queued for this directory are still to be created.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire) != 0
+    }
+}
+
+impl AsFd for OpenDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// What the walker hands to the writers.
+pub(crate) enum Queued {
+    /// A file the walker opened itself (one with other names, which are linked to it).
+    Open(FileJob),
+    /// A file the writer creates (or opens, when resuming) in `dir`.
+    Create {
+        /// Its directory.
+        dir: Arc<OpenDir>,
+        /// What it must become.
+        node: Node,
+        /// Its path in the snapshot (for messages).
+        path: Vec<u8>,
+    },
+}
+
+impl Queued {
+    /// A file for a writer to create in `dir`, counted as pending there until it exists.
+    pub(crate) fn create(dir: &Arc<OpenDir>, node: Node, path: Vec<u8>) -> Self {
+        dir.pending.fetch_add(1, Ordering::AcqRel);
+        Queued::Create {
+            dir: Arc::clone(dir),
+            node,
+            path,
+        }
+    }
+
+    /// Opens the file, creating it where needed; the directory then no longer counts it as
+    /// pending, whether that succeeded or not.
+    fn open(self) -> Result<FileJob, (Vec<u8>, String)> {
+        match self {
+            Queued::Open(job) => Ok(job),
+            Queued::Create { dir, node, path } => {
+                let opened = open_or_create(dir.as_fd(), &node.name);
+                dir.pending.fetch_sub(1, Ordering::AcqRel);
+                match opened {
+                    Ok((fd, existing)) => Ok(FileJob {
+                        fd,
+                        node,
+                        path,
+                        existing,
+                    }),
+                    Err(e) => Err((path, e)),
+                }
+            }
+        }
+    }
+}
+
+/// Opens the regular file `name` in `dir` read-write when it exists (true: check it before
+/// writing), or creates it, first removing whatever other kind of entry stands in its way.
+/// Never follows a symlink.
+pub(crate) fn open_or_create(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, bool), String> {
+    match fsmeta::lstat_at(dir, name) {
+        Ok(st) if fsmeta::stat_kind(&st) == Some(NodeKind::File) => {
+            let fd = fsmeta::open_beneath(dir, name, OFlags::RDWR, Mode::empty())
+                .map_err(|e| format!("opening existing file: {e}"))?;
+            Ok((fd, true))
+        }
+        other => {
+            if let Ok(st) = other {
+                remove_existing(dir, name, &st)?;
+            }
+            let fd = fsmeta::open_beneath(
+                dir,
+                name,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| format!("creating file: {e}"))?;
+            Ok((fd, false))
+        }
+    }
+}
+
+/// Removes an entry that stands where another kind of entry must go. A non-empty directory is
+/// never removed.
+pub(crate) fn remove_existing(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    st: &rustix::fs::Stat,
+) -> Result<(), String> {
+    if fsmeta::stat_kind(st) == Some(NodeKind::Dir) {
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+            .map_err(|e| format!("a directory is in the way and cannot be removed: {e}"))
+    } else {
+        rustix::fs::unlinkat(dir, name, AtFlags::empty())
+            .map_err(|e| format!("removing the entry in the way: {e}"))
+    }
+}
+
+/// A file to write, open.
 pub(crate) struct FileJob {
     /// Open read-write.
     pub fd: OwnedFd,
@@ -28,24 +154,35 @@ const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 /// Files held open in the batches of all writers together, at most.
 pub(crate) const BATCHED_OPEN_FILES: usize = 512;
 
-/// A writer: takes batches of at most `batch_files` files from `jobs` and writes them.
-pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<FileJob>, batch_files: usize) {
+/// A writer: takes batches of at most `batch_files` files from `jobs`, creates them and
+/// writes them.
+pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<Queued>, batch_files: usize) {
     while let Ok(first) = jobs.recv() {
         // Take whatever else is queued, and what the walker queues a moment later, up to a
         // batch, so that the blobs of small files are fetched together and their ids checked
-        // side by side. Creating files is the walker's slowest work: without the wait most
-        // batches would hold one or two files.
+        // side by side. Without the wait most batches would hold one or two files. Each file
+        // is created as it arrives, so that its directory is done as early as possible.
         let deadline = std::time::Instant::now() + GATHER_WAIT;
-        let mut bytes = first.node.size;
-        let mut batch = vec![first];
-        while batch.len() < batch_files && bytes < prefetch::BATCH_BYTES {
-            match jobs.recv_deadline(deadline) {
+        let mut bytes = 0u64;
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(queued) = next.take() {
+            match queued.open() {
                 Ok(job) => {
                     bytes += job.node.size;
                     batch.push(job);
                 }
-                Err(_) => break,
+                Err((path, e)) => {
+                    Counters::add(&shared.counters.errors, 1);
+                    shared.failures.record(&path, e);
+                }
             }
+            if batch.len() < batch_files && bytes < prefetch::BATCH_BYTES {
+                next = jobs.recv_deadline(deadline).ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let blobs = if batch.len() > 1 && bytes <= 2 * prefetch::BATCH_BYTES {
             prefetch::fetch(shared.repo, &shared.runtime, &batch)
@@ -131,8 +268,12 @@ fn restore_file(
         if job.existing && matches_snapshot(shared, fd, node, extents, &lens, Holes::Compare)? {
             false
         } else {
-            rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
+            // A file created by the restore is empty already.
+            if job.existing {
+                rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
+            }
             let mut stream = 0u64;
+            let mut end = 0u64;
             // Blobs of this file fetched ahead together (those the batch did not bring).
             let mut ahead = prefetch::Blobs::new();
             for (i, (id, &len)) in node.content.iter().zip(&lens).enumerate() {
@@ -156,11 +297,16 @@ fn restore_file(
                 for (file_off, s_off, n) in place(extents, stream, len) {
                     let start = (s_off - stream) as usize;
                     write_all_at(fd, &data[start..start + n as usize], file_off)?;
+                    end = end.max(file_off + n);
                 }
                 Counters::add(&shared.counters.bytes, len);
                 stream += len;
             }
-            rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
+            // The size is set when the writes did not end exactly there: a hole at the end,
+            // or a file that was there before.
+            if job.existing || end != node.size {
+                rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
+            }
             true
         };
     // Verify before the metadata: reading afterwards would change the restored access time.

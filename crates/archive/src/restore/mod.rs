@@ -6,9 +6,9 @@
 //! from the snapshot or was planted in the target; names are checked (no `/`, NUL, `.` or `..`)
 //! and trees with duplicate names are refused. Nothing is written outside the target.
 //!
-//! Order: entries are created as the walk meets them; file contents are written by workers;
-//! each directory's metadata (owner, mode, xattrs, times) is applied after all its children
-//! exist. Over a partially restored target, a file already holding the right contents (checked
+//! Order: directories and special entries are created as the walk meets them; files are
+//! created and written by workers; each directory's metadata (owner, mode, xattrs, times) is
+//! applied after all its children exist. Over a partially restored target, a file already holding the right contents (checked
 //! by hashing it against the blob ids) is not rewritten.
 
 mod files;

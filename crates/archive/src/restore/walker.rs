@@ -9,7 +9,7 @@ use crossbeam_channel::Sender;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use zaibei_format::{Node, NodeKind, Tree};
 
-use super::files::{self, FileJob};
+use super::files::{self, FileJob, OpenDir, Queued};
 use super::{Includes, Shared, meta};
 use crate::ArchiveError;
 use crate::exclude::Excludes;
@@ -21,7 +21,7 @@ use crate::snapshot_path::Located;
 pub const MAX_OPEN_DIRS: usize = 64;
 
 struct Frame {
-    fd: Option<OwnedFd>,
+    fd: Option<Arc<OpenDir>>,
     identity: (u64, u64),
     created: bool,
     /// Name in the parent directory (empty for the target itself).
@@ -33,6 +33,14 @@ struct Frame {
     path_len: usize,
     /// The directory itself matched the include patterns (so all below is included).
     included: bool,
+}
+
+/// A finished directory whose metadata waits for writers to create the last of its files.
+struct Deferred {
+    dir: Arc<OpenDir>,
+    node: Node,
+    /// Its path in the snapshot (for messages).
+    path: Vec<u8>,
 }
 
 /// Where the first name of a hard-linked inode was restored.
@@ -48,7 +56,7 @@ struct Walker<'s, 'a> {
     shared: &'s Shared<'a>,
     includes: &'s Includes,
     excludes: &'s Excludes,
-    file_tx: Sender<FileJob>,
+    file_tx: Sender<Queued>,
     root: OwnedFd,
     path: Vec<u8>,
     stack: Vec<Frame>,
@@ -58,6 +66,9 @@ struct Walker<'s, 'a> {
     links: HashMap<(u64, u64), FirstName>,
     /// Snapshot paths made hard links to each first name (keyed by its snapshot path).
     linked: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// Finished directories waiting for their files, at most a few: only files queued or
+    /// being created are pending, and the queue is bounded.
+    deferred: Vec<Deferred>,
 }
 
 fn io_err(what: &str, e: impl Into<std::io::Error>) -> String {
@@ -103,7 +114,7 @@ pub(crate) fn run(
     } else {
         shared.opts.workers
     };
-    let (file_tx, file_rx) = crossbeam_channel::bounded::<FileJob>(workers * 4);
+    let (file_tx, file_rx) = crossbeam_channel::bounded::<Queued>(workers * 4);
     // Each file of a batch is an open handle: the batches together stay within a budget well
     // under the usual limit of 1024 open files, however many writers there are.
     let batch_files = (files::BATCHED_OPEN_FILES / workers).clamp(1, super::prefetch::BATCH_FILES);
@@ -128,7 +139,7 @@ pub(crate) fn run(
             root: open_target()?,
             path: base.clone(),
             stack: vec![Frame {
-                fd: Some(root),
+                fd: Some(OpenDir::new(root)),
                 identity: fsmeta::identity(&st),
                 created: true,
                 name: Vec::new(),
@@ -142,12 +153,18 @@ pub(crate) fn run(
             lowest_open: 0,
             links: HashMap::new(),
             linked: HashMap::new(),
+            deferred: Vec::new(),
         };
         let result = w.walk();
         let linked = std::mem::take(&mut w.linked);
+        let deferred = std::mem::take(&mut w.deferred);
         drop(w);
         for h in handles {
             let _ = h.join();
+        }
+        // Every file exists now (or has failed): the last directories get their metadata.
+        for d in deferred {
+            apply_dir_meta(shared, &d.dir, &d.node, &d.path);
         }
         // A file whose data could not be written is wrong under every name it has.
         shared.failures.extend_to_links(&linked);
@@ -176,13 +193,19 @@ impl Walker<'_, '_> {
             let Some(frame) = self.stack.pop() else {
                 return Ok(());
             };
-            if let (Some(fd), Some(node)) = (frame.fd.as_ref(), frame.node.as_ref()) {
-                match meta::apply_to_fd(fd.as_fd(), node) {
-                    Ok(()) => self.outcome(|o| o.dirs += 1),
-                    Err(e) => self.shared.failures.record(&self.path, e.to_string()),
+            if let (Some(dir), Some(node)) = (frame.fd.as_ref(), frame.node) {
+                if dir.has_pending() {
+                    self.deferred.push(Deferred {
+                        dir: Arc::clone(dir),
+                        node,
+                        path: self.path.clone(),
+                    });
+                } else {
+                    apply_dir_meta(self.shared, dir, &node, &self.path);
                 }
                 Counters::add(&self.shared.counters.dirs, 1);
             }
+            self.apply_finished_deferred();
             if frame.fd.is_some() {
                 self.open -= 1;
             }
@@ -209,12 +232,24 @@ impl Walker<'_, '_> {
                         "a restored directory was moved during the restore".into(),
                     ));
                 }
-                parent.fd = Some(fd);
+                parent.fd = Some(OpenDir::new(fd));
                 self.open += 1;
                 self.lowest_open = depth - 1;
             }
             self.path.truncate(parent.path_len);
         }
+    }
+
+    /// Applies the metadata of deferred directories whose files all exist now.
+    fn apply_finished_deferred(&mut self) {
+        let shared = self.shared;
+        self.deferred.retain(|d| {
+            if d.dir.has_pending() {
+                return true;
+            }
+            apply_dir_meta(shared, &d.dir, &d.node, &d.path);
+            false
+        });
     }
 
     fn outcome(&self, f: impl FnOnce(&mut super::RestoreOutcome)) {
@@ -245,7 +280,7 @@ impl Walker<'_, '_> {
                 self.shared.failures.record(&self.path, e);
                 return Ok(false);
             }
-            if let Err(e) = self.restore_entry(depth, &node) {
+            if let Err(e) = self.restore_entry(depth, node) {
                 self.shared.failures.record(&self.path, e);
             }
             return Ok(false);
@@ -304,7 +339,7 @@ impl Walker<'_, '_> {
             let st = rustix::fs::fstat(&fd).map_err(|e| io_err("reading directory", e))?;
             let f = &mut self.stack[i];
             f.identity = fsmeta::identity(&st);
-            f.fd = Some(fd);
+            f.fd = Some(OpenDir::new(fd));
             f.created = true;
             self.open += 1;
         }
@@ -318,14 +353,17 @@ impl Walker<'_, '_> {
     }
 
     fn dir(&self, depth: usize) -> Result<BorrowedFd<'_>, String> {
+        self.open_dir(depth).map(|d| d.as_fd())
+    }
+
+    fn open_dir(&self, depth: usize) -> Result<&Arc<OpenDir>, String> {
         self.stack[depth]
             .fd
             .as_ref()
-            .map(|f| f.as_fd())
             .ok_or_else(|| "restore: directory closed".to_string())
     }
 
-    fn restore_entry(&mut self, depth: usize, node: &Node) -> Result<(), String> {
+    fn restore_entry(&mut self, depth: usize, node: Node) -> Result<(), String> {
         match node.kind {
             NodeKind::File => self.restore_file(depth, node),
             NodeKind::Symlink => {
@@ -336,7 +374,7 @@ impl Walker<'_, '_> {
                         fsmeta::readlink_at(dir, &node.name).ok().as_deref() == Some(target)
                     }
                     Ok(st) => {
-                        remove_existing(dir, &node.name, &st)?;
+                        files::remove_existing(dir, &node.name, &st)?;
                         false
                     }
                     Err(_) => false,
@@ -346,7 +384,7 @@ impl Walker<'_, '_> {
                     rustix::fs::symlinkat(target, dir, node.name.as_slice())
                         .map_err(|e| io_err("creating symlink", e))?;
                 }
-                meta::apply_at(dir, &node.name, node).map_err(|e| e.to_string())?;
+                meta::apply_at(dir, &node.name, &node).map_err(|e| e.to_string())?;
                 self.outcome(|o| o.others += 1);
                 Ok(())
             }
@@ -361,7 +399,7 @@ impl Walker<'_, '_> {
                         true
                     }
                     Ok(st) => {
-                        remove_existing(dir, &node.name, &st)?;
+                        files::remove_existing(dir, &node.name, &st)?;
                         false
                     }
                     Err(_) => false,
@@ -376,7 +414,7 @@ impl Walker<'_, '_> {
                     )
                     .map_err(|e| io_err(&format!("creating {}", node.kind.name()), e))?;
                 }
-                meta::apply_at(dir, &node.name, node).map_err(|e| e.to_string())?;
+                meta::apply_at(dir, &node.name, &node).map_err(|e| e.to_string())?;
                 self.outcome(|o| o.others += 1);
                 Ok(())
             }
@@ -384,17 +422,19 @@ impl Walker<'_, '_> {
         }
     }
 
-    fn restore_file(&mut self, depth: usize, node: &Node) -> Result<(), String> {
+    /// Queues a file for a writer, which creates it. A file with other names is opened here,
+    /// so that those names can be linked to it as the walk meets them.
+    fn restore_file(&mut self, depth: usize, node: Node) -> Result<(), String> {
+        if node.links <= 1 {
+            let job = Queued::create(self.open_dir(depth)?, node, self.path.clone());
+            return self
+                .file_tx
+                .send(job)
+                .map_err(|_| "restore workers stopped".to_string());
+        }
         let key = (node.device, node.inode);
-        let rel: Vec<Vec<u8>> = self.stack[1..=depth]
-            .iter()
-            .map(|f| f.name.clone())
-            .chain([node.name.clone()])
-            .collect();
-        if node.links > 1
-            && let Some(first) = self.links.get(&key).cloned()
-        {
-            match self.link(depth, node, &first.components) {
+        if let Some(first) = self.links.get(&key).cloned() {
+            match self.link(depth, &node, &first.components) {
                 Ok(()) => {
                     self.linked
                         .entry(first.path)
@@ -409,43 +449,26 @@ impl Walker<'_, '_> {
                 ),
             }
         }
-        let dir = self.dir(depth)?;
-        let (fd, existing) = match fsmeta::lstat_at(dir, &node.name) {
-            Ok(st) if fsmeta::stat_kind(&st) == Some(NodeKind::File) => {
-                let fd = fsmeta::open_beneath(dir, &node.name, OFlags::RDWR, Mode::empty())
-                    .map_err(|e| io_err("opening existing file", e))?;
-                (fd, true)
-            }
-            other => {
-                if let Ok(st) = other {
-                    remove_existing(dir, &node.name, &st)?;
-                }
-                let fd = fsmeta::open_beneath(
-                    dir,
-                    &node.name,
-                    OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| io_err("creating file", e))?;
-                (fd, false)
-            }
-        };
-        if node.links > 1 {
-            self.links.insert(
-                key,
-                FirstName {
-                    components: rel,
-                    path: self.path.clone(),
-                },
-            );
-        }
+        let (fd, existing) = files::open_or_create(self.dir(depth)?, &node.name)?;
+        let components = self.stack[1..=depth]
+            .iter()
+            .map(|f| f.name.clone())
+            .chain([node.name.clone()])
+            .collect();
+        self.links.insert(
+            key,
+            FirstName {
+                components,
+                path: self.path.clone(),
+            },
+        );
         self.file_tx
-            .send(FileJob {
+            .send(Queued::Open(FileJob {
                 fd,
-                node: node.clone(),
+                node,
                 path: self.path.clone(),
                 existing,
-            })
+            }))
             .map_err(|_| "restore workers stopped".to_string())
     }
 
@@ -470,7 +493,7 @@ impl Walker<'_, '_> {
             if fsmeta::identity(&st) == fsmeta::identity(&source) {
                 return Ok(());
             }
-            remove_existing(here, &node.name, &st)?;
+            files::remove_existing(here, &node.name, &st)?;
         }
         rustix::fs::linkat(
             dir.as_fd(),
@@ -491,7 +514,7 @@ fn mkdir_or_open(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, String> {
             let st =
                 fsmeta::lstat_at(dir, name).map_err(|e| io_err("reading existing entry", e))?;
             if fsmeta::stat_kind(&st) != Some(NodeKind::Dir) {
-                remove_existing(dir, name, &st)?;
+                files::remove_existing(dir, name, &st)?;
                 rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
                     .map_err(|e| io_err("creating directory", e))?;
             }
@@ -502,14 +525,16 @@ fn mkdir_or_open(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, String> {
         .map_err(|e| io_err("opening directory", e))
 }
 
-/// Removes an entry that stands where another kind of entry must go. A non-empty directory is
-/// never removed.
-fn remove_existing(dir: BorrowedFd<'_>, name: &[u8], st: &rustix::fs::Stat) -> Result<(), String> {
-    if fsmeta::stat_kind(st) == Some(NodeKind::Dir) {
-        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
-            .map_err(|e| io_err("a directory is in the way and cannot be removed", e))
-    } else {
-        rustix::fs::unlinkat(dir, name, AtFlags::empty())
-            .map_err(|e| io_err("removing the entry in the way", e))
+/// Applies a finished directory's metadata, counting it or recording why it failed.
+fn apply_dir_meta(shared: &Shared<'_>, dir: &OpenDir, node: &Node, path: &[u8]) {
+    match meta::apply_to_fd(dir.as_fd(), node) {
+        Ok(()) => {
+            shared
+                .outcome
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .dirs += 1
+        }
+        Err(e) => shared.failures.record(path, e.to_string()),
     }
 }
