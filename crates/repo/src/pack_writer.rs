@@ -1,12 +1,18 @@
-//! Assembling one pack in memory.
+//! Assembling one pack: in memory, or (on a local disk) written to its file as it fills.
 
 use bytes::Bytes;
-use zaibei_crypto::{Aead, Suite};
+use zaibei_crypto::{Aead, Hasher, Suite};
 use zaibei_format::pack::{
     PACK_PREFIX_LEN, PackBlob, encode_pack_footer, encode_pack_prefix, new_pack_salt,
     pack_footer_len_bound,
 };
-use zaibei_format::{FormatError, Id, IndexPack, MaintenanceKeys, PackKind, RepoKeys, blob};
+use zaibei_format::{Id, IndexPack, MaintenanceKeys, PackKind, RepoKeys, blob};
+use zaibei_store::StagedObject;
+
+use crate::{RepoError, Result};
+
+/// A staged pack writes its bytes out once this many are waiting.
+const STAGED_WRITE_BYTES: usize = 1 << 20;
 
 /// A pack being filled with blobs of one kind.
 pub struct PackWriter {
@@ -14,17 +20,33 @@ pub struct PackWriter {
     salt: [u8; 32],
     aead: Aead,
     prefix: [u8; PACK_PREFIX_LEN],
+    /// The pack in memory, or, when staged, its bytes not yet written out.
     buf: Vec<u8>,
+    staged: Option<Staged>,
     blobs: Vec<PackBlob>,
     raw_bytes: u64,
 }
 
+/// A pack written to the store's file as it fills, hashed as it is written.
+struct Staged {
+    object: StagedObject,
+    hasher: Hasher,
+}
+
+/// A finished pack's bytes.
+pub enum PackBody {
+    /// In memory, to upload with `put`.
+    Memory(Bytes),
+    /// Already in the store's file, to publish.
+    Staged(StagedObject),
+}
+
 /// A finished pack, ready to upload.
 pub struct FinishedPack {
-    /// The pack's id (hash of `bytes`).
+    /// The pack's id (hash of its bytes).
     pub id: Id,
     /// Its bytes.
-    pub bytes: Bytes,
+    pub body: PackBody,
     /// Its index entry.
     pub index: IndexPack,
     /// Sum of the payload lengths of its blobs.
@@ -33,8 +55,26 @@ pub struct FinishedPack {
 
 impl PackWriter {
     /// A new, empty pack with a fresh salt.
-    pub fn new(keys: &RepoKeys, kind: PackKind, capacity: usize) -> Result<Self, FormatError> {
+    pub fn new(keys: &RepoKeys, kind: PackKind, capacity: usize) -> Result<Self> {
         Self::new_in(keys, kind, capacity, Vec::new())
+    }
+
+    /// A new, empty pack written to `object` (a file of the store) as it fills, so that memory
+    /// holds at most about a MiB of it and the blob being added. Its name is hashed with
+    /// `suite` as the bytes are written.
+    pub fn new_staged(
+        keys: &RepoKeys,
+        kind: PackKind,
+        object: StagedObject,
+        suite: Suite,
+    ) -> Result<Self> {
+        let mut writer = Self::new_in(keys, kind, 0, Vec::new())?;
+        writer.buf.reserve(STAGED_WRITE_BYTES);
+        writer.staged = Some(Staged {
+            object,
+            hasher: suite.hasher(),
+        });
+        Ok(writer)
     }
 
     /// [`PackWriter::new`], assembling the pack in `buf` (emptied first): the buffer of a pack
@@ -45,14 +85,15 @@ impl PackWriter {
         kind: PackKind,
         capacity: usize,
         mut buf: Vec<u8>,
-    ) -> Result<Self, FormatError> {
-        let salt = new_pack_salt()?;
-        let aead = keys.pack_aead(kind, &salt)?;
+    ) -> Result<Self> {
+        let format = |e| RepoError::format("new pack", e);
+        let salt = new_pack_salt().map_err(format)?;
+        let aead = keys.pack_aead(kind, &salt).map_err(format)?;
         let prefix = encode_pack_prefix(kind, &salt);
         buf.clear();
         // Data packs fill fast: room for all of it at once saves copies while growing. Tree
         // and reference packs fill slowly and mostly close small: they grow as needed.
-        if kind == PackKind::Data {
+        if kind == PackKind::Data && capacity > 0 {
             buf.reserve(capacity + capacity / 8);
         }
         buf.extend_from_slice(&prefix);
@@ -62,6 +103,7 @@ impl PackWriter {
             aead,
             prefix,
             buf,
+            staged: None,
             blobs: Vec::new(),
             raw_bytes: 0,
         })
@@ -73,8 +115,8 @@ impl PackWriter {
     }
 
     /// Compresses, encrypts and appends a blob; returns its stored length.
-    pub fn add(&mut self, id: Id, payload: &[u8], zstd_level: i32) -> Result<u64, FormatError> {
-        let offset = self.buf.len() as u64;
+    pub fn add(&mut self, id: Id, payload: &[u8], zstd_level: i32) -> Result<u64> {
+        let offset = self.len() as u64;
         let stored = blob::seal_blob_into(
             &self.aead,
             self.kind,
@@ -82,7 +124,8 @@ impl PackWriter {
             payload,
             zstd_level,
             &mut self.buf,
-        )? as u64;
+        )
+        .map_err(|e| RepoError::format(format!("blob {id}"), e))? as u64;
         self.blobs.push(PackBlob {
             id,
             offset,
@@ -90,20 +133,35 @@ impl PackWriter {
             raw_length: payload.len() as u64,
         });
         self.raw_bytes += payload.len() as u64;
+        if self.buf.len() >= STAGED_WRITE_BYTES {
+            self.write_out()?;
+        }
         Ok(stored)
+    }
+
+    /// Hashes and writes out the bytes waiting in a staged pack (nothing for one in memory).
+    fn write_out(&mut self) -> Result<()> {
+        if let Some(staged) = &mut self.staged {
+            staged.hasher.update(&self.buf);
+            staged.object.append(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     /// Bytes so far.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        let written = self.staged.as_ref().map_or(0, |s| s.object.len());
+        usize::try_from(written).unwrap_or(usize::MAX) + self.buf.len()
     }
 
     /// Whether a blob of `payload_len` bytes, and then the pack's footer, fit in the room a data
     /// pack reserves at once (its capacity and an eighth), so that neither adding the blob nor
-    /// finishing the pack moves its bytes. An empty pack, and a tree or reference pack (which
-    /// grows as it fills), take any blob.
+    /// finishing the pack moves its bytes. An empty pack, a staged pack (written out as it
+    /// fills), and a tree or reference pack (which grows as it fills) take any blob.
     pub fn has_room_for(&self, payload_len: usize) -> bool {
         self.kind != PackKind::Data
+            || self.staged.is_some()
             || self.blobs.is_empty()
             || self.buf.len()
                 + blob::sealed_len_bound(payload_len)
@@ -117,18 +175,25 @@ impl PackWriter {
     }
 
     /// Closes the pack with its sealed header and trailer.
-    pub fn finish(
-        mut self,
-        keys: &MaintenanceKeys,
-        suite: Suite,
-    ) -> Result<FinishedPack, FormatError> {
-        let footer = encode_pack_footer(keys, &self.prefix, &self.blobs)?;
+    pub fn finish(mut self, keys: &MaintenanceKeys, suite: Suite) -> Result<FinishedPack> {
+        let footer = encode_pack_footer(keys, &self.prefix, &self.blobs)
+            .map_err(|e| RepoError::format("pack footer", e))?;
         self.buf.extend_from_slice(&footer);
-        let id = Id(suite.hash(&self.buf));
-        let size = self.buf.len() as u64;
+        let size = self.len() as u64;
+        self.write_out()?;
+        let (id, body) = match self.staged.take() {
+            Some(staged) => (
+                Id(staged.hasher.finalize()),
+                PackBody::Staged(staged.object),
+            ),
+            None => (
+                Id(suite.hash(&self.buf)),
+                PackBody::Memory(Bytes::from(std::mem::take(&mut self.buf))),
+            ),
+        };
         Ok(FinishedPack {
             id,
-            bytes: Bytes::from(self.buf),
+            body,
             index: IndexPack {
                 id,
                 kind: self.kind,

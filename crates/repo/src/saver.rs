@@ -32,7 +32,7 @@ use zaibei_format::refs::TreeRefs;
 use zaibei_format::{ContentKeys, Id, IndexFile, IndexPack, PackKind, Tree};
 
 use crate::index::IdSet;
-use crate::pack_writer::{FinishedPack, PackWriter};
+use crate::pack_writer::{FinishedPack, PackBody, PackWriter};
 use crate::{IndexedRepository, RepoError, Result, names};
 
 /// Shortest and longest interval between two re-reads of the `condemned` state.
@@ -63,7 +63,7 @@ pub struct SaverStats {
 /// What the uploader task is asked to do.
 enum UploadMsg {
     /// Store a pack.
-    Pack(FinishedPack),
+    Pack(Box<FinishedPack>),
     /// Wait for every upload so far and index it, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -119,17 +119,10 @@ impl Shared {
                 if let Some(full) = pooled {
                     self.send(full)?;
                 }
-                let buf = match kind {
-                    PackKind::Data => self.spare.take(),
-                    PackKind::Tree | PackKind::Refs => Vec::new(),
-                };
-                PackWriter::new_in(self.repo.keys(), kind, self.pack_size, buf)
-                    .map_err(|e| RepoError::format("new pack", e))?
+                self.new_pack(kind)?
             }
         };
-        let stored = writer
-            .add(id, payload, self.zstd_level)
-            .map_err(|e| RepoError::format(format!("blob {id}"), e))?;
+        let stored = writer.add(id, payload, self.zstd_level)?;
         self.bytes_raw
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.bytes_stored.fetch_add(stored, Ordering::Relaxed);
@@ -146,16 +139,27 @@ impl Shared {
         Ok(())
     }
 
+    /// A new pack of `kind`. A data pack goes straight to its file where the store keeps
+    /// objects as local files; otherwise it is assembled in a spare buffer.
+    fn new_pack(&self, kind: PackKind) -> Result<PackWriter> {
+        let repo = &self.repo;
+        if kind == PackKind::Data {
+            if let Some(object) = repo.store().stage(names::DATA)? {
+                return PackWriter::new_staged(repo.keys(), kind, object, repo.suite());
+            }
+            return PackWriter::new_in(repo.keys(), kind, self.pack_size, self.spare.take());
+        }
+        PackWriter::new_in(repo.keys(), kind, self.pack_size, Vec::new())
+    }
+
     fn send(&self, writer: PackWriter) -> Result<()> {
         let repo = &self.repo;
-        let pack = writer
-            .finish(repo.keys().maintenance(), repo.suite())
-            .map_err(|e| RepoError::format("pack", e))?;
+        let pack = writer.finish(repo.keys().maintenance(), repo.suite())?;
         let tx = lock(&self.tx).clone();
         let Some(tx) = tx else {
             return Err(RepoError::Internal("blob saver already finished".into()));
         };
-        if tx.blocking_send(UploadMsg::Pack(pack)).is_err() {
+        if tx.blocking_send(UploadMsg::Pack(Box::new(pack))).is_err() {
             self.check_failure()?;
             return Err(RepoError::Internal("pack uploader stopped".into()));
         }
@@ -789,15 +793,24 @@ async fn upload_all(
                     let cache = repo.cache.clone().filter(|_| pack.index.kind != PackKind::Data);
                     let (spare, pack_size) = (Arc::clone(&shared.spare), shared.pack_size);
                     inflight.spawn(async move {
-                        store.put(&names::pack(&pack.id), pack.bytes.clone()).await?;
+                        let name = names::pack(&pack.id);
+                        let bytes = match pack.body {
+                            PackBody::Staged(object) => {
+                                store.publish(&name, object).await?;
+                                return Ok::<_, RepoError>(pack.index);
+                            }
+                            PackBody::Memory(bytes) => bytes,
+                        };
+                        store.put(&name, bytes.clone()).await?;
                         match cache {
                             Some(cache) => {
-                                tokio::task::spawn_blocking(move || cache.put_pack(&pack.id, &pack.bytes))
+                                let id = pack.id;
+                                tokio::task::spawn_blocking(move || cache.put_pack(&id, &bytes))
                                     .await
                                     .map_err(|e| RepoError::Internal(format!("cache task: {e}")))?;
                             }
                             None if pack.index.kind == PackKind::Data => {
-                                spare.give_back(pack.bytes, pack_size);
+                                spare.give_back(bytes, pack_size);
                             }
                             None => {}
                         }

@@ -230,7 +230,10 @@ async fn packs_no_index_lists_are_condemned_then_deleted() {
     w.add(id, &payload, 3).unwrap();
     let orphan = w.finish(repo.keys().maintenance(), repo.suite()).unwrap();
     let name = zaibei_repo::names::pack(&orphan.id);
-    store.put(&name, orphan.bytes.clone()).await.unwrap();
+    let zaibei_repo::PackBody::Memory(bytes) = orphan.body else {
+        panic!("a pack writer made without a store assembles the pack in memory");
+    };
+    store.put(&name, bytes).await.unwrap();
 
     let mark = run_prune(&store, 3600, MaxUnused::Percent(5.0)).await;
     assert_eq!(mark.orphan_packs, 1, "{mark:?}");

@@ -3,7 +3,9 @@
 //! Each object is a file under the root. `put` writes a temporary file `.tmp-<random>` in the
 //! object's directory, fsyncs it, renames it over the final name and fsyncs the directory, so a
 //! crash leaves either the old state or the complete object (plus, at worst, a temporary file
-//! that listings ignore and prune removes). New directories are fsynced into their parents.
+//! that listings ignore). New directories are fsynced into their parents. Packs are written to
+//! disk as they fill instead ([`crate::StagedObject`]): an unnamed file in `data/`, given its
+//! name when complete.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ObjectInfo, Store, StoreError, StoreErrorKind, check_name};
+use crate::{ObjectInfo, StagedObject, Store, StoreError, StoreErrorKind, check_name};
 
 /// Prefix of temporary files; listings skip them.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -257,6 +259,32 @@ impl Store for FsStore {
             let mut out = Vec::new();
             s.list_dir(&p, &mut out).map_err(|e| s.io(&e, "list", &p))?;
             Ok(out)
+        })
+        .await
+    }
+
+    fn stage(&self, prefix: &str) -> Result<Option<StagedObject>, StoreError> {
+        let s = &self.inner;
+        if !check_name(prefix) {
+            return Err(
+                StoreError::new(StoreErrorKind::InvalidInput, "put", prefix, &s.location)
+                    .with_detail("invalid object name"),
+            );
+        }
+        let dir = s.path(prefix);
+        s.ensure_dir(&dir).map_err(|e| s.io(&e, "put", prefix))?;
+        StagedObject::create(&dir, &s.location, prefix)
+            .map(Some)
+            .map_err(|e| s.io(&e, "put", prefix))
+    }
+
+    async fn publish(&self, name: &str, staged: StagedObject) -> Result<(), StoreError> {
+        let n = name.to_owned();
+        self.blocking("put", name, move |s| {
+            let path = s.path(&n);
+            let dir = path.parent().unwrap_or(&s.root).to_path_buf();
+            s.ensure_dir(&dir).map_err(|e| s.io(&e, "put", &n))?;
+            staged.publish(&path).map_err(|e| s.io(&e, "put", &n))
         })
         .await
     }

@@ -19,6 +19,7 @@ mod memory;
 mod object;
 mod retry;
 mod server;
+mod staged;
 mod stats;
 mod throttle;
 
@@ -40,6 +41,7 @@ pub use server::{
     API_PREFIX, CertFingerprint, FingerprintError, LIST_PAGE_LIMIT, MODIFIED_MS_HEADER,
     ServerOptions, ServerStore,
 };
+pub use staged::StagedObject;
 pub use stats::{StatsStore, StoreCounters, StoreStats};
 pub use throttle::{RateLimit, ThrottleStore};
 /// The wrapper that wipes [`ServerOptions::token`] from memory when dropped.
@@ -83,6 +85,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Removes an object. Removing a missing object is [`StoreErrorKind::NotFound`].
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Starts an object to be written a piece at a time (a blocking call) and published with
+    /// [`Store::publish`] under a name below `prefix`, where the store keeps objects as local
+    /// files. `None` (the default) where it does not: the caller assembles the object in memory
+    /// and [`Store::put`]s it.
+    fn stage(&self, prefix: &str) -> Result<Option<StagedObject>, StoreError> {
+        let _ = prefix;
+        Ok(None)
+    }
+
+    /// Publishes a staged object under `name`, atomically and durably, as [`Store::put`]
+    /// would. Only a store whose [`Store::stage`] made it can publish it.
+    async fn publish(&self, name: &str, staged: StagedObject) -> Result<(), StoreError> {
+        drop(staged);
+        Err(
+            StoreError::new(StoreErrorKind::InvalidInput, "put", name, self.location())
+                .with_detail("this store does not stage objects"),
+        )
+    }
 }
 
 /// Checks an object name: non-empty segments of `[a-z0-9._-]` separated by `/`, no segment

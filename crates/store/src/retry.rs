@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ObjectInfo, Store, StoreError, StoreErrorKind};
+use crate::{ObjectInfo, StagedObject, Store, StoreError, StoreErrorKind};
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +160,15 @@ impl Store for RetryStore {
             }
         })
         .await
+    }
+
+    fn stage(&self, prefix: &str) -> Result<Option<StagedObject>, StoreError> {
+        self.inner.stage(prefix)
+    }
+
+    /// Not retried: the object is a local file, consumed by the attempt.
+    async fn publish(&self, name: &str, staged: StagedObject) -> Result<(), StoreError> {
+        self.inner.publish(name, staged).await
     }
 
     async fn get(&self, name: &str) -> Result<Bytes, StoreError> {

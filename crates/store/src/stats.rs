@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ObjectInfo, Store, StoreError};
+use crate::{ObjectInfo, StagedObject, Store, StoreError};
 
 /// Counters of the traffic to a store.
 #[derive(Debug, Default)]
@@ -133,6 +133,17 @@ impl Store for StatsStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let r = self.inner.list(prefix).await;
         self.count(&r);
+        r
+    }
+
+    fn stage(&self, prefix: &str) -> Result<Option<StagedObject>, StoreError> {
+        self.inner.stage(prefix)
+    }
+
+    async fn publish(&self, name: &str, staged: StagedObject) -> Result<(), StoreError> {
+        let len = usize::try_from(staged.len()).unwrap_or(usize::MAX);
+        let r = self.inner.publish(name, staged).await;
+        self.up(&r, len);
         r
     }
 

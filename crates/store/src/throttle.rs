@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::{ObjectInfo, Store, StoreError};
+use crate::{ObjectInfo, StagedObject, Store, StoreError};
 
 /// An average byte rate: transfers are spaced so that over any stretch longer than a second
 /// no more than `rate` bytes per second pass. A transfer is paid for as a whole (before an
@@ -102,6 +102,18 @@ impl Store for ThrottleStore {
         }
         let _slot = self.slot().await;
         self.inner.put_new(name, data).await
+    }
+
+    fn stage(&self, prefix: &str) -> Result<Option<StagedObject>, StoreError> {
+        self.inner.stage(prefix)
+    }
+
+    async fn publish(&self, name: &str, staged: StagedObject) -> Result<(), StoreError> {
+        if let Some(l) = &self.upload {
+            l.take(staged.len()).await;
+        }
+        let _slot = self.slot().await;
+        self.inner.publish(name, staged).await
     }
 
     async fn get(&self, name: &str) -> Result<Bytes, StoreError> {
