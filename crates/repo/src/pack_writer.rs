@@ -116,6 +116,13 @@ impl PackWriter {
 
     /// Compresses, encrypts and appends a blob; returns its stored length.
     pub fn add(&mut self, id: Id, payload: &[u8], zstd_level: i32) -> Result<u64> {
+        // A staged pack writes out what waits before a blob that would not fit in its buffer:
+        // the buffer then grows to what the largest blob needs, never doubling past it.
+        if self.staged.is_some()
+            && self.buf.len() + blob::sealed_len_bound(payload.len()) > self.buf.capacity()
+        {
+            self.write_out()?;
+        }
         let offset = self.len() as u64;
         let stored = blob::seal_blob_into(
             &self.aead,

@@ -37,6 +37,11 @@ impl StagedObject {
     /// A new empty object staged in `dir` (which must exist), below `prefix` of the store at
     /// `location` (for messages).
     pub(crate) fn create(dir: &Path, location: &str, prefix: &str) -> io::Result<Self> {
+        // An unnamed file is named later through /proc/self/fd: without /proc (a bare
+        // container), a named temporary file instead.
+        if !proc_fd_available() {
+            return Self::create_named(dir, location, prefix);
+        }
         match OpenOptions::new()
             .read(true)
             .write(true)
@@ -154,6 +159,12 @@ impl Drop for StagedObject {
             let _ = fs::remove_file(tmp);
         }
     }
+}
+
+/// Whether `/proc/self/fd` can name open files (checked once).
+fn proc_fd_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// True for the errors of a kernel or filesystem without `O_TMPFILE`.
