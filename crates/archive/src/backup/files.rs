@@ -270,6 +270,20 @@ impl<'f> Group<'f> {
         Ok(())
     }
 
+    /// Hashes and saves the chunks of file `index` kept in `buffer`, after flushing the batch:
+    /// the chunks of earlier files, whose ids come first.
+    fn save_in_place(
+        &mut self,
+        ctx: &Context<'_>,
+        batch: &mut Batch,
+        kept: &mut InPlace,
+        buffer: &[u8],
+        index: usize,
+    ) -> Result<(), ArchiveError> {
+        self.flush(ctx, batch)?;
+        kept.save(ctx.saver, ctx.counters, buffer, &mut self.contents[index])
+    }
+
     /// Answers, in order, the files read to the end with none of their chunks still in the
     /// batch.
     fn answer_ready(&mut self, ctx: &Context<'_>, batch: &Batch) {
@@ -352,15 +366,10 @@ fn read_file(
     loop {
         if stream.will_refill() && !kept.ranges.is_empty() {
             // The read buffer is about to move: the chunks read so far are hashed where they
-            // lie, after the batch (earlier files' chunks, whose ids come first).
-            group.flush(ctx, batch).map_err(ReadError::Repo)?;
-            kept.save(
-                ctx.saver,
-                ctx.counters,
-                stream.buffer(),
-                &mut group.contents[index],
-            )
-            .map_err(ReadError::Repo)?;
+            // lie.
+            group
+                .save_in_place(ctx, batch, &mut kept, stream.buffer(), index)
+                .map_err(ReadError::Repo)?;
         }
         let Some(range) = stream.next_range()? else {
             break;
@@ -375,14 +384,9 @@ fn read_file(
         ))));
     }
     if kept.stays_in_place() {
-        group.flush(ctx, batch).map_err(ReadError::Repo)?;
-        kept.save(
-            ctx.saver,
-            ctx.counters,
-            stream.buffer(),
-            &mut group.contents[index],
-        )
-        .map_err(ReadError::Repo)?;
+        group
+            .save_in_place(ctx, batch, &mut kept, stream.buffer(), index)
+            .map_err(ReadError::Repo)?;
     } else {
         // A small file: its chunks join the batch, to be hashed with other files' chunks.
         for range in kept.ranges.drain(..) {
