@@ -5,6 +5,7 @@
 
 mod commands;
 mod exit;
+mod malloc_tuning;
 mod node_view;
 mod output;
 mod password;
@@ -75,6 +76,7 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> std::process::ExitCode {
+    malloc_tuning::reexec_with_tuned_malloc();
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
@@ -90,6 +92,12 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    if let Some(tunables) = malloc_tuning::tuned_with() {
+        tracing::debug!(
+            "allocator tuned: GLIBC_TUNABLES={}",
+            tunables.to_string_lossy()
+        );
+    }
 
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -714,6 +714,73 @@ fn init_at_a_relative_location() {
     assert!(dir.path().join("new-repo/config").is_file());
 }
 
+/// The binary re-executes itself once with glibc's mmap threshold fixed (`malloc_tuning.rs`),
+/// under the name it was called by; a threshold the user set, or `ZAIBEI_MALLOC_TUNING=off`,
+/// leaves the allocator as it is.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_allocator_runs_with_a_fixed_mmap_threshold() {
+    let dir = scratch();
+    let run = |bin: &Path, args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("ZAIBEI_MALLOC_TUNED")
+            .env_remove("ZAIBEI_MALLOC_TUNING")
+            .env_remove("ZAIBEI_LOG")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let bin = Path::new(env!("CARGO_BIN_EXE_zaibei"));
+    let missing = dir.path().join("no-repo");
+    let missing = missing.to_str().unwrap();
+    let args = ["-vv", "-r", missing, "snapshots"];
+    let tuned = "allocator tuned: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576";
+
+    let out = run(bin, &args, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(tuned),
+        "{}",
+        describe(&out)
+    );
+    let out = run(
+        bin,
+        &args,
+        &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "GLIBC_TUNABLES=glibc.malloc.arena_max=4:glibc.malloc.mmap_threshold=1048576"
+        ),
+        "{}",
+        describe(&out)
+    );
+    for env in [
+        ("ZAIBEI_MALLOC_TUNING", "off"),
+        ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144"),
+    ] {
+        let out = run(bin, &args, &[env]);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("allocator tuned"),
+            "{env:?}: {}",
+            describe(&out)
+        );
+    }
+
+    // The re-executed binary keeps the name it was called by.
+    let link = dir.path().join("zb-renamed");
+    std::os::unix::fs::symlink(bin, &link).unwrap();
+    let out = run(&link, &["--help"], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Usage: zb-renamed"),
+        "{}",
+        describe(&out)
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Interruption and concurrency.
 // ---------------------------------------------------------------------------------------
