@@ -47,6 +47,50 @@ impl Hasher {
     }
 }
 
+/// The suite's unkeyed hash of several messages fed piece by piece, side by side: SM3 in the
+/// multi-buffer engine's lanes ([`crate::sm3_multi::Sm3Streams`]), BLAKE3 one message after
+/// the other (it is fast alone).
+pub struct HashStreams(StreamsInner);
+
+enum StreamsInner {
+    Sm3(crate::sm3_multi::Sm3Streams),
+    Blake3(Vec<blake3::Hasher>),
+}
+
+impl HashStreams {
+    /// `count` empty messages.
+    pub fn new(suite: Suite, count: usize) -> Self {
+        match suite {
+            Suite::Gm => HashStreams(StreamsInner::Sm3(crate::sm3_multi::Sm3Streams::new(count))),
+            Suite::Intl => HashStreams(StreamsInner::Blake3(
+                (0..count).map(|_| blake3::Hasher::new()).collect(),
+            )),
+        }
+    }
+
+    /// Appends `pieces[i]` to message `i` (pieces past the number of messages are ignored).
+    pub fn update(&mut self, pieces: &[&[u8]]) {
+        match &mut self.0 {
+            StreamsInner::Sm3(s) => s.update(pieces),
+            StreamsInner::Blake3(hashers) => {
+                for (h, piece) in hashers.iter_mut().zip(pieces) {
+                    h.update(piece);
+                }
+            }
+        }
+    }
+
+    /// The digest of each message, in order.
+    pub fn finalize(self) -> Vec<Digest> {
+        match self.0 {
+            StreamsInner::Sm3(s) => s.finalize(),
+            StreamsInner::Blake3(hashers) => {
+                hashers.iter().map(|h| *h.finalize().as_bytes()).collect()
+            }
+        }
+    }
+}
+
 pub(crate) fn keyed_hash(suite: Suite, key: &SecretKey, data: &[u8]) -> Digest {
     match suite {
         Suite::Gm => {

@@ -305,3 +305,31 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    /// Messages fed to `HashStreams` piece by piece hash as `Suite::hash` of each, in both
+    /// suites.
+    #[test]
+    fn hash_streams_match_the_suite_hash(
+        suite in suite(),
+        lens in prop::collection::vec(plaintext_len(), 0..9),
+        piece in 1usize..20_000,
+    ) {
+        let messages: Vec<Vec<u8>> =
+            lens.iter().enumerate().map(|(i, &len)| bytes(len, i as u64)).collect();
+        let mut streams = zaibei_crypto::HashStreams::new(suite, messages.len());
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let mut at = 0;
+        while at < longest {
+            let pieces: Vec<&[u8]> = messages
+                .iter()
+                .map(|m| &m[at.min(m.len())..(at + piece).min(m.len())])
+                .collect();
+            streams.update(&pieces);
+            at += piece;
+        }
+        let got = streams.finalize();
+        let expected: Vec<_> = messages.iter().map(|m| suite.hash(m)).collect();
+        prop_assert_eq!(got, expected);
+    }
+}

@@ -58,7 +58,7 @@ pub use index::{BlobLocation, BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, 
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;
 pub use opener::BlobOpener;
-pub use pack_writer::{FinishedPack, PackBody, PackWriter};
+pub use pack_writer::{Finished, FinishedPack, PackBody, PackWriter, UnnamedPack, name_packs};
 pub use prune::{MaxUnused, PruneOptions, PruneProgress, PruneReport, prune};
 pub use repair::{
     RepairIndexOptions, RepairIndexReport, RepairProgress, RepairSnapshotsOptions,

@@ -32,7 +32,7 @@ use zaibei_format::refs::TreeRefs;
 use zaibei_format::{ContentKeys, Id, IndexFile, IndexPack, PackKind, Tree};
 
 use crate::index::IdSet;
-use crate::pack_writer::{FinishedPack, PackBody, PackWriter};
+use crate::pack_writer::{Finished, FinishedPack, PackBody, PackWriter, UnnamedPack, name_packs};
 use crate::{IndexedRepository, RepoError, Result, names};
 
 /// Shortest and longest interval between two re-reads of the `condemned` state.
@@ -87,6 +87,8 @@ struct Shared {
     pools: [Mutex<Vec<PackWriter>>; 3],
     /// Buffers of data packs already stored, for the next data packs.
     spare: Arc<SpareBuffers>,
+    /// Finished packs in the store's files, waiting to be named together.
+    unnamed: Mutex<Vec<UnnamedPack>>,
     tx: Mutex<Option<mpsc::Sender<UploadMsg>>>,
     failure: Mutex<Option<String>>,
     watch: std::sync::RwLock<PruneWatch>,
@@ -145,16 +147,50 @@ impl Shared {
         let repo = &self.repo;
         if kind == PackKind::Data {
             if let Some(object) = repo.store().stage(names::DATA)? {
-                return PackWriter::new_staged(repo.keys(), kind, object, repo.suite());
+                return PackWriter::new_staged(repo.keys(), kind, object);
             }
             return PackWriter::new_in(repo.keys(), kind, self.pack_size, self.spare.take());
         }
         PackWriter::new_in(repo.keys(), kind, self.pack_size, Vec::new())
     }
 
+    /// Closes a pack and hands it to the uploader; a pack in the store's file waits until
+    /// [`NAMED_TOGETHER`] of them can be named together, or [`Shared::name_waiting`].
     fn send(&self, writer: PackWriter) -> Result<()> {
         let repo = &self.repo;
-        let pack = writer.finish(repo.keys().maintenance(), repo.suite())?;
+        match writer.finish(repo.keys().maintenance(), repo.suite())? {
+            Finished::Named(pack) => self.upload(pack),
+            Finished::Unnamed(pack) => {
+                let batch = {
+                    let mut waiting = lock(&self.unnamed);
+                    waiting.push(pack);
+                    if waiting.len() < NAMED_TOGETHER {
+                        return Ok(());
+                    }
+                    std::mem::take(&mut *waiting)
+                };
+                self.name_and_upload(batch)
+            }
+        }
+    }
+
+    /// Names the packs waiting for a name, however few, and hands them to the uploader.
+    fn name_waiting(&self) -> Result<()> {
+        let batch = std::mem::take(&mut *lock(&self.unnamed));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.name_and_upload(batch)
+    }
+
+    fn name_and_upload(&self, batch: Vec<UnnamedPack>) -> Result<()> {
+        for pack in name_packs(batch, self.repo.suite())? {
+            self.upload(pack)?;
+        }
+        Ok(())
+    }
+
+    fn upload(&self, pack: FinishedPack) -> Result<()> {
         let tx = lock(&self.tx).clone();
         let Some(tx) = tx else {
             return Err(RepoError::Internal("blob saver already finished".into()));
@@ -180,6 +216,10 @@ impl Shared {
         lock(&self.failure).get_or_insert(message);
     }
 }
+
+/// Packs in the store's files named together: eight fill the SM3 engine's lanes. They hold no
+/// memory while they wait, only open files and the page cache.
+const NAMED_TOGETHER: usize = 8;
 
 /// Buffers of stored data packs kept for reuse, at most [`SpareBuffers::MAX`].
 ///
@@ -370,6 +410,7 @@ impl BlobSaver {
             seen: Default::default(),
             pools: Default::default(),
             spare: Default::default(),
+            unnamed: Default::default(),
             tx: Mutex::new(Some(tx)),
             failure: Mutex::new(None),
             watch: std::sync::RwLock::new(watch),
@@ -529,7 +570,7 @@ impl BlobSaver {
         }
     }
 
-    /// Sends every open pack to the uploader.
+    /// Sends every open pack, and every pack waiting for its name, to the uploader.
     async fn flush_pools(&self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -540,7 +581,7 @@ impl BlobSaver {
                     shared.send(w)?;
                 }
             }
-            Ok(())
+            shared.name_waiting()
         })
         .await
         .map_err(|e| RepoError::Internal(e.to_string()))?

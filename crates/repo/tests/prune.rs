@@ -228,7 +228,10 @@ async fn packs_no_index_lists_are_condemned_then_deleted() {
     let payload = data(77, 5000);
     let id = repo.keys().content("t").unwrap().blob_id(&payload);
     w.add(id, &payload, 3).unwrap();
-    let orphan = w.finish(repo.keys().maintenance(), repo.suite()).unwrap();
+    let finished = w.finish(repo.keys().maintenance(), repo.suite()).unwrap();
+    let zaibei_repo::Finished::Named(orphan) = finished else {
+        panic!("a pack writer made without a store assembles the pack in memory");
+    };
     let name = zaibei_repo::names::pack(&orphan.id);
     let zaibei_repo::PackBody::Memory(bytes) = orphan.body else {
         panic!("a pack writer made without a store assembles the pack in memory");

@@ -69,6 +69,7 @@ impl StagedObject {
     fn create_named(dir: &Path, location: &str, prefix: &str) -> io::Result<Self> {
         let path = dir.join(format!("{}{}", crate::fs::TEMP_PREFIX, random_suffix()?));
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -90,6 +91,22 @@ impl StagedObject {
         })?;
         self.len += data.len() as u64;
         Ok(())
+    }
+
+    /// Reads back written bytes from `offset` into `buf`, as many as there are up to its length;
+    /// returns how many.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let want = usize::try_from(self.len.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        self.file
+            .read_exact_at(&mut buf[..want], offset)
+            .map_err(|e| {
+                StoreError::from_io(&e, "get", &self.prefix, &self.location)
+                    .with_detail(format!("reading back a new object below it: {e}"))
+            })?;
+        Ok(want)
     }
 
     /// Bytes written so far.
@@ -231,6 +248,25 @@ mod tests {
         s.publish(&dir.path().join("ab").join("abcd")).unwrap();
         assert_eq!(entries(dir.path()), vec!["ab".to_string()]);
         assert_eq!(fs::read(dir.path().join("ab/abcd")).unwrap(), b"pack");
+    }
+
+    #[test]
+    fn written_bytes_read_back_unnamed_or_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for mut s in [
+            StagedObject::create(dir.path(), "t", "data").unwrap(),
+            StagedObject::create_named(dir.path(), "t", "data").unwrap(),
+        ] {
+            s.append(b"0123456789").unwrap();
+            let mut buf = [0u8; 4];
+            assert_eq!(s.read_at(&mut buf, 0).unwrap(), 4);
+            assert_eq!(&buf, b"0123");
+            // At the end, only what was written.
+            assert_eq!(s.read_at(&mut buf, 8).unwrap(), 2);
+            assert_eq!(&buf[..2], b"89");
+            assert_eq!(s.read_at(&mut buf, 10).unwrap(), 0);
+            assert_eq!(s.read_at(&mut buf, 99).unwrap(), 0);
+        }
     }
 
     #[test]

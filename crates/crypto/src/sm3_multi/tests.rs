@@ -316,3 +316,77 @@ proptest! {
         }
     }
 }
+
+/// Messages fed piece by piece to `Sm3Streams`, cut at `cuts` (offsets, clamped to each
+/// message), give `sm3::Sm3::digest` of each, with every supported implementation.
+fn check_streams(messages: &[Vec<u8>], cuts: &[usize]) {
+    for imp in supported() {
+        let Some(mut streams) = Sm3Streams::new_with(imp, messages.len()) else {
+            panic!("{imp:?} refused");
+        };
+        let mut from = 0;
+        for &to in cuts.iter().chain([&usize::MAX]) {
+            let pieces: Vec<&[u8]> = messages
+                .iter()
+                .map(|m| &m[from.min(m.len())..to.max(from).min(m.len())])
+                .collect();
+            streams.update(&pieces);
+            from = to.max(from);
+        }
+        let got = streams.finalize();
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(
+                hex::encode(got[i]),
+                hex::encode(reference(m)),
+                "{imp:?}: message {i} of {} bytes, cut at {cuts:?}",
+                m.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn streams_match_sm3_for_pieces_of_whole_blocks_and_not() {
+    let messages: Vec<Vec<u8>> = [0, 1, 63, 64, 65, 1000, 4096, 70_000, 70_001]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| bytes(len, i as u32 + 7))
+        .collect();
+    check_streams(&messages, &[]);
+    check_streams(&messages, &[64, 4096, 65_536]);
+    check_streams(&messages, &[1, 2, 63, 100, 129, 5000]);
+    // Fewer messages than the lanes need, and a single one.
+    check_streams(&messages[6..], &[4096]);
+    check_streams(&messages[8..], &[10, 4096]);
+}
+
+#[test]
+fn streams_hash_side_by_side() {
+    let Some(imp) = SIMD.into_iter().find(|i| i.is_supported()) else {
+        return;
+    };
+    let messages: Vec<Vec<u8>> = (0..4).map(|i| bytes(64 * 100, i)).collect();
+    let Some(mut streams) = Sm3Streams::new_with(imp, messages.len()) else {
+        panic!("{imp:?} refused");
+    };
+    take_counts();
+    let pieces: Vec<&[u8]> = messages.iter().map(|m| &m[..]).collect();
+    streams.update(&pieces);
+    let (simd, portable) = take_counts();
+    assert_eq!((simd, portable), (100 * LANES, 0));
+    let _ = streams.finalize();
+}
+
+proptest! {
+    #[test]
+    fn random_streams_match_sm3(
+        lens in prop::collection::vec(0usize..3000, 0..10),
+        cuts in prop::collection::vec(0usize..3000, 0..6),
+    ) {
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let messages: Vec<Vec<u8>> =
+            lens.iter().enumerate().map(|(i, &len)| bytes(len, i as u32)).collect();
+        check_streams(&messages, &cuts);
+    }
+}
