@@ -94,7 +94,7 @@ fn main() -> std::process::ExitCode {
         .init();
     if let Some(tunables) = malloc_tuning::tuned_with() {
         tracing::debug!(
-            "allocator tuned: GLIBC_TUNABLES={}",
+            "re-executed with GLIBC_TUNABLES={}",
             tunables.to_string_lossy()
         );
     }

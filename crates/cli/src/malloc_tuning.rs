@@ -4,14 +4,27 @@
 //! first time it frees such a block it raises that threshold to the block's size (up to
 //! 32 MiB). From then on the chunk copies and pack buffers of a backup (0.5–9 MiB each) come
 //! from the per-thread arenas, which keep most of what is freed: a first backup of the Linux
-//! tree peaked at 133–137 MiB of RSS with glibc's default and at 105–110 MiB with the
-//! threshold fixed at 1 MiB, for about 0.6 s more system time (fresh pages are faulted in).
+//! tree peaked at 128.5–139.0 MiB of RSS with glibc's default and at 109.1–112.1 MiB with the
+//! threshold fixed at 1 MiB, for up to about 1 s more system time (fresh pages are faulted
+//! in; `docs/BENCHMARKS.md`).
 //!
 //! The threshold can be fixed by `mallopt`, which is `unsafe` (forbidden outside the
 //! accelerated-crypto module), or by the `GLIBC_TUNABLES` variable, which glibc reads when a
 //! program starts. So, before anything else, `main` re-executes the binary once with the
-//! variable set ([`reexec_with_tuned_malloc`]). A `GLIBC_TUNABLES` that already sets the
-//! threshold is left as it is, and `ZAIBEI_MALLOC_TUNING=off` turns all this off.
+//! variable set ([`reexec_with_tuned_malloc`]). A threshold the user set (in `GLIBC_TUNABLES`
+//! or glibc's older `MALLOC_MMAP_THRESHOLD_`) is left as it is, and `ZAIBEI_MALLOC_TUNING=off`
+//! turns all this off.
+//!
+//! Limits, by design:
+//! * A binary started through the dynamic loader (`ld-linux-x86-64.so.2 zaibei …`) is not
+//!   re-executed: `/proc/self/exe` is then the loader, which would take the first argument for
+//!   the program. The arguments the kernel saw (`/proc/self/cmdline`) then outnumber the
+//!   program's own, and that is how it is recognised.
+//! * Programs zaibei starts (`backup --stdin-from-command pg_dump …`) inherit the variable, so
+//!   their allocator keeps the same fixed threshold.
+//! * glibc ignores `GLIBC_TUNABLES` in a program that gains privileges when it starts (set-user-ID,
+//!   file capabilities): the re-execution then costs a millisecond and changes nothing. The
+//!   debug log says what was set, not what glibc applied.
 
 use std::ffi::{OsStr, OsString};
 
@@ -57,6 +70,8 @@ pub fn reexec_with_tuned_malloc() {
 
         if std::env::var_os(MARKER).is_some()
             || std::env::var_os(SWITCH).is_some_and(|v| v == "off")
+            || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+            || started_by_the_loader()
         {
             return;
         }
@@ -74,6 +89,17 @@ pub fn reexec_with_tuned_malloc() {
             .exec();
         // Without /proc, say: carry on with the allocator's defaults. Logging is not set up yet.
         let _ = error;
+    }
+}
+
+/// Whether the program was started by naming the dynamic loader (`ld.so PROGRAM ARGS`): the
+/// kernel then counts more arguments than the program gets. Unknown counts as yes, so that
+/// nothing is re-executed on a guess.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn started_by_the_loader() -> bool {
+    match std::fs::read("/proc/self/cmdline") {
+        Ok(cmdline) => cmdline.split(|&b| b == 0).count() - 1 != std::env::args_os().count(),
+        Err(_) => true,
     }
 }
 

@@ -728,6 +728,7 @@ fn the_allocator_runs_with_a_fixed_mmap_threshold() {
             .env_remove("ZAIBEI_MALLOC_TUNED")
             .env_remove("ZAIBEI_MALLOC_TUNING")
             .env_remove("ZAIBEI_LOG")
+            .env_remove("MALLOC_MMAP_THRESHOLD_")
             .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
@@ -738,7 +739,7 @@ fn the_allocator_runs_with_a_fixed_mmap_threshold() {
     let missing = dir.path().join("no-repo");
     let missing = missing.to_str().unwrap();
     let args = ["-vv", "-r", missing, "snapshots"];
-    let tuned = "allocator tuned: GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576";
+    let tuned = "re-executed with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576";
 
     let out = run(bin, &args, &[]);
     assert!(
@@ -761,11 +762,39 @@ fn the_allocator_runs_with_a_fixed_mmap_threshold() {
     for env in [
         ("ZAIBEI_MALLOC_TUNING", "off"),
         ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=262144"),
+        ("MALLOC_MMAP_THRESHOLD_", "262144"),
     ] {
         let out = run(bin, &args, &[env]);
         assert!(
-            !String::from_utf8_lossy(&out.stderr).contains("allocator tuned"),
+            !String::from_utf8_lossy(&out.stderr).contains("re-executed"),
             "{env:?}: {}",
+            describe(&out)
+        );
+    }
+
+    // Started through the dynamic loader, the binary is not re-executed (`/proc/self/exe` is
+    // the loader then), and runs as it would otherwise.
+    let normal = run(bin, &args, &[]);
+    let loader = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists());
+    if cfg!(target_arch = "x86_64") {
+        assert!(loader.is_some(), "no dynamic loader found");
+    }
+    if let Some(loader) = loader {
+        let mut through: Vec<&str> = vec![bin.to_str().unwrap()];
+        through.extend(args);
+        let out = run(loader, &through, &[]);
+        assert_eq!(
+            out.status.code(),
+            normal.status.code(),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("re-executed"),
+            "{}",
             describe(&out)
         );
     }

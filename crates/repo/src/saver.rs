@@ -6,7 +6,9 @@
 //! the caller's thread; [`BlobSaver::save_blob_queued`] hands a new blob to the saver's sealer
 //! threads (one per core, behind a short bounded queue) so that a reader of one large file is
 //! not left doing all the work alone. Each kind of blob has a pool of open packs, so several
-//! threads compress and encrypt at the same time. Finished packs go
+//! threads compress and encrypt at the same time. On a local disk, finished data packs wait
+//! in their files, unnamed, until [`NAMED_TOGETHER`] of them can be named together (their
+//! names hashed side by side; see `pack_writer::name_packs`). Finished packs go
 //! through a bounded channel to an uploader task that keeps up to `connections` uploads in
 //! flight and writes an index object for every [`PACKS_PER_INDEX`] packs stored. Nothing refers
 //! to a pack before it is stored, and nothing refers to a blob before its index object is:
@@ -89,6 +91,8 @@ struct Shared {
     spare: Arc<SpareBuffers>,
     /// Finished packs in the store's files, waiting to be named together.
     unnamed: Mutex<Vec<UnnamedPack>>,
+    /// How many of them are named together ([`named_together`]).
+    named_together: usize,
     tx: Mutex<Option<mpsc::Sender<UploadMsg>>>,
     failure: Mutex<Option<String>>,
     watch: std::sync::RwLock<PruneWatch>,
@@ -155,7 +159,7 @@ impl Shared {
     }
 
     /// Closes a pack and hands it to the uploader; a pack in the store's file waits until
-    /// [`NAMED_TOGETHER`] of them can be named together, or [`Shared::name_waiting`].
+    /// enough of them can be named together ([`named_together`]), or [`Shared::name_waiting`].
     fn send(&self, writer: PackWriter) -> Result<()> {
         let repo = &self.repo;
         match writer.finish(repo.keys().maintenance(), repo.suite())? {
@@ -164,7 +168,7 @@ impl Shared {
                 let batch = {
                     let mut waiting = lock(&self.unnamed);
                     waiting.push(pack);
-                    if waiting.len() < NAMED_TOGETHER {
+                    if waiting.len() < self.named_together {
                         return Ok(());
                     }
                     std::mem::take(&mut *waiting)
@@ -217,9 +221,20 @@ impl Shared {
     }
 }
 
-/// Packs in the store's files named together: eight fill the SM3 engine's lanes. They hold no
-/// memory while they wait, only open files and the page cache.
+/// Packs in the store's files named together where that pays: eight fill the lanes of the
+/// multi-buffer SM3 engine. They hold no memory while they wait, only open files and the page
+/// cache. With BLAKE3 (fast alone) or without the SM3 engine each pack is named at once.
 const NAMED_TOGETHER: usize = 8;
+
+/// How many finished packs to name together with `suite` on this CPU.
+fn named_together(suite: zaibei_crypto::Suite) -> usize {
+    use zaibei_crypto::sm3_multi::Sm3Impl;
+    if suite == zaibei_crypto::Suite::Gm && Sm3Impl::detect() != Sm3Impl::Portable {
+        NAMED_TOGETHER
+    } else {
+        1
+    }
+}
 
 /// Buffers of stored data packs kept for reuse, at most [`SpareBuffers::MAX`].
 ///
@@ -411,6 +426,7 @@ impl BlobSaver {
             pools: Default::default(),
             spare: Default::default(),
             unnamed: Default::default(),
+            named_together: named_together(repo.suite()),
             tx: Mutex::new(Some(tx)),
             failure: Mutex::new(None),
             watch: std::sync::RwLock::new(watch),
@@ -615,6 +631,19 @@ impl BlobSaver {
             if self.recheck().await? == 0 {
                 break;
             }
+        }
+        // Nothing may be left unstored: a blob stored after the last flush (a rescue the
+        // watcher had under way when it was stopped) is in no pack yet, and a snapshot must
+        // not refer to it.
+        let left_open = self
+            .shared
+            .pools
+            .iter()
+            .any(|pool| lock(pool).iter().any(|w| !w.is_empty()));
+        if left_open || !lock(&self.shared.unnamed).is_empty() {
+            return Err(RepoError::Internal(
+                "blobs were stored after the last flush of the saver; the backup stops".into(),
+            ));
         }
         lock(&self.shared.tx).take();
         let handle = lock(&self.uploader).take();

@@ -196,7 +196,11 @@ impl Sm3Streams {
             engine,
             states: (0..count).map(|_| Zeroizing::new(IV)).collect(),
             hashed: vec![0; count],
-            carry: (0..count).map(|_| Zeroizing::new(Vec::new())).collect(),
+            // Room for a whole block from the start: a carry never grows, so no copy of it is
+            // freed unwiped.
+            carry: (0..count)
+                .map(|_| Zeroizing::new(Vec::with_capacity(BLOCK)))
+                .collect(),
         }
     }
 
