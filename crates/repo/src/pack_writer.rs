@@ -25,8 +25,9 @@ pub struct PackWriter {
     prefix: [u8; PACK_PREFIX_LEN],
     /// The pack in memory, or, when staged, its bytes not yet written out.
     buf: Vec<u8>,
-    /// The store's file of a pack written out as it fills.
-    staged: Option<StagedObject>,
+    /// The store's file of a pack written out as it fills, and the CRC-32 of what was written
+    /// to it, to check what is read back to name it.
+    staged: Option<(StagedObject, crc32fast::Hasher)>,
     blobs: Vec<PackBlob>,
     raw_bytes: u64,
 }
@@ -55,6 +56,8 @@ pub struct UnnamedPack {
     /// Its index entry, without the id.
     index: IndexPack,
     raw_bytes: u64,
+    /// CRC-32 of the bytes written to the file: what is read back must match.
+    written_crc: u32,
 }
 
 /// A finished pack, ready to upload.
@@ -80,7 +83,7 @@ impl PackWriter {
     pub fn new_staged(keys: &RepoKeys, kind: PackKind, object: StagedObject) -> Result<Self> {
         let mut writer = Self::new_in(keys, kind, 0, Vec::new())?;
         writer.buf.reserve(STAGED_WRITE_BYTES);
-        writer.staged = Some(object);
+        writer.staged = Some((object, crc32fast::Hasher::new()));
         Ok(writer)
     }
 
@@ -155,7 +158,8 @@ impl PackWriter {
 
     /// Writes out the bytes waiting in a staged pack (nothing for one in memory).
     fn write_out(&mut self) -> Result<()> {
-        if let Some(object) = &mut self.staged {
+        if let Some((object, crc)) = &mut self.staged {
+            crc.update(&self.buf);
             object.append(&self.buf)?;
             self.buf.clear();
         }
@@ -164,7 +168,7 @@ impl PackWriter {
 
     /// Bytes so far.
     pub fn len(&self) -> usize {
-        let written = self.staged.as_ref().map_or(0, |s| s.len());
+        let written = self.staged.as_ref().map_or(0, |(s, _)| s.len());
         usize::try_from(written).unwrap_or(usize::MAX) + self.buf.len()
     }
 
@@ -202,11 +206,12 @@ impl PackWriter {
             size,
             blobs: self.blobs,
         };
-        if let Some(object) = self.staged.take() {
+        if let Some((object, crc)) = self.staged.take() {
             return Ok(Finished::Unnamed(UnnamedPack {
                 object,
                 index,
                 raw_bytes: self.raw_bytes,
+                written_crc: crc.finalize(),
             }));
         }
         let id = Id(suite.hash(&self.buf));
@@ -222,20 +227,33 @@ impl PackWriter {
 
 /// Names unnamed packs: hashes their files side by side with `suite` (eight SM3 streams at
 /// once on CPUs with AVX2), reading back 256 KiB of each at a time, most of it from the page
-/// cache.
+/// cache. A file that reads back other bytes than were written to it (its CRC-32 differs) is
+/// an error: its name would vouch for corrupted bytes.
 pub fn name_packs(packs: Vec<UnnamedPack>, suite: Suite) -> Result<Vec<FinishedPack>> {
     let mut streams = HashStreams::new(suite, packs.len());
+    let mut crcs = vec![crc32fast::Hasher::new(); packs.len()];
     let mut bufs = vec![vec![0u8; NAMING_PIECE]; packs.len()];
     let longest = packs.iter().map(|p| p.object.len()).max().unwrap_or(0);
     let mut offset = 0u64;
     while offset < longest {
         let mut lens = Vec::with_capacity(packs.len());
-        for (pack, buf) in packs.iter().zip(&mut bufs) {
-            lens.push(pack.object.read_at(buf, offset)?);
+        for ((pack, buf), crc) in packs.iter().zip(&mut bufs).zip(&mut crcs) {
+            let n = pack.object.read_at(buf, offset)?;
+            crc.update(&buf[..n]);
+            lens.push(n);
         }
         let pieces: Vec<&[u8]> = bufs.iter().zip(&lens).map(|(b, &n)| &b[..n]).collect();
         streams.update(&pieces);
         offset += NAMING_PIECE as u64;
+    }
+    for (pack, crc) in packs.iter().zip(crcs) {
+        if crc.finalize() != pack.written_crc {
+            return Err(RepoError::Internal(format!(
+                "a new pack file of {} bytes read back other bytes than were written to it: \
+                 the disk or filesystem corrupted it, and the backup stops",
+                pack.object.len()
+            )));
+        }
     }
     Ok(packs
         .into_iter()
@@ -252,4 +270,65 @@ pub fn name_packs(packs: Vec<UnnamedPack>, suite: Suite) -> Result<Vec<FinishedP
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use zaibei_store::{FsStore, Store};
+
+    /// An unnamed pack holding `bytes`, recorded as written with `written_crc`.
+    fn unnamed(store: &FsStore, bytes: &[u8], written_crc: u32) -> UnnamedPack {
+        let mut object = store.stage("data").unwrap().unwrap();
+        object.append(bytes).unwrap();
+        UnnamedPack {
+            object,
+            index: IndexPack {
+                id: Id::default(),
+                kind: PackKind::Data,
+                salt: [0; 32],
+                size: bytes.len() as u64,
+                blobs: Vec::new(),
+            },
+            raw_bytes: 0,
+            written_crc,
+        }
+    }
+
+    #[test]
+    fn packs_are_named_by_the_hash_of_their_files_unless_they_read_back_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let store = FsStore::new(dir.path());
+        let contents: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| {
+                (0..NAMING_PIECE * 2 + 77 * usize::from(i))
+                    .map(|j| (j % 251) as u8 ^ i)
+                    .collect()
+            })
+            .collect();
+        for suite in [Suite::Gm, Suite::Intl] {
+            let packs = contents
+                .iter()
+                .map(|c| unnamed(&store, c, crc32fast::hash(c)))
+                .collect();
+            let named = name_packs(packs, suite).unwrap();
+            for (pack, bytes) in named.iter().zip(&contents) {
+                assert_eq!(pack.id, Id(suite.hash(bytes)));
+                assert_eq!(pack.index.id, pack.id);
+            }
+
+            // The second file does not hold what was written to it.
+            let packs = contents
+                .iter()
+                .enumerate()
+                .map(|(i, c)| unnamed(&store, c, crc32fast::hash(c) ^ u32::from(i == 1)))
+                .collect();
+            let Err(e) = name_packs(packs, suite) else {
+                panic!("a pack that read back otherwise was named");
+            };
+            assert!(e.to_string().contains("read back other bytes"), "{e}");
+        }
+    }
 }
