@@ -248,11 +248,7 @@ pub fn name_packs(packs: Vec<UnnamedPack>, suite: Suite) -> Result<Vec<FinishedP
     }
     for (pack, crc) in packs.iter().zip(crcs) {
         if crc.finalize() != pack.written_crc {
-            return Err(RepoError::Internal(format!(
-                "a new pack file of {} bytes read back other bytes than were written to it: \
-                 the disk or filesystem corrupted it, and the backup stops",
-                pack.object.len()
-            )));
+            return Err(pack.object.read_back_mismatch().into());
         }
     }
     Ok(packs
@@ -328,7 +324,10 @@ mod tests {
             let Err(e) = name_packs(packs, suite) else {
                 panic!("a pack that read back otherwise was named");
             };
-            assert!(e.to_string().contains("read back other bytes"), "{e}");
+            // The error names where: the store's prefix and location.
+            let message = e.to_string();
+            assert!(message.contains("read back other bytes"), "{message}");
+            assert!(message.contains("\"data\""), "{message}");
         }
     }
 }

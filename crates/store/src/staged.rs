@@ -109,6 +109,22 @@ impl StagedObject {
         Ok(want)
     }
 
+    /// The error for an object that reads back other bytes than were written to it (a caller
+    /// that checksums what it wrote found a mismatch), naming the store and the prefix.
+    pub fn read_back_mismatch(&self) -> StoreError {
+        StoreError::new(
+            crate::StoreErrorKind::Other,
+            "get",
+            self.prefix.as_str(),
+            self.location.as_str(),
+        )
+        .with_detail(format!(
+            "a new object of {} bytes below it read back other bytes than were written to it: \
+             the disk or the filesystem altered it",
+            self.len
+        ))
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.len
