@@ -121,3 +121,40 @@ pub(crate) fn keyed_hash_many(suite: Suite, key: &SecretKey, messages: &[&[u8]])
             .collect(),
     }
 }
+
+/// How far [`Suite::keyed_hash_some`](crate::Suite::keyed_hash_some) got with a message it
+/// left unfinished; the default is a message not started.
+#[derive(Clone, Debug, Default)]
+pub struct HashProgress(crate::sm3_multi::Resume);
+
+pub(crate) fn keyed_hash_some(
+    suite: Suite,
+    key: &SecretKey,
+    messages: &[&[u8]],
+    progress: &mut [HashProgress],
+    finish_all: bool,
+) -> Vec<Option<Digest>> {
+    match suite {
+        Suite::Gm => {
+            let mut resume: Vec<crate::sm3_multi::Resume> = progress
+                .iter_mut()
+                .map(|p| std::mem::take(&mut p.0))
+                .collect();
+            let out = crate::sm3_multi::hmac_sm3_some(key, messages, &mut resume, finish_all);
+            for (p, r) in progress.iter_mut().zip(resume) {
+                p.0 = r;
+            }
+            out
+        }
+        // BLAKE3 hashes each message fast on its own: every one is finished.
+        Suite::Intl => {
+            for p in progress.iter_mut() {
+                *p = HashProgress::default();
+            }
+            messages
+                .iter()
+                .map(|m| Some(keyed_hash(Suite::Intl, key, m)))
+                .collect()
+        }
+    }
+}

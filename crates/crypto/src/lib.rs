@@ -27,7 +27,7 @@ mod suite;
 
 pub use aead::{Aead, NONCE_LEN, TAG_LEN};
 pub use error::CryptoError;
-pub use hash::{DIGEST_LEN, Digest, HashStreams, Hasher};
+pub use hash::{DIGEST_LEN, Digest, HashProgress, HashStreams, Hasher};
 pub use kdf::{KDF_SALT_LEN, PasswordKdf};
 pub use key::{KEY_LEN, SecretKey};
 pub use random::{random_array, random_bytes};

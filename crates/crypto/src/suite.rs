@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use hkdf::Hkdf;
 
-use crate::{Aead, Digest, Hasher, SecretKey, hash};
+use crate::{Aead, Digest, HashProgress, Hasher, SecretKey, hash};
 
 /// A cryptographic suite: the algorithms one repository uses for everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -48,6 +48,21 @@ impl Suite {
     /// each message is hashed in turn (BLAKE3 is already vectorised within one message).
     pub fn keyed_hash_many(self, key: &SecretKey, messages: &[&[u8]]) -> Vec<Digest> {
         hash::keyed_hash_many(self, key, messages)
+    }
+
+    /// [`Suite::keyed_hash_many`] for messages that arrive in rounds: each message resumes
+    /// from `progress[i]` (one entry per message; pass a message again unchanged with its
+    /// entry). With `finish_all` every digest is returned; otherwise, in `gm`, the messages
+    /// too few to hash side by side at the end are left unfinished (`None`, their progress
+    /// kept) for a later call with more messages beside them. `intl` finishes every one.
+    pub fn keyed_hash_some(
+        self,
+        key: &SecretKey,
+        messages: &[&[u8]],
+        progress: &mut [HashProgress],
+        finish_all: bool,
+    ) -> Vec<Option<Digest>> {
+        hash::keyed_hash_some(self, key, messages, progress, finish_all)
     }
 
     /// Derives a subkey from `key` for the purpose named by `label`, optionally bound to `salt`.

@@ -333,3 +333,49 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+proptest! {
+    /// Messages added in rounds to `Suite::keyed_hash_some`, those left unfinished resumed in
+    /// the next round and all finished in the last, hash as `Suite::keyed_hash` of each, once
+    /// each, in both suites.
+    #[test]
+    fn keyed_hashes_in_rounds_match_the_keyed_hash(
+        suite in suite(),
+        key in any::<[u8; 32]>(),
+        lens in prop::collection::vec(plaintext_len(), 1..20),
+        per_round in 1usize..8,
+    ) {
+        let key = zaibei_crypto::SecretKey::from_bytes(key);
+        let messages: Vec<Vec<u8>> =
+            lens.iter().enumerate().map(|(i, &len)| bytes(len, i as u64)).collect();
+        let mut open: Vec<(usize, zaibei_crypto::HashProgress)> = Vec::new();
+        let mut got = vec![None; messages.len()];
+        let mut next = 0;
+        loop {
+            let end = (next + per_round).min(messages.len());
+            let last = end == messages.len();
+            open.extend((next..end).map(|i| (i, Default::default())));
+            next = end;
+            let refs: Vec<&[u8]> = open.iter().map(|(i, _)| messages[*i].as_slice()).collect();
+            let mut progress: Vec<_> = open.iter().map(|(_, p)| p.clone()).collect();
+            let out = suite.keyed_hash_some(&key, &refs, &mut progress, last);
+            let mut still = Vec::new();
+            for (((i, _), p), d) in open.into_iter().zip(progress).zip(out) {
+                match d {
+                    Some(d) => {
+                        prop_assert!(got[i].is_none());
+                        got[i] = Some(d);
+                    }
+                    None => still.push((i, p)),
+                }
+            }
+            open = still;
+            if last {
+                break;
+            }
+        }
+        prop_assert!(open.is_empty());
+        let expected: Vec<_> = messages.iter().map(|m| Some(suite.keyed_hash(&key, m))).collect();
+        prop_assert_eq!(got, expected);
+    }
+}

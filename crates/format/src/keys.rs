@@ -149,6 +149,23 @@ impl ContentKeys {
             .collect()
     }
 
+    /// [`ContentKeys::blob_ids`] for blobs that arrive in rounds, as
+    /// [`Suite::keyed_hash_some`](zaibei_crypto::Suite::keyed_hash_some) hashes them: the ids
+    /// of blobs too few to hash side by side at the end are left for a later call (`None`,
+    /// their progress in `progress`), unless `finish_all`.
+    pub fn blob_ids_some(
+        &self,
+        plaintexts: &[&[u8]],
+        progress: &mut [zaibei_crypto::HashProgress],
+        finish_all: bool,
+    ) -> Vec<Option<Id>> {
+        self.suite
+            .keyed_hash_some(&self.blob_id, plaintexts, progress, finish_all)
+            .into_iter()
+            .map(|d| d.map(Id))
+            .collect()
+    }
+
     /// AEAD for the blobs of a data or tree pack.
     pub fn data_pack_aead(&self, salt: &[u8; 32]) -> Aead {
         self.suite

@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{data, new_store, open};
+use zaibei_crypto::sm3_multi::Sm3Impl;
 use zaibei_format::{Id, PackKind};
 use zaibei_repo::{BlobOpener, BlobSaver, RepoError, names};
 
@@ -114,4 +115,102 @@ async fn many_blobs_open_together_and_a_wrong_id_is_named() {
             .unwrap(),
         payloads_moved[6]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blobs_opened_in_rounds_come_back_once_each_checked_and_a_forged_one_is_named() {
+    let store = new_store().await;
+    let repo = open(&store).await;
+    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
+    // Per round: two long blobs and several short ones, so that in `gm` with the multi-buffer
+    // engine the long ones are left over to the next round. The forged blob is long too.
+    let lens = [30_000usize, 28_000, 100, 200, 300, 400, 500, 600];
+    let payloads: Vec<Vec<u8>> = (0..3)
+        .flat_map(|round| lens.iter().map(move |&len| (round, len)))
+        .enumerate()
+        .map(|(i, (_, len))| data(i as u32 + 50, len))
+        .collect();
+    let forged = Id([9u8; 32]);
+    let forged_plain = data(999, 31_000);
+    let (ids, payloads) = {
+        let s = saver.clone();
+        let forged_plain = forged_plain.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            for p in &payloads {
+                let id = s.blob_id(p).unwrap();
+                s.save_blob(PackKind::Data, id, p).unwrap();
+                ids.push(id);
+            }
+            s.save_blob(PackKind::Data, forged, &forged_plain).unwrap();
+            (ids, payloads)
+        })
+        .await
+        .unwrap()
+    };
+    saver.finish().await.unwrap();
+    let repo = open(&store).await;
+
+    let mut opener = BlobOpener::new(&repo, PackKind::Data);
+    let mut back: Vec<(Id, Result<Vec<u8>, String>)> = Vec::new();
+    let mut held_over = 0;
+    for (round, chunk) in ids.chunks(lens.len()).enumerate() {
+        let mut added: Vec<Id> = chunk.to_vec();
+        if round == 0 {
+            added.insert(0, forged);
+        }
+        for id in &added {
+            let bytes = stored(&repo, id).await;
+            let loc = repo.locate(PackKind::Data, id).unwrap();
+            opener.add(id, &loc, &bytes).unwrap();
+        }
+        let settled = opener.check_ready();
+        for (id, _) in &settled {
+            assert!(!opener.holds(id), "a blob handed back is not held");
+        }
+        // What is held was added and not handed back.
+        for id in &added {
+            let handed = settled.iter().any(|(s, _)| s == id);
+            assert!(handed != opener.holds(id) || back.iter().any(|(b, _)| b == id));
+        }
+        back.extend(
+            settled
+                .into_iter()
+                .map(|(id, r)| (id, r.map_err(|e| e.to_string()))),
+        );
+        held_over += added.iter().filter(|id| opener.holds(id)).count();
+    }
+    let multi_buffer = [Sm3Impl::Avx512, Sm3Impl::Avx2]
+        .iter()
+        .any(|i| i.is_supported());
+    assert_eq!(
+        held_over > 0,
+        multi_buffer,
+        "long blobs are held over a round exactly when they hash side by side"
+    );
+    let held: Vec<Id> = ids
+        .iter()
+        .chain([&forged])
+        .filter(|id| opener.holds(id))
+        .copied()
+        .collect();
+    let rest = opener.finish();
+    assert_eq!(rest.len(), held.len());
+    back.extend(
+        rest.into_iter()
+            .map(|(id, r)| (id, r.map_err(|e| e.to_string()))),
+    );
+    assert_eq!(back.len(), ids.len() + 1, "every blob comes back once");
+    for (id, result) in &back {
+        if *id == forged {
+            let err = result.as_ref().unwrap_err();
+            assert!(
+                err.contains(&forged.to_string()) && err.contains("hashes to"),
+                "{err}"
+            );
+        } else {
+            let i = ids.iter().position(|x| x == id).unwrap();
+            assert_eq!(result.as_ref().unwrap(), &payloads[i]);
+        }
+    }
 }

@@ -252,8 +252,9 @@ impl Sm3Streams {
     }
 }
 
-/// HMAC-SM3 with a key of any length (RFC 2104: keys over 64 bytes are hashed first).
-fn hmac_many(engine: Engine, key: &[u8], messages: &[&[u8]]) -> Vec<Digest> {
+/// The states after HMAC's first block, `K ^ ipad` and `K ^ opad`, for a key of any length
+/// (RFC 2104: keys over 64 bytes are hashed first).
+fn hmac_states(key: &[u8]) -> (Zeroizing<[u32; 8]>, Zeroizing<[u32; 8]>) {
     let mut k0 = Zeroizing::new([0u8; BLOCK]);
     if key.len() > BLOCK {
         let digest = Zeroizing::new(digest_of(&Lane::new(key, 0).compress_rest(&IV)));
@@ -271,10 +272,136 @@ fn hmac_many(engine: Engine, key: &[u8], messages: &[&[u8]]) -> Vec<Digest> {
     let mut outer_state = Zeroizing::new(IV);
     portable_compress(&mut inner_state, &pads[..1]);
     portable_compress(&mut outer_state, &pads[1..]);
+    (inner_state, outer_state)
+}
 
+/// HMAC-SM3 of each message under `key`.
+fn hmac_many(engine: Engine, key: &[u8], messages: &[&[u8]]) -> Vec<Digest> {
+    let (inner_state, outer_state) = hmac_states(key);
     let inner = Zeroizing::new(hash_many(engine, &inner_state, BLOCK as u64, messages));
     let inner_refs: Vec<&[u8]> = inner.iter().map(|d| d.as_slice()).collect();
     hash_many(engine, &outer_state, BLOCK as u64, &inner_refs)
+}
+
+/// How far the inner hash of one message's HMAC-SM3 has got in [`hmac_sm3_some`]: a message
+/// not started, or its state after its first bytes (whole blocks). Wiped on drop.
+#[derive(Clone, Default)]
+pub struct Resume {
+    /// The inner hash's state, `None` before the message is started.
+    state: Option<Zeroizing<[u32; 8]>>,
+    /// Bytes of the message compressed into `state` (a multiple of 64).
+    hashed: u64,
+}
+
+impl core::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Resume")
+            .field("hashed", &self.hashed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resume {
+    /// Bytes of the message hashed so far.
+    pub fn hashed(&self) -> u64 {
+        self.hashed
+    }
+}
+
+/// HMAC-SM3 under `key` of each message, resumed where `resume[i]` says, for messages that
+/// arrive in rounds (the blobs of one batch after another). With `finish_all`, every digest is
+/// returned. Otherwise the hashing stops once too few messages are left to hash side by side
+/// (the rest would run one stream at a time): those messages get `None` and their progress in
+/// `resume`, to be resumed by a later call with the same bytes and more messages beside them.
+/// Every digest equals `Hmac<sm3::Sm3>` of its message. Without a multi-buffer engine, every
+/// message is finished.
+///
+/// `resume` must have one entry per message, and a message must be passed again unchanged
+/// with its entry; a finished message's entry is reset.
+pub fn hmac_sm3_some(
+    key: &SecretKey,
+    messages: &[&[u8]],
+    resume: &mut [Resume],
+    finish_all: bool,
+) -> Vec<Option<Digest>> {
+    hmac_some(
+        Engine::detect(),
+        key.as_bytes(),
+        messages,
+        resume,
+        finish_all,
+    )
+}
+
+/// [`hmac_sm3_some`] with the given implementation, or `None` if this CPU lacks it.
+pub fn hmac_sm3_some_with(
+    imp: Sm3Impl,
+    key: &SecretKey,
+    messages: &[&[u8]],
+    resume: &mut [Resume],
+    finish_all: bool,
+) -> Option<Vec<Option<Digest>>> {
+    Some(hmac_some(
+        Engine::new(imp)?,
+        key.as_bytes(),
+        messages,
+        resume,
+        finish_all,
+    ))
+}
+
+fn hmac_some(
+    engine: Engine,
+    key: &[u8],
+    messages: &[&[u8]],
+    resume: &mut [Resume],
+    finish_all: bool,
+) -> Vec<Option<Digest>> {
+    assert_eq!(
+        messages.len(),
+        resume.len(),
+        "hmac_sm3_some: one resume entry per message"
+    );
+    let (inner_state, outer_state) = hmac_states(key);
+    let jobs: Vec<(Zeroizing<[u32; 8]>, Lane<'_>)> = messages
+        .iter()
+        .zip(resume.iter())
+        .map(|(m, r)| {
+            // An entry that does not fit its message (a caller's mistake) gives a wrong
+            // digest, never a panic: the bytes it says were hashed are skipped.
+            let from = usize::try_from(r.hashed).unwrap_or(usize::MAX).min(m.len());
+            let start = r.state.clone().unwrap_or_else(|| inner_state.clone());
+            (start, Lane::new(&m[from..], BLOCK as u64 + from as u64))
+        })
+        .collect();
+    let mut inner: Vec<Option<Zeroizing<Digest>>> = vec![None; messages.len()];
+    let mut left: Vec<(usize, Zeroizing<[u32; 8]>, usize)> = Vec::new();
+    let stop =
+        (!finish_all).then_some(|i: usize, state, blocks: usize| left.push((i, state, blocks)));
+    run_lanes_until(
+        engine,
+        jobs,
+        |i, state| inner[i] = Some(Zeroizing::new(digest_of(&state))),
+        stop,
+    );
+    for (i, state, blocks) in left {
+        resume[i].state = Some(state);
+        resume[i].hashed += (blocks * BLOCK) as u64;
+    }
+    let done: Vec<usize> = (0..messages.len())
+        .filter(|&i| inner[i].is_some())
+        .collect();
+    let inner_refs: Vec<&[u8]> = done
+        .iter()
+        .filter_map(|&i| inner[i].as_ref().map(|d| d.as_slice()))
+        .collect();
+    let outer = hash_many(engine, &outer_state, BLOCK as u64, &inner_refs);
+    let mut out = vec![None; messages.len()];
+    for (i, digest) in done.into_iter().zip(outer) {
+        resume[i] = Resume::default();
+        out[i] = Some(digest);
+    }
+    out
 }
 
 /// The SM3 digest of each message hashed from `init`, after `prefix_len` bytes (a multiple
@@ -296,16 +423,42 @@ fn run_lanes<'a>(
     jobs: Vec<(Zeroizing<[u32; 8]>, Lane<'a>)>,
     done: impl FnMut(usize, Zeroizing<[u32; 8]>),
 ) {
+    run_lanes_until(
+        engine,
+        jobs,
+        done,
+        None::<fn(usize, Zeroizing<[u32; 8]>, usize)>,
+    );
+}
+
+/// [`run_lanes`], but with `stop`, the jobs the lanes cannot finish side by side are not
+/// finished one at a time: each with full blocks left goes to `stop` instead, with its
+/// position, its state and how many of its full blocks that state covers (a job already in
+/// its padding is finished: one or two blocks).
+fn run_lanes_until<'a>(
+    engine: Engine,
+    jobs: Vec<(Zeroizing<[u32; 8]>, Lane<'a>)>,
+    done: impl FnMut(usize, Zeroizing<[u32; 8]>),
+    stop: Option<impl FnMut(usize, Zeroizing<[u32; 8]>, usize)>,
+) {
     match engine {
         #[cfg(target_arch = "x86_64")]
-        Engine::Avx512(simd) => {
-            run_lanes_simd(|state, blocks| simd.compress8(state, blocks), jobs, done)
-        }
+        Engine::Avx512(simd) => run_lanes_simd(
+            |state, blocks| simd.compress8(state, blocks),
+            jobs,
+            done,
+            stop,
+        ),
         #[cfg(target_arch = "x86_64")]
-        Engine::Avx2(simd) => {
-            run_lanes_simd(|state, blocks| simd.compress8(state, blocks), jobs, done)
-        }
+        Engine::Avx2(simd) => run_lanes_simd(
+            |state, blocks| simd.compress8(state, blocks),
+            jobs,
+            done,
+            stop,
+        ),
+        // One message at a time either way: stopping would gain nothing.
         Engine::Portable => {
+            let _ = stop;
             let mut done = done;
             for (i, (init, lane)) in jobs.iter().enumerate() {
                 done(i, lane.compress_rest(init));
@@ -320,6 +473,7 @@ fn run_lanes_simd<'a>(
     compress8: impl Fn(&mut x86::State8, &[&[u8; BLOCK]; LANES]),
     jobs: Vec<(Zeroizing<[u32; 8]>, Lane<'a>)>,
     mut done: impl FnMut(usize, Zeroizing<[u32; 8]>),
+    mut stop: Option<impl FnMut(usize, Zeroizing<[u32; 8]>, usize)>,
 ) {
     /// What an idle lane compresses.
     const ZERO_BLOCK: [u8; BLOCK] = [0; BLOCK];
@@ -371,14 +525,23 @@ fn run_lanes_simd<'a>(
         }
     }
 
-    // Too few jobs left to fill the lanes: finish them one at a time.
+    // Too few jobs left to fill the lanes: finish them one at a time, or leave them to `stop`.
     for (l, lane) in lanes.iter().enumerate() {
         if let Some((job, lane)) = lane {
-            done(*job, lane.compress_rest(&lane_state(&state, l)));
+            let now = lane_state(&state, l);
+            match &mut stop {
+                Some(stop) if !lane.full.is_empty() => {
+                    stop(*job, now, jobs[*job].1.full.len() - lane.full.len())
+                }
+                _ => done(*job, lane.compress_rest(&now)),
+            }
         }
     }
     for i in queue {
-        done(i, jobs[i].1.compress_rest(&jobs[i].0));
+        match &mut stop {
+            Some(stop) if !jobs[i].1.full.is_empty() => stop(i, jobs[i].0.clone(), 0),
+            _ => done(i, jobs[i].1.compress_rest(&jobs[i].0)),
+        }
     }
     state.zeroize();
 }

@@ -390,3 +390,133 @@ proptest! {
         check_streams(&messages, &cuts);
     }
 }
+
+/// Messages arriving in `rounds` (counts), hashed with `hmac_sm3_some`: each round adds its
+/// messages to those left unfinished, the last round finishes everything. Every digest must
+/// equal `Hmac<Sm3>`, and no message may come back twice. Returns, per round, how many were
+/// left unfinished.
+fn check_rounds(
+    imp: Sm3Impl,
+    key: &SecretKey,
+    messages: &[Vec<u8>],
+    rounds: &[usize],
+) -> Vec<usize> {
+    let mut open: Vec<(usize, Resume)> = Vec::new();
+    let mut got: Vec<Option<Digest>> = vec![None; messages.len()];
+    let mut next = 0;
+    let mut left_per_round = Vec::new();
+    for (r, &count) in rounds.iter().enumerate() {
+        let last = r + 1 == rounds.len();
+        let end = if last {
+            messages.len()
+        } else {
+            (next + count).min(messages.len())
+        };
+        open.extend((next..end).map(|i| (i, Resume::default())));
+        next = end;
+        let refs: Vec<&[u8]> = open.iter().map(|(i, _)| messages[*i].as_slice()).collect();
+        let mut resume: Vec<Resume> = open.iter().map(|(_, r)| r.clone()).collect();
+        let Some(out) = hmac_sm3_some_with(imp, key, &refs, &mut resume, last) else {
+            panic!("{imp:?} refused");
+        };
+        let mut still = Vec::new();
+        for (((i, _), r), d) in open.into_iter().zip(resume).zip(out) {
+            match d {
+                Some(d) => {
+                    assert!(got[i].is_none(), "{imp:?}: message {i} came back twice");
+                    assert_eq!(r.hashed(), 0, "a finished message's entry is reset");
+                    got[i] = Some(d);
+                }
+                None => still.push((i, r)),
+            }
+        }
+        left_per_round.push(still.len());
+        open = still;
+    }
+    assert!(
+        open.is_empty(),
+        "{imp:?}: the last round finishes everything"
+    );
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(
+            got[i].map(hex::encode),
+            Some(hex::encode(reference_hmac(key.as_bytes(), m))),
+            "{imp:?}: message {i} ({} bytes), rounds {rounds:?}",
+            m.len()
+        );
+    }
+    left_per_round
+}
+
+#[test]
+fn resumed_hmacs_match_the_reference() {
+    let key = SecretKey::from_bytes([0x5a; 32]);
+    // Two long messages among short ones: the long ones are the tail a round leaves.
+    let messages: Vec<Vec<u8>> = [
+        70_000, 65_600, 10, 64, 300, 1000, 2000, 100, 0, 63, 5000, 129,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &len)| bytes(len, i as u32 + 3))
+    .collect();
+    for imp in supported() {
+        check_rounds(imp, &key, &messages, &[12]);
+        check_rounds(imp, &key, &messages, &[8, 2, 2]);
+        check_rounds(imp, &key, &messages, &[3, 3, 3, 3]);
+        check_rounds(
+            imp,
+            &key,
+            &messages,
+            &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+        );
+    }
+}
+
+#[test]
+fn the_tail_of_a_round_is_left_for_the_next_one_not_hashed_alone() {
+    let Some(imp) = SIMD.into_iter().find(|i| i.is_supported()) else {
+        return;
+    };
+    let key = SecretKey::from_bytes([7; 32]);
+    // Two long messages and six short ones: once the short ones are done, the long ones are
+    // left with most of their blocks, not compressed one stream at a time.
+    let mut messages: Vec<Vec<u8>> = vec![bytes(64 * 400, 1), bytes(64 * 300, 2)];
+    messages.extend((0..6).map(|i| bytes(64 * 10, i + 10)));
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let mut resume = vec![Resume::default(); refs.len()];
+    take_counts();
+    let Some(out) = hmac_sm3_some_with(imp, &key, &refs, &mut resume, false) else {
+        panic!("{imp:?} refused");
+    };
+    let (_, portable) = take_counts();
+    assert!(out[..2].iter().all(Option::is_none));
+    assert!(out[2..].iter().all(Option::is_some));
+    assert!(
+        portable < 10,
+        "{portable} blocks hashed one stream at a time"
+    );
+    assert!(resume[0].hashed() > 0 && resume[0].hashed() < 64 * 400);
+    assert_eq!(resume[0].hashed() % 64, 0);
+    // Resumed with more messages beside them, they come out right.
+    assert_eq!(
+        check_rounds(imp, &key, &messages, &[8, 0]),
+        vec![2, 0],
+        "two left after the first round, none after the last"
+    );
+}
+
+proptest! {
+    #[test]
+    fn random_rounds_match_hmac(
+        key in any::<[u8; 32]>(),
+        lens in prop::collection::vec(prop_oneof![3 => 0usize..500, 1 => 500usize..20_000], 1..24),
+        rounds in prop::collection::vec(0usize..8, 1..6),
+    ) {
+        let key = SecretKey::from_bytes(key);
+        let messages: Vec<Vec<u8>> =
+            lens.iter().enumerate().map(|(i, &len)| bytes(len, i as u32 + 99)).collect();
+        for imp in supported() {
+            check_rounds(imp, &key, &messages, &rounds);
+        }
+    }
+}
