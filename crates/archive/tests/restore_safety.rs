@@ -315,3 +315,96 @@ async fn a_large_file_is_fetched_and_checked_a_group_of_blobs_at_a_time() {
     let last = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
     assert_eq!((last.files_written, last.files_unchanged), (0, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_modes_come_out_as_in_the_snapshot_whatever_creation_gave() {
+    use std::os::unix::fs::MetadataExt;
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let blob = store_data(&repo, b"owned".to_vec()).await;
+    let (uid, gid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    let root_user = uid == 0;
+    // Modes creation gets right under the usual umask, modes it cannot (write bits for others,
+    // setuid, setgid, sticky, none at all), and, as root, owners other than the creator's.
+    let cases: Vec<(&[u8], u32, u32, u32)> = vec![
+        (b"a-plain", 0o644, uid, gid),
+        (b"b-exec", 0o755, uid, gid),
+        (b"c-shared", 0o666, uid, gid),
+        (b"d-setuid", 0o4755, uid, gid),
+        (b"e-sticky", 0o1640, uid, gid),
+        (b"f-none", 0o000, uid, gid),
+        (
+            b"g-other",
+            0o640,
+            if root_user { 4321 } else { uid },
+            if root_user { 8765 } else { gid },
+        ),
+        (
+            b"h-other-setgid",
+            0o2750,
+            if root_user { 4321 } else { uid },
+            if root_user { 8765 } else { gid },
+        ),
+    ];
+    let nodes = cases
+        .iter()
+        .map(|(name, mode, u, g)| {
+            let mut n = file(name, vec![blob], 5);
+            n.mode = *mode;
+            n.uid = *u;
+            n.gid = *g;
+            n
+        })
+        .collect();
+    let root_id = store_tree(&repo, vec![Tree { nodes }]).await[0];
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let out = restore_to(&repo, root_id, b"/", t.path()).await;
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.files_written, cases.len() as u64);
+    for (name, mode, u, g) in &cases {
+        let path = t.path().join(std::str::from_utf8(name).unwrap());
+        let md = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(md.mode() & 0o7777, *mode, "mode of {path:?}");
+        assert_eq!((md.uid(), md.gid()), (*u, *g), "owner of {path:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"owned");
+    }
+}
+
+/// Batches of small files with a few larger ones among them: the larger blobs' ids are left
+/// part hashed from one batch to the next, and their files wait for them. Every file comes
+/// back byte for byte, and a file sharing its content with one that waits does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_whose_blobs_are_checked_over_several_batches_come_back_whole() {
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let src = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for i in 0..120u64 {
+        let len = match i % 10 {
+            0 => 900_000,
+            5 => 700_000,
+            _ => 2_000 + (i as usize * 997) % 30_000,
+        };
+        files.push((format!("f{i:03}"), i + 1, len));
+    }
+    // The same content as a file that waits, under another name.
+    files.push(("same-as-f000".into(), 1, 900_000));
+    for (name, seed, len) in &files {
+        std::fs::write(src.path().join(name), noise(*seed, *len)).unwrap();
+    }
+    let out = backup_path(&repo, src.path()).await;
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let sub = src.path().as_os_str().as_encoded_bytes().to_vec();
+    let restored = restore_to(&repo, out.snapshot.tree, &sub, t.path()).await;
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    assert_eq!(restored.files_written, files.len() as u64);
+    for (name, seed, len) in &files {
+        assert!(
+            std::fs::read(t.path().join(name)).unwrap() == noise(*seed, *len),
+            "{name} differs"
+        );
+    }
+}

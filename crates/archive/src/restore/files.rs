@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_channel::Receiver;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use zaibei_format::{Node, NodeKind, PackKind};
+use zaibei_repo::BlobOpener;
 
 use super::{Shared, meta, prefetch};
 use crate::fsmeta;
@@ -77,14 +78,14 @@ impl Queued {
         match self {
             Queued::Open(job) => Ok(job),
             Queued::Create { dir, node, path } => {
-                let opened = open_or_create(dir.as_fd(), &node.name);
+                let opened = open_or_create(dir.as_fd(), &node);
                 dir.pending.fetch_sub(1, Ordering::AcqRel);
                 match opened {
-                    Ok((fd, existing)) => Ok(FileJob {
+                    Ok((fd, created)) => Ok(FileJob {
                         fd,
                         node,
                         path,
-                        existing,
+                        created,
                     }),
                     Err(e) => Err((path, e)),
                 }
@@ -93,30 +94,42 @@ impl Queued {
     }
 }
 
-/// Opens the regular file `name` in `dir` read-write when it exists (true: check it before
-/// writing), or creates it, first removing whatever other kind of entry stands in its way.
-/// Never follows a symlink.
-pub(crate) fn open_or_create(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, bool), String> {
-    match fsmeta::lstat_at(dir, name) {
-        Ok(st) if fsmeta::stat_kind(&st) == Some(NodeKind::File) => {
-            let fd = fsmeta::open_beneath(dir, name, OFlags::RDWR, Mode::empty())
-                .map_err(|e| format!("opening existing file: {e}"))?;
-            Ok((fd, true))
-        }
-        other => {
-            if let Ok(st) = other {
-                remove_existing(dir, name, &st)?;
-            }
-            let fd = fsmeta::open_beneath(
-                dir,
-                name,
-                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
-                Mode::from_raw_mode(0o600),
-            )
-            .map_err(|e| format!("creating file: {e}"))?;
-            Ok((fd, false))
-        }
+/// Creates the regular file `node` in `dir`, open read-write, or opens it when it exists
+/// (`None` then: check it before writing), first removing whatever other kind of entry stands
+/// in its way. Never follows a symlink.
+///
+/// A new file is created with the node's permission bits (less setuid, setgid and sticky,
+/// which are only set once the owner is), so that in the usual case its mode is right from the
+/// start; an open for writing on a newly created file succeeds whatever its mode.
+pub(crate) fn open_or_create(
+    dir: BorrowedFd<'_>,
+    node: &Node,
+) -> Result<(OwnedFd, Option<meta::AsCreated>), String> {
+    let name = node.name.as_slice();
+    let create = || -> Result<(OwnedFd, Option<meta::AsCreated>), std::io::Error> {
+        let fd = fsmeta::open_beneath(
+            dir,
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode((node.mode & 0o777) as _),
+        )?;
+        let created = meta::AsCreated::of(fd.as_fd())?;
+        Ok((fd, Some(created)))
+    };
+    // Most files do not exist yet: one call creates them, with no look-up first.
+    match create() {
+        Ok(opened) => return Ok(opened),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating file: {e}")),
     }
+    let st = fsmeta::lstat_at(dir, name).map_err(|e| format!("reading existing entry: {e}"))?;
+    if fsmeta::stat_kind(&st) == Some(NodeKind::File) {
+        let fd = fsmeta::open_beneath(dir, name, OFlags::RDWR, Mode::empty())
+            .map_err(|e| format!("opening existing file: {e}"))?;
+        return Ok((fd, None));
+    }
+    remove_existing(dir, name, &st)?;
+    create().map_err(|e| format!("creating file: {e}"))
 }
 
 /// Removes an entry that stands where another kind of entry must go. A non-empty directory is
@@ -143,8 +156,16 @@ pub(crate) struct FileJob {
     pub node: Node,
     /// Its path in the snapshot (for messages).
     pub path: Vec<u8>,
-    /// True when the file existed before (resume): check before writing.
-    pub existing: bool,
+    /// The owner and mode of a file the restore created; `None` when the file existed before
+    /// (resume): check it before writing.
+    pub created: Option<meta::AsCreated>,
+}
+
+impl FileJob {
+    /// True when the file existed before (resume).
+    pub(crate) fn existing(&self) -> bool {
+        self.created.is_none()
+    }
 }
 
 /// Longest a worker waits for more files to join a batch. When the walker is behind, the
@@ -156,52 +177,106 @@ pub(crate) const BATCHED_OPEN_FILES: usize = 512;
 
 /// A writer: takes batches of at most `batch_files` files from `jobs`, creates them and
 /// writes them.
+///
+/// The blobs of each batch are fetched together and their ids checked side by side. The ids
+/// of the longest blobs of a batch would be hashed last, one stream at a time once the
+/// shorter ones are done; instead they stay part hashed in the writer's [`BlobOpener`] and go
+/// on beside the next batch's blobs, and their files wait for them, as far as the writers'
+/// shared [`prefetch::WindowBudget`] has room for them. When no file comes for a moment, or
+/// none will, everything left is finished.
 pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<Queued>, batch_files: usize) {
-    while let Ok(first) = jobs.recv() {
-        // Take whatever else is queued, and what the walker queues a moment later, up to a
-        // batch, so that the blobs of small files are fetched together and their ids checked
-        // side by side. Without the wait most batches would hold one or two files. Each file
-        // is created as it arrives, so that its directory is done as early as possible.
-        let deadline = std::time::Instant::now() + GATHER_WAIT;
-        let mut bytes = 0u64;
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        while let Some(queued) = next.take() {
-            match queued.open() {
-                Ok(job) => {
-                    bytes += job.node.size;
-                    batch.push(job);
-                }
-                Err((path, e)) => {
-                    Counters::add(&shared.counters.errors, 1);
-                    shared.failures.record(&path, e);
-                }
+    let mut opener = BlobOpener::new(shared.repo, PackKind::Data);
+    // Files whose blobs are still being checked, and the checked blobs they need.
+    let mut waiting: Vec<FileJob> = Vec::new();
+    let mut ready = prefetch::Blobs::new();
+    // The share of the writers' budget the blobs held over take, given back when replaced.
+    let mut _held_over: Option<prefetch::Reserved<'_>> = None;
+    loop {
+        let first = if waiting.is_empty() {
+            match jobs.recv() {
+                Ok(first) => Some(first),
+                Err(_) => break,
             }
-            if batch.len() < batch_files && bytes < prefetch::BATCH_BYTES {
-                next = jobs.recv_deadline(deadline).ok();
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let blobs = if batch.len() > 1 && bytes <= 2 * prefetch::BATCH_BYTES {
-            prefetch::fetch(shared.repo, &shared.runtime, &batch)
         } else {
-            Ok(prefetch::Blobs::new())
+            jobs.recv_timeout(GATHER_WAIT).ok()
         };
-        match blobs {
-            Ok(blobs) => {
-                for job in &batch {
-                    finish(shared, job, restore_file(shared, job, &blobs));
-                }
-            }
+        let idle = first.is_none();
+        let batch = match first {
+            Some(first) => gather(shared, &jobs, first, batch_files),
+            None => Vec::new(),
+        };
+        let mut files = std::mem::take(&mut waiting);
+        match prefetch::fetch_batch(shared.repo, &shared.runtime, &mut opener, &batch) {
+            Ok(()) => files.extend(batch),
             Err(e) => {
                 for job in &batch {
                     finish(shared, job, Err(e.clone()));
                 }
             }
         }
+        let mut settled = if idle {
+            std::mem::replace(&mut opener, BlobOpener::new(shared.repo, PackKind::Data)).finish()
+        } else {
+            opener.check_ready()
+        };
+        // The blobs left part hashed are held over within the writers' shared budget; without
+        // room for them they are finished now, one stream at a time.
+        _held_over = None;
+        let left = opener.pending_bytes() as u64;
+        if left > 0 {
+            let share = shared.window_budget.take(left);
+            if share.bytes() == left {
+                _held_over = Some(share);
+            } else {
+                settled.extend(
+                    std::mem::replace(&mut opener, BlobOpener::new(shared.repo, PackKind::Data))
+                        .finish(),
+                );
+            }
+        }
+        ready.extend(prefetch::settled(settled));
+        for job in files {
+            if job.node.content.iter().any(|id| opener.holds(id)) {
+                waiting.push(job);
+            } else {
+                finish(shared, &job, restore_file(shared, &job, &ready));
+            }
+        }
+        ready.retain(|id, _| waiting.iter().any(|job| job.node.content.contains(id)));
     }
+}
+
+/// A batch: `first`, then whatever else is queued, and what the walker queues a moment later,
+/// up to `batch_files` files or [`prefetch::BATCH_BYTES`], so that the blobs of small files
+/// are fetched together and their ids checked side by side. Without the wait most batches
+/// would hold one or two files. Each file is created as it arrives, so that its directory is
+/// done as early as possible.
+fn gather(
+    shared: &Shared<'_>,
+    jobs: &Receiver<Queued>,
+    first: Queued,
+    batch_files: usize,
+) -> Vec<FileJob> {
+    let deadline = std::time::Instant::now() + GATHER_WAIT;
+    let mut bytes = 0u64;
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(queued) = next.take() {
+        match queued.open() {
+            Ok(job) => {
+                bytes += job.node.size;
+                batch.push(job);
+            }
+            Err((path, e)) => {
+                Counters::add(&shared.counters.errors, 1);
+                shared.failures.record(&path, e);
+            }
+        }
+        if batch.len() < batch_files && bytes < prefetch::BATCH_BYTES {
+            next = jobs.recv_deadline(deadline).ok();
+        }
+    }
+    batch
 }
 
 /// Records the outcome of one file.
@@ -264,51 +339,57 @@ fn restore_file(
             .map_err(|e| format!("{e} (the file's data is missing from the repository)"))?;
         lens.push(loc.raw_length);
     }
-    let written =
-        if job.existing && matches_snapshot(shared, fd, node, extents, &lens, Holes::Compare)? {
-            false
-        } else {
-            // A file created by the restore is empty already.
-            if job.existing {
-                rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
+    let written = if job.existing()
+        && matches_snapshot(shared, fd, node, extents, &lens, Holes::Compare)?
+    {
+        false
+    } else {
+        // A file created by the restore is empty already.
+        if job.existing() {
+            rustix::fs::ftruncate(fd, 0).map_err(|e| format!("truncating: {e}"))?;
+        }
+        let mut stream = 0u64;
+        let mut end = 0u64;
+        // Blobs of this file fetched ahead together (those the batch did not bring).
+        let mut ahead = prefetch::Blobs::new();
+        let mut _ahead_budget = None;
+        for (i, (id, &len)) in node.content.iter().zip(&lens).enumerate() {
+            if !blobs.contains_key(id) && !ahead.contains_key(id) {
+                // The old window and its share of the budget go before the next is taken.
+                ahead.clear();
+                _ahead_budget = None;
+                let (next, budget) = fetch_ahead(shared, &node.content[i..], &lens[i..], blobs)?;
+                ahead = next;
+                _ahead_budget = Some(budget);
             }
-            let mut stream = 0u64;
-            let mut end = 0u64;
-            // Blobs of this file fetched ahead together (those the batch did not bring).
-            let mut ahead = prefetch::Blobs::new();
-            for (i, (id, &len)) in node.content.iter().zip(&lens).enumerate() {
-                if !blobs.contains_key(id) && !ahead.contains_key(id) {
-                    ahead.clear();
-                    ahead = fetch_ahead(shared, &node.content[i..], &lens[i..], blobs)?;
+            let fetched;
+            let data = match blobs.get(id).or_else(|| ahead.get(id)) {
+                Some(d) => d,
+                // Not fetched ahead (damaged, say): read alone, from a copy if need be,
+                // and any error names the blob.
+                None => {
+                    fetched = shared
+                        .runtime
+                        .block_on(shared.repo.read_blob(PackKind::Data, id))
+                        .map_err(|e| e.to_string())?;
+                    &fetched
                 }
-                let fetched;
-                let data = match blobs.get(id).or_else(|| ahead.get(id)) {
-                    Some(d) => d,
-                    // Not fetched ahead (damaged, say): read alone, from a copy if need be,
-                    // and any error names the blob.
-                    None => {
-                        fetched = shared
-                            .runtime
-                            .block_on(shared.repo.read_blob(PackKind::Data, id))
-                            .map_err(|e| e.to_string())?;
-                        &fetched
-                    }
-                };
-                for (file_off, s_off, n) in place(extents, stream, len) {
-                    let start = (s_off - stream) as usize;
-                    write_all_at(fd, &data[start..start + n as usize], file_off)?;
-                    end = end.max(file_off + n);
-                }
-                Counters::add(&shared.counters.bytes, len);
-                stream += len;
+            };
+            for (file_off, s_off, n) in place(extents, stream, len) {
+                let start = (s_off - stream) as usize;
+                write_all_at(fd, &data[start..start + n as usize], file_off)?;
+                end = end.max(file_off + n);
             }
-            // The size is set when the writes did not end exactly there: a hole at the end,
-            // or a file that was there before.
-            if job.existing || end != node.size {
-                rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
-            }
-            true
-        };
+            Counters::add(&shared.counters.bytes, len);
+            stream += len;
+        }
+        // The size is set when the writes did not end exactly there: a hole at the end,
+        // or a file that was there before.
+        if job.existing() || end != node.size {
+            rustix::fs::ftruncate(fd, node.size).map_err(|e| format!("setting size: {e}"))?;
+        }
+        true
+    };
     // Verify before the metadata: reading afterwards would change the restored access time.
     if shared.opts.verify
         && written
@@ -316,35 +397,44 @@ fn restore_file(
     {
         return Err("verification failed: the restored file differs from the snapshot".into());
     }
-    meta::apply_to_fd(fd, node).map_err(|e| e.to_string())?;
+    meta::apply_to_fd(fd, node, job.created).map_err(|e| e.to_string())?;
     Ok(written)
 }
 
 /// Fetches together the next blobs of a file that `batch` does not hold, starting with
 /// `content[0]` (always taken), then while they stay within [`prefetch::BATCH_BYTES`] of
-/// plaintext and [`prefetch::BATCH_FILES`] blobs. One read per run of neighbours in a pack, the ids checked side by side.
-fn fetch_ahead(
-    shared: &Shared<'_>,
+/// plaintext, widened by what the writers' shared [`prefetch::WindowBudget`] can spare, and
+/// [`prefetch::BATCH_FILES`] blobs. One read per run of neighbours in a pack, the ids checked
+/// side by side. The bytes taken from the budget are held until the window is dropped.
+fn fetch_ahead<'s>(
+    shared: &'s Shared<'_>,
     content: &[zaibei_format::Id],
     lens: &[u64],
     batch: &prefetch::Blobs,
-) -> Result<prefetch::Blobs, String> {
+) -> Result<(prefetch::Blobs, prefetch::Reserved<'s>), String> {
+    let mut extra = shared.window_budget.take(prefetch::EXTRA_WINDOW_BYTES);
+    let limit = prefetch::BATCH_BYTES + extra.bytes();
     let mut bytes = 0u64;
     let mut count = 0usize;
-    let wanted = content
+    let wanted: Vec<&zaibei_format::Id> = content
         .iter()
         .zip(lens)
         .filter(|(id, _)| !batch.contains_key(*id))
         .take_while(|(_, len)| {
             let take = count == 0
-                || (count < prefetch::BATCH_FILES
-                    && bytes.saturating_add(**len) <= prefetch::BATCH_BYTES);
-            bytes = bytes.saturating_add(**len);
-            count += 1;
+                || (count < prefetch::BATCH_FILES && bytes.saturating_add(**len) <= limit);
+            if take {
+                bytes = bytes.saturating_add(**len);
+                count += 1;
+            }
             take
         })
-        .map(|(id, _)| id);
-    prefetch::fetch_blobs(shared.repo, &shared.runtime, wanted)
+        .map(|(id, _)| id)
+        .collect();
+    // What the window does not use goes back at once.
+    extra.shrink_to(bytes.saturating_sub(prefetch::BATCH_BYTES));
+    let blobs = prefetch::fetch_blobs(shared.repo, &shared.runtime, wanted.into_iter())?;
+    Ok((blobs, extra))
 }
 
 fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(), String> {

@@ -93,18 +93,53 @@ fn sync_xattrs(
     Ok(())
 }
 
-/// Applies metadata to an open regular file or directory.
-pub(crate) fn apply_to_fd(fd: BorrowedFd<'_>, node: &Node) -> io::Result<()> {
-    if let Err(e) = rustix::fs::fchown(
-        fd,
-        Some(Uid::from_raw(node.uid)),
-        Some(Gid::from_raw(node.gid)),
-    ) && owner_error_is_fatal(e)
+/// Owner and mode bits a file had when the restore created it, read from the new file: most
+/// restored files are created with the owner and mode they must have, and then neither is set
+/// again (each would be one more change to the inode for the filesystem to journal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AsCreated {
+    uid: u32,
+    gid: u32,
+    /// Permission, setuid, setgid and sticky bits.
+    mode: u32,
+}
+
+impl AsCreated {
+    /// Reads them from the newly created file `fd`.
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        let st = rustix::fs::fstat(fd)?;
+        Ok(AsCreated {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode as u32 & 0o7777,
+        })
+    }
+}
+
+/// Applies metadata to an open regular file or directory. `as_created`, for a file the restore
+/// created, says what is right already and need not be set again.
+pub(crate) fn apply_to_fd(
+    fd: BorrowedFd<'_>,
+    node: &Node,
+    as_created: Option<AsCreated>,
+) -> io::Result<()> {
+    let owner_right = as_created.is_some_and(|c| c.uid == node.uid && c.gid == node.gid);
+    if !owner_right
+        && let Err(e) = rustix::fs::fchown(
+            fd,
+            Some(Uid::from_raw(node.uid)),
+            Some(Gid::from_raw(node.gid)),
+        )
+        && owner_error_is_fatal(e)
     {
         return Err(with_context("changing owner", e));
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(node.mode as _))
-        .map_err(|e| with_context("changing mode", e))?;
+    // Changing the owner may clear setuid and setgid bits, but a file is created without them.
+    let mode_right = as_created.is_some_and(|c| c.mode == node.mode & 0o7777);
+    if !mode_right {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(node.mode as _))
+            .map_err(|e| with_context("changing mode", e))?;
+    }
     sync_xattrs(
         node,
         || rustix::fs::flistxattr_query(fd),

@@ -149,6 +149,21 @@ pub(crate) struct Shared<'a> {
     pub failures: &'a Failures,
     pub runtime: tokio::runtime::Handle,
     pub outcome: Mutex<RestoreOutcome>,
+    /// Plaintext the writers may add to windows of large files, together.
+    pub window_budget: prefetch::WindowBudget,
+}
+
+/// The shared budget for wider windows of large files: one [`prefetch::EXTRA_WINDOW_BYTES`]
+/// for each writer that can run at once (no more than the CPUs, however many writers wait on
+/// the store).
+fn window_budget_bytes(workers: usize) -> u64 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let running = if workers == 0 {
+        cpus
+    } else {
+        workers.min(cpus)
+    };
+    prefetch::EXTRA_WINDOW_BYTES * running as u64
 }
 
 /// Restores the snapshot whose root tree is `root` according to `opts`.
@@ -178,6 +193,7 @@ pub async fn restore(
             failures: &failures,
             runtime,
             outcome: Mutex::new(RestoreOutcome::default()),
+            window_budget: prefetch::WindowBudget::new(window_budget_bytes(opts.workers)),
         };
         let base =
             crate::snapshot_path::components(&subpath)

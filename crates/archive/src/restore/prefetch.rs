@@ -7,8 +7,15 @@
 //! fetched, plus the gaps between them where a gap is small ([`MAX_GAP`]); a batch holds at
 //! most [`BATCH_BYTES`] of file data, so memory stays bounded. A large file's blobs are fetched
 //! the same way, a window at a time ([`fetch_blobs`]).
+//!
+//! A window of a large file holds only a few of its blobs (1 MiB on average) within
+//! [`BATCH_BYTES`], and the ids of a few blobs are hashed mostly one stream after another: the
+//! lanes of multi-buffer SM3 fill only with more messages than that. A writer therefore widens
+//! its window by up to [`EXTRA_WINDOW_BYTES`] taken from a [`WindowBudget`] the writers share,
+//! when the others are not holding it, so memory stays bounded by the budget.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use zaibei_format::{Id, PackKind};
@@ -20,6 +27,9 @@ use super::files::FileJob;
 pub(crate) const BATCH_BYTES: u64 = 4 << 20;
 /// Most files in one batch.
 pub(crate) const BATCH_FILES: usize = 64;
+/// Most plaintext a writer adds to a window of a large file's blobs from the shared
+/// [`WindowBudget`], so that more ids are hashed side by side.
+pub(crate) const EXTRA_WINDOW_BYTES: u64 = 12 << 20;
 /// Blobs of a pack closer than this are read together, gap included.
 const MAX_GAP: u64 = 64 << 10;
 /// Longest single read.
@@ -30,6 +40,68 @@ const READS_IN_FLIGHT: usize = 4;
 /// Plaintexts of the blobs a batch needs, by id.
 pub(crate) type Blobs = HashMap<Id, Vec<u8>>;
 
+/// Plaintext the writers may hold beyond [`BATCH_BYTES`] each, all together: in wider windows
+/// of large files, and in blobs whose ids are held over, part hashed, to the next batch. Each
+/// takes what it can without waiting ([`WindowBudget::take`]).
+#[derive(Debug)]
+pub(crate) struct WindowBudget(AtomicU64);
+
+impl WindowBudget {
+    /// A budget of `bytes`.
+    pub(crate) fn new(bytes: u64) -> Self {
+        WindowBudget(AtomicU64::new(bytes))
+    }
+
+    /// Takes up to `want` bytes, as much as is left (possibly nothing).
+    pub(crate) fn take(&self, want: u64) -> Reserved<'_> {
+        let mut left = self.0.load(Ordering::Relaxed);
+        loop {
+            let got = want.min(left);
+            match self.0.compare_exchange_weak(
+                left,
+                left - got,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Reserved {
+                        budget: self,
+                        bytes: got,
+                    };
+                }
+                Err(now) => left = now,
+            }
+        }
+    }
+}
+
+/// Bytes taken from a [`WindowBudget`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Reserved<'a> {
+    budget: &'a WindowBudget,
+    bytes: u64,
+}
+
+impl Reserved<'_> {
+    /// The bytes held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Gives back all but `keep` bytes at once.
+    pub(crate) fn shrink_to(&mut self, keep: u64) {
+        let give = self.bytes.saturating_sub(keep);
+        self.budget.0.fetch_add(give, Ordering::AcqRel);
+        self.bytes -= give;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.shrink_to(0);
+    }
+}
+
 /// One ranged read: a pack, a byte range, and the blobs inside it.
 struct Read<'a> {
     pack: Id,
@@ -39,11 +111,12 @@ struct Read<'a> {
     blobs: Vec<(Id, BlobRef<'a>)>,
 }
 
-/// The blobs `jobs` need: those of files to be written (files that exist already are checked
-/// first and are left to fetch their own blobs if they turn out to differ).
+/// The blobs of `jobs` fetched with the batch: those of files to be written (files that exist
+/// already are checked first and are left to fetch their own blobs if they turn out to
+/// differ), unless the file is too large for a batch and is fetched a window at a time.
 fn needed(jobs: &[FileJob]) -> impl Iterator<Item = &Id> {
     jobs.iter()
-        .filter(|j| !j.existing)
+        .filter(|j| !j.existing() && j.node.size <= BATCH_BYTES)
         .flat_map(|j| j.node.content.iter())
 }
 
@@ -89,21 +162,23 @@ fn plan<'a, 'i>(repo: &'a IndexedRepository, ids: impl Iterator<Item = &'i Id>) 
     reads
 }
 
-/// Fetches, authenticates and decompresses the blobs `jobs` need. Blobs that fail to
-/// decode are left out: writing the file then fetches them alone and reports the error with
-/// the file's name. A store that cannot be reached (after every retry) fails the whole
-/// batch: retrying blob by blob would only multiply the wait.
-pub(crate) fn fetch(
+/// Fetches, authenticates and decompresses into `opener` the blobs of `jobs` that are fetched
+/// with the batch (see [`needed`]). Blobs that fail to decode are left out: writing the file
+/// then fetches them alone and reports the error with the file's name. A store that cannot be
+/// reached (after every retry) fails the whole batch: retrying blob by blob would only
+/// multiply the wait.
+pub(crate) fn fetch_batch(
     repo: &IndexedRepository,
     runtime: &tokio::runtime::Handle,
+    opener: &mut BlobOpener<'_>,
     jobs: &[FileJob],
-) -> Result<Blobs, String> {
-    fetch_blobs(repo, runtime, needed(jobs))
+) -> Result<(), String> {
+    fetch_into(repo, runtime, opener, plan(repo, needed(jobs)))
 }
 
-/// Fetches, authenticates and decompresses the blobs `ids` (each once), as [`fetch`] does.
-/// Their ids are checked together at the end ([`BlobOpener`]), several plaintexts hashed side
-/// by side, which in the `gm` suite is several times faster than one after another.
+/// Fetches, authenticates and decompresses the blobs `ids` (each once), as [`fetch_batch`]
+/// does, and checks their ids together ([`BlobOpener::finish`]), several plaintexts hashed
+/// side by side, which in the `gm` suite is several times faster than one after another.
 pub(crate) fn fetch_blobs<'i>(
     repo: &IndexedRepository,
     runtime: &tokio::runtime::Handle,
@@ -115,6 +190,29 @@ pub(crate) fn fetch_blobs<'i>(
         return Ok(Blobs::new());
     }
     let mut opener = BlobOpener::new(repo, PackKind::Data);
+    fetch_into(repo, runtime, &mut opener, reads)?;
+    Ok(settled(opener.finish()))
+}
+
+/// The plaintexts of blobs an opener settled, without those that failed (their files fetch
+/// them again alone, and report the error).
+pub(crate) fn settled(blobs: Vec<(Id, zaibei_repo::Result<Vec<u8>>)>) -> Blobs {
+    blobs
+        .into_iter()
+        .filter_map(|(id, plain)| plain.ok().map(|p| (id, p)))
+        .collect()
+}
+
+/// Runs `reads`, a few at a time, and adds the blobs they bring to `opener`.
+fn fetch_into(
+    repo: &IndexedRepository,
+    runtime: &tokio::runtime::Handle,
+    opener: &mut BlobOpener<'_>,
+    reads: Vec<Read<'_>>,
+) -> Result<(), String> {
+    if reads.is_empty() {
+        return Ok(());
+    }
     runtime.block_on(async {
         let mut results = futures::stream::iter(reads.into_iter().map(|r| async move {
             let stored = repo
@@ -148,12 +246,7 @@ pub(crate) fn fetch_blobs<'i>(
             }
         }
         Ok(())
-    })?;
-    Ok(opener
-        .finish()
-        .into_iter()
-        .filter_map(|(id, plain)| plain.ok().map(|p| (id, p)))
-        .collect())
+    })
 }
 
 #[cfg(test)]
@@ -166,17 +259,38 @@ mod tests {
     use zaibei_repo::{BlobSaver, InitOptions, Repository};
     use zaibei_store::{MemoryStore, Store};
 
+    use super::super::meta::AsCreated;
     use super::*;
 
     fn job(content: Vec<Id>, existing: bool) -> FileJob {
         let mut node = Node::new(b"f".to_vec(), NodeKind::File);
         node.content = content;
+        let fd: std::os::fd::OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        let created = AsCreated::of(std::os::fd::AsFd::as_fd(&fd)).unwrap();
         FileJob {
-            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            fd,
             node,
             path: b"/f".to_vec(),
-            existing,
+            created: (!existing).then_some(created),
         }
+    }
+
+    #[test]
+    fn the_window_budget_is_shared_without_waiting_and_comes_back() {
+        let budget = WindowBudget::new(20);
+        let mut a = budget.take(12);
+        assert_eq!(a.bytes(), 12);
+        // Only what is left, and nothing once it is gone: no one waits.
+        let b = budget.take(12);
+        assert_eq!(b.bytes(), 8);
+        assert_eq!(budget.take(1).bytes(), 0);
+        // Unused bytes go back at once, the rest when dropped.
+        a.shrink_to(5);
+        assert_eq!(a.bytes(), 5);
+        assert_eq!(budget.take(12).bytes(), 7);
+        drop(a);
+        drop(b);
+        assert_eq!(budget.take(100).bytes(), 20);
     }
 
     #[test]
@@ -260,7 +374,9 @@ mod tests {
         assert_eq!(planned, 11);
         assert!(reads.iter().all(|r| r.end - r.start < 100 << 10));
 
-        let blobs = fetch(&repo, rt.handle(), &jobs).unwrap();
+        let mut opener = BlobOpener::new(&repo, PackKind::Data);
+        fetch_batch(&repo, rt.handle(), &mut opener, &jobs).unwrap();
+        let blobs = settled(opener.finish());
         assert_eq!(blobs.len(), 11);
         for i in (0..5).chain(15..21) {
             assert_eq!(blobs[&ids[i]], payloads[i]);

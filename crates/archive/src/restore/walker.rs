@@ -449,7 +449,7 @@ impl Walker<'_, '_> {
                 ),
             }
         }
-        let (fd, existing) = files::open_or_create(self.dir(depth)?, &node.name)?;
+        let (fd, created) = files::open_or_create(self.dir(depth)?, &node)?;
         let components = self.stack[1..=depth]
             .iter()
             .map(|f| f.name.clone())
@@ -467,7 +467,7 @@ impl Walker<'_, '_> {
                 fd,
                 node,
                 path: self.path.clone(),
-                existing,
+                created,
             }))
             .map_err(|_| "restore workers stopped".to_string())
     }
@@ -527,7 +527,7 @@ fn mkdir_or_open(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, String> {
 
 /// Applies a finished directory's metadata, counting it or recording why it failed.
 fn apply_dir_meta(shared: &Shared<'_>, dir: &OpenDir, node: &Node, path: &[u8]) {
-    match meta::apply_to_fd(dir.as_fd(), node) {
+    match meta::apply_to_fd(dir.as_fd(), node, None) {
         Ok(()) => {
             shared
                 .outcome
