@@ -168,10 +168,13 @@ async fn blobs_opened_in_rounds_come_back_once_each_checked_and_a_forged_one_is_
         for (id, _) in &settled {
             assert!(!opener.holds(id), "a blob handed back is not held");
         }
-        // What is held was added and not handed back.
+        // Each blob added is either handed back or held, not both.
         for id in &added {
             let handed = settled.iter().any(|(s, _)| s == id);
-            assert!(handed != opener.holds(id) || back.iter().any(|(b, _)| b == id));
+            assert!(
+                handed != opener.holds(id),
+                "{id} handed back and held, or neither"
+            );
         }
         back.extend(
             settled

@@ -23,14 +23,23 @@ pub(crate) struct OpenDir {
     fd: OwnedFd,
     /// Files queued for creation in this directory that do not exist yet.
     pending: AtomicUsize,
+    /// The group a file created here gets: the directory's own when it is setgid, else ours.
+    /// (Its mode is applied only once its files exist, so this holds while they are created.)
+    new_file_gid: u32,
 }
 
 impl OpenDir {
     /// Wraps the handle of a directory with no files queued.
     pub(crate) fn new(fd: OwnedFd) -> Arc<Self> {
+        let egid = rustix::process::getegid().as_raw();
+        let new_file_gid = match rustix::fs::fstat(&fd) {
+            Ok(st) if st.st_mode & 0o2000 != 0 => st.st_gid,
+            _ => egid,
+        };
         Arc::new(OpenDir {
             fd,
             pending: AtomicUsize::new(0),
+            new_file_gid,
         })
     }
 
@@ -78,7 +87,7 @@ impl Queued {
         match self {
             Queued::Open(job) => Ok(job),
             Queued::Create { dir, node, path } => {
-                let opened = open_or_create(dir.as_fd(), &node);
+                let opened = open_or_create(&dir, &node);
                 dir.pending.fetch_sub(1, Ordering::AcqRel);
                 match opened {
                     Ok((fd, created)) => Ok(FileJob {
@@ -98,23 +107,31 @@ impl Queued {
 /// (`None` then: check it before writing), first removing whatever other kind of entry stands
 /// in its way. Never follows a symlink.
 ///
-/// A new file is created with the node's permission bits (less setuid, setgid and sticky,
-/// which are only set once the owner is), so that in the usual case its mode is right from the
-/// start; an open for writing on a newly created file succeeds whatever its mode.
+/// A new file is created with the node's permission bits, so that in the usual case its mode
+/// is right from the start (an open for writing that creates a file succeeds whatever its
+/// mode, on local filesystems and NFS). Left out until the owner is set: setuid, setgid and
+/// sticky, and the group bits unless the file's group at creation is already the node's (a
+/// setgid directory's group, or a default ACL's mask, must not let others read it meanwhile).
 pub(crate) fn open_or_create(
-    dir: BorrowedFd<'_>,
+    dir: &OpenDir,
     node: &Node,
 ) -> Result<(OwnedFd, Option<meta::AsCreated>), String> {
     let name = node.name.as_slice();
+    let bits = if dir.new_file_gid == node.gid {
+        0o777
+    } else {
+        0o707
+    };
     let create = || -> Result<(OwnedFd, Option<meta::AsCreated>), std::io::Error> {
         let fd = fsmeta::open_beneath(
-            dir,
+            dir.as_fd(),
             name,
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
-            Mode::from_raw_mode((node.mode & 0o777) as _),
+            Mode::from_raw_mode((node.mode & bits) as _),
         )?;
-        let created = meta::AsCreated::of(fd.as_fd())?;
-        Ok((fd, Some(created)))
+        // Without it the file is still right: owner and mode are then set as for any file.
+        let created = meta::AsCreated::of(fd.as_fd()).ok();
+        Ok((fd, Some(created.unwrap_or(meta::AsCreated::UNKNOWN))))
     };
     // Most files do not exist yet: one call creates them, with no look-up first.
     match create() {
@@ -122,6 +139,7 @@ pub(crate) fn open_or_create(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("creating file: {e}")),
     }
+    let dir = dir.as_fd();
     let st = fsmeta::lstat_at(dir, name).map_err(|e| format!("reading existing entry: {e}"))?;
     if fsmeta::stat_kind(&st) == Some(NodeKind::File) {
         let fd = fsmeta::open_beneath(dir, name, OFlags::RDWR, Mode::empty())
@@ -172,7 +190,9 @@ impl FileJob {
 /// workers would be idle anyway; when the workers are behind, the queue refills at once.
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Files held open in the batches of all writers together, at most.
+/// Files held open in the batches of all writers together, at most; each writer may also keep
+/// a quarter of a batch's files open while they wait for their blobs' ids (see
+/// [`run_worker`]).
 pub(crate) const BATCHED_OPEN_FILES: usize = 512;
 
 /// A writer: takes batches of at most `batch_files` files from `jobs`, creates them and
@@ -185,12 +205,14 @@ pub(crate) const BATCHED_OPEN_FILES: usize = 512;
 /// shared [`prefetch::WindowBudget`] has room for them. When no file comes for a moment, or
 /// none will, everything left is finished.
 pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<Queued>, batch_files: usize) {
-    let mut opener = BlobOpener::new(shared.repo, PackKind::Data);
+    let new_opener = || BlobOpener::new(shared.repo, PackKind::Data);
+    let mut opener = new_opener();
     // Files whose blobs are still being checked, and the checked blobs they need.
     let mut waiting: Vec<FileJob> = Vec::new();
     let mut ready = prefetch::Blobs::new();
-    // The share of the writers' budget the blobs held over take, given back when replaced.
+    // The share of the writers' budget what is held over takes, given back when replaced.
     let mut _held_over: Option<prefetch::Reserved<'_>> = None;
+    let most_waiting = (batch_files / 4).max(1);
     loop {
         let first = if waiting.is_empty() {
             match jobs.recv() {
@@ -205,8 +227,13 @@ pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<Queued>, batch_file
             Some(first) => gather(shared, &jobs, first, batch_files),
             None => Vec::new(),
         };
+        // A blob held already, or checked and kept for a waiting file, is not fetched again.
+        let wanted: Vec<zaibei_format::Id> = prefetch::needed(&batch)
+            .filter(|id| !opener.holds(id) && !ready.contains_key(*id))
+            .copied()
+            .collect();
         let mut files = std::mem::take(&mut waiting);
-        match prefetch::fetch_batch(shared.repo, &shared.runtime, &mut opener, &batch) {
+        match prefetch::fetch_batch(shared.repo, &shared.runtime, &mut opener, wanted.iter()) {
             Ok(()) => files.extend(batch),
             Err(e) => {
                 for job in &batch {
@@ -214,35 +241,46 @@ pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<Queued>, batch_file
                 }
             }
         }
-        let mut settled = if idle {
-            std::mem::replace(&mut opener, BlobOpener::new(shared.repo, PackKind::Data)).finish()
+        // Without new blobs beside them, those held could not go on side by side.
+        let settled = if idle || wanted.is_empty() {
+            std::mem::replace(&mut opener, new_opener()).finish()
         } else {
             opener.check_ready()
         };
-        // The blobs left part hashed are held over within the writers' shared budget; without
-        // room for them they are finished now, one stream at a time.
-        _held_over = None;
-        let left = opener.pending_bytes() as u64;
-        if left > 0 {
-            let share = shared.window_budget.take(left);
-            if share.bytes() == left {
-                _held_over = Some(share);
-            } else {
-                settled.extend(
-                    std::mem::replace(&mut opener, BlobOpener::new(shared.repo, PackKind::Data))
-                        .finish(),
-                );
-            }
-        }
         ready.extend(prefetch::settled(settled));
+        let mut later = Vec::new();
         for job in files {
-            if job.node.content.iter().any(|id| opener.holds(id)) {
-                waiting.push(job);
+            let held = |id: &zaibei_format::Id| opener.holds(id) && !ready.contains_key(id);
+            if job.node.content.iter().any(held) {
+                later.push(job);
             } else {
                 finish(shared, &job, restore_file(shared, &job, &ready));
             }
         }
-        ready.retain(|id, _| waiting.iter().any(|job| job.node.content.contains(id)));
+        ready.retain(|id, _| later.iter().any(|job| job.node.content.contains(id)));
+        // What is held over (the blobs part hashed, the checked ones waiting files need) must
+        // fit the writers' shared budget, and only a few files may wait, each an open file.
+        // Otherwise, or when no file waits for what is held, everything is finished now.
+        _held_over = None;
+        let held =
+            opener.pending_bytes() as u64 + ready.values().map(|b| b.len() as u64).sum::<u64>();
+        let share = (!later.is_empty() && later.len() <= most_waiting)
+            .then(|| shared.window_budget.take(held));
+        match share {
+            Some(share) if share.bytes() == held => {
+                _held_over = Some(share);
+                waiting = later;
+            }
+            _ => {
+                ready.extend(prefetch::settled(
+                    std::mem::replace(&mut opener, new_opener()).finish(),
+                ));
+                for job in later {
+                    finish(shared, &job, restore_file(shared, &job, &ready));
+                }
+                ready.clear();
+            }
+        }
     }
 }
 

@@ -105,6 +105,13 @@ pub(crate) struct AsCreated {
 }
 
 impl AsCreated {
+    /// Nothing known: owner and mode are set as for a file that existed.
+    pub(crate) const UNKNOWN: AsCreated = AsCreated {
+        uid: u32::MAX,
+        gid: u32::MAX,
+        mode: u32::MAX,
+    };
+
     /// Reads them from the newly created file `fd`.
     pub(crate) fn of(fd: BorrowedFd<'_>) -> io::Result<Self> {
         let st = rustix::fs::fstat(fd)?;

@@ -149,13 +149,13 @@ pub(crate) struct Shared<'a> {
     pub failures: &'a Failures,
     pub runtime: tokio::runtime::Handle,
     pub outcome: Mutex<RestoreOutcome>,
-    /// Plaintext the writers may add to windows of large files, together.
+    /// Plaintext the writers may hold beyond their batches, together.
     pub window_budget: prefetch::WindowBudget,
 }
 
-/// The shared budget for wider windows of large files: one [`prefetch::EXTRA_WINDOW_BYTES`]
-/// for each writer that can run at once (no more than the CPUs, however many writers wait on
-/// the store).
+/// The writers' shared budget ([`prefetch::WindowBudget`]): one
+/// [`prefetch::EXTRA_WINDOW_BYTES`] for each writer that can run at once (no more than the
+/// CPUs, however many writers wait on the store), and no more than eight of them.
 fn window_budget_bytes(workers: usize) -> u64 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let running = if workers == 0 {
@@ -163,7 +163,7 @@ fn window_budget_bytes(workers: usize) -> u64 {
     } else {
         workers.min(cpus)
     };
-    prefetch::EXTRA_WINDOW_BYTES * running as u64
+    prefetch::EXTRA_WINDOW_BYTES * running.min(8) as u64
 }
 
 /// Restores the snapshot whose root tree is `root` according to `opts`.

@@ -114,7 +114,7 @@ struct Read<'a> {
 /// The blobs of `jobs` fetched with the batch: those of files to be written (files that exist
 /// already are checked first and are left to fetch their own blobs if they turn out to
 /// differ), unless the file is too large for a batch and is fetched a window at a time.
-fn needed(jobs: &[FileJob]) -> impl Iterator<Item = &Id> {
+pub(crate) fn needed(jobs: &[FileJob]) -> impl Iterator<Item = &Id> {
     jobs.iter()
         .filter(|j| !j.existing() && j.node.size <= BATCH_BYTES)
         .flat_map(|j| j.node.content.iter())
@@ -162,18 +162,18 @@ fn plan<'a, 'i>(repo: &'a IndexedRepository, ids: impl Iterator<Item = &'i Id>) 
     reads
 }
 
-/// Fetches, authenticates and decompresses into `opener` the blobs of `jobs` that are fetched
-/// with the batch (see [`needed`]). Blobs that fail to decode are left out: writing the file
+/// Fetches, authenticates and decompresses into `opener` the blobs `ids` (each once; those of
+/// a batch's files, see [`needed`]). Blobs that fail to decode are left out: writing the file
 /// then fetches them alone and reports the error with the file's name. A store that cannot be
 /// reached (after every retry) fails the whole batch: retrying blob by blob would only
 /// multiply the wait.
-pub(crate) fn fetch_batch(
+pub(crate) fn fetch_batch<'i>(
     repo: &IndexedRepository,
     runtime: &tokio::runtime::Handle,
     opener: &mut BlobOpener<'_>,
-    jobs: &[FileJob],
+    ids: impl Iterator<Item = &'i Id>,
 ) -> Result<(), String> {
-    fetch_into(repo, runtime, opener, plan(repo, needed(jobs)))
+    fetch_into(repo, runtime, opener, plan(repo, ids))
 }
 
 /// Fetches, authenticates and decompresses the blobs `ids` (each once), as [`fetch_batch`]
@@ -375,7 +375,7 @@ mod tests {
         assert!(reads.iter().all(|r| r.end - r.start < 100 << 10));
 
         let mut opener = BlobOpener::new(&repo, PackKind::Data);
-        fetch_batch(&repo, rt.handle(), &mut opener, &jobs).unwrap();
+        fetch_batch(&repo, rt.handle(), &mut opener, needed(&jobs)).unwrap();
         let blobs = settled(opener.finish());
         assert_eq!(blobs.len(), 11);
         for i in (0..5).chain(15..21) {

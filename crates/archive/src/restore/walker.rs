@@ -449,7 +449,7 @@ impl Walker<'_, '_> {
                 ),
             }
         }
-        let (fd, created) = files::open_or_create(self.dir(depth)?, &node)?;
+        let (fd, created) = files::open_or_create(self.open_dir(depth)?, &node)?;
         let components = self.stack[1..=depth]
             .iter()
             .map(|f| f.name.clone())

@@ -369,6 +369,10 @@ fn hmac_some(
         .map(|(m, r)| {
             // An entry that does not fit its message (a caller's mistake) gives a wrong
             // digest, never a panic: the bytes it says were hashed are skipped.
+            debug_assert!(
+                r.hashed % BLOCK as u64 == 0 && r.hashed <= m.len() as u64,
+                "a resume entry that does not fit its message"
+            );
             let from = usize::try_from(r.hashed).unwrap_or(usize::MAX).min(m.len());
             let start = r.state.clone().unwrap_or_else(|| inner_state.clone());
             (start, Lane::new(&m[from..], BLOCK as u64 + from as u64))
