@@ -94,6 +94,11 @@ impl Repository {
                 Ok(s) => list.snapshots.push((id, s)),
                 // Unreadable (network, credentials) is not damaged.
                 Err(e) if e.is_store_unreachable() => return Err(e),
+                // Listed, then gone before it was read: forgotten meanwhile by another
+                // process, not damaged.
+                Err(RepoError::Store(e)) if e.is_not_found() => {
+                    tracing::debug!("snapshot {id} was removed while the snapshots were listed");
+                }
                 Err(e) => list.damaged.push((names::snapshot(&id), e)),
             }
         }

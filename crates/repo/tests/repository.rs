@@ -416,3 +416,74 @@ async fn queued_blobs_are_all_stored_by_finish() {
         assert_eq!(&reopened.read_blob(PackKind::Data, &id).await.unwrap(), b);
     }
 }
+
+/// A store on which another process forgets a snapshot right after it was listed.
+#[derive(Debug)]
+struct ForgetsAfterListing {
+    inner: MemoryStore,
+}
+
+#[async_trait::async_trait]
+impl Store for ForgetsAfterListing {
+    fn location(&self) -> &str {
+        "forgets-after-listing"
+    }
+    async fn put(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
+        self.inner.put(n, d).await
+    }
+    async fn put_new(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
+        self.inner.put_new(n, d).await
+    }
+    async fn get(&self, n: &str) -> Result<bytes::Bytes, zaibei_store::StoreError> {
+        self.inner.get(n).await
+    }
+    async fn get_range(
+        &self,
+        n: &str,
+        r: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, zaibei_store::StoreError> {
+        self.inner.get_range(n, r).await
+    }
+    async fn stat(&self, n: &str) -> Result<zaibei_store::ObjectInfo, zaibei_store::StoreError> {
+        self.inner.stat(n).await
+    }
+    async fn list(
+        &self,
+        p: &str,
+    ) -> Result<Vec<zaibei_store::ObjectInfo>, zaibei_store::StoreError> {
+        let listed = self.inner.list(p).await?;
+        if p.starts_with("snapshots")
+            && let Some(first) = listed.first()
+        {
+            self.inner.delete(&first.name).await?;
+        }
+        Ok(listed)
+    }
+    async fn delete(&self, n: &str) -> Result<(), zaibei_store::StoreError> {
+        self.inner.delete(n).await
+    }
+}
+
+/// A snapshot forgotten between the listing and the read (a concurrent `forget`) is gone, not
+/// damaged: listing and `check` carry on with the others and report nothing.
+#[tokio::test]
+async fn a_snapshot_forgotten_while_listing_is_not_damage() {
+    let store: Arc<dyn Store> = Arc::new(ForgetsAfterListing {
+        inner: MemoryStore::new(),
+    });
+    let repo = Repository::init(Arc::clone(&store), b"pw", opts(Suite::Gm))
+        .await
+        .unwrap();
+    write_snapshot(repo, &[("a", data(1, 50_000))]).await;
+    let repo = Repository::open(Arc::clone(&store), b"pw").await.unwrap();
+    write_snapshot(repo, &[("b", data(2, 50_000))]).await;
+    let repo = Repository::open(Arc::clone(&store), b"pw").await.unwrap();
+    let list = repo.list_snapshots().await.unwrap();
+    assert!(list.damaged.is_empty(), "{:?}", list.damaged);
+    assert_eq!(list.snapshots.len(), 1);
+    let repo = repo.load_index().await.unwrap();
+    let report = check(&repo, CheckOptions::default(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
