@@ -26,21 +26,18 @@ async fn stored(repo: &zaibei_repo::IndexedRepository, id: &Id) -> Vec<u8> {
         .to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn many_blobs_open_together_and_a_wrong_id_is_named() {
-    let store = new_store().await;
-    let repo = open(&store).await;
+/// Stores `payloads` under their ids and `forged.1` under the id `forged.0`, which is not its
+/// plaintext's, and returns the repository opened afresh with the payloads' ids.
+async fn save_with_a_forged_blob(
+    store: &Arc<dyn zaibei_store::Store>,
+    payloads: &[Vec<u8>],
+    forged: (Id, Vec<u8>),
+) -> (Arc<zaibei_repo::IndexedRepository>, Vec<Id>) {
+    let repo = open(store).await;
     let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
-    // Blobs of many lengths (empty, tiny, across SM3 block boundaries, several packs of the
-    // test repository's 64 KiB), and one stored under an id that is not its plaintext's.
-    let payloads: Vec<Vec<u8>> = [0usize, 1, 55, 56, 64, 1000, 20_000, 40_000, 70_000, 3]
-        .iter()
-        .enumerate()
-        .map(|(i, &len)| data(i as u32 + 1, len))
-        .collect();
-    let forged = Id([7u8; 32]);
-    let (ids, payloads_moved) = {
+    let ids = {
         let s = saver.clone();
+        let payloads = payloads.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut ids = Vec::new();
             for p in &payloads {
@@ -48,15 +45,33 @@ async fn many_blobs_open_together_and_a_wrong_id_is_named() {
                 s.save_blob(PackKind::Data, id, p).unwrap();
                 ids.push(id);
             }
-            s.save_blob(PackKind::Data, forged, b"not what the id says")
-                .unwrap();
-            (ids, payloads)
+            s.save_blob(PackKind::Data, forged.0, &forged.1).unwrap();
+            ids
         })
         .await
         .unwrap()
     };
     saver.finish().await.unwrap();
-    let repo = open(&store).await;
+    (open(store).await, ids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_blobs_open_together_and_a_wrong_id_is_named() {
+    let store = new_store().await;
+    // Blobs of many lengths (empty, tiny, across SM3 block boundaries, several packs of the
+    // test repository's 64 KiB), and one stored under an id that is not its plaintext's.
+    let payloads_moved: Vec<Vec<u8>> = [0usize, 1, 55, 56, 64, 1000, 20_000, 40_000, 70_000, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| data(i as u32 + 1, len))
+        .collect();
+    let forged = Id([7u8; 32]);
+    let (repo, ids) = save_with_a_forged_blob(
+        &store,
+        &payloads_moved,
+        (forged, b"not what the id says".to_vec()),
+    )
+    .await;
     let packs: std::collections::HashSet<Id> = ids
         .iter()
         .map(|id| repo.locate(PackKind::Data, id).unwrap().pack.id)
@@ -120,36 +135,16 @@ async fn many_blobs_open_together_and_a_wrong_id_is_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn blobs_opened_in_rounds_come_back_once_each_checked_and_a_forged_one_is_named() {
     let store = new_store().await;
-    let repo = open(&store).await;
-    let saver = BlobSaver::start(Arc::clone(&repo), 2).await.unwrap();
     // Per round: two long blobs and several short ones, so that in `gm` with the multi-buffer
     // engine the long ones are left over to the next round. The forged blob is long too.
     let lens = [30_000usize, 28_000, 100, 200, 300, 400, 500, 600];
     let payloads: Vec<Vec<u8>> = (0..3)
-        .flat_map(|round| lens.iter().map(move |&len| (round, len)))
+        .flat_map(|_| lens)
         .enumerate()
-        .map(|(i, (_, len))| data(i as u32 + 50, len))
+        .map(|(i, len)| data(i as u32 + 50, len))
         .collect();
     let forged = Id([9u8; 32]);
-    let forged_plain = data(999, 31_000);
-    let (ids, payloads) = {
-        let s = saver.clone();
-        let forged_plain = forged_plain.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut ids = Vec::new();
-            for p in &payloads {
-                let id = s.blob_id(p).unwrap();
-                s.save_blob(PackKind::Data, id, p).unwrap();
-                ids.push(id);
-            }
-            s.save_blob(PackKind::Data, forged, &forged_plain).unwrap();
-            (ids, payloads)
-        })
-        .await
-        .unwrap()
-    };
-    saver.finish().await.unwrap();
-    let repo = open(&store).await;
+    let (repo, ids) = save_with_a_forged_blob(&store, &payloads, (forged, data(999, 31_000))).await;
 
     let mut opener = BlobOpener::new(&repo, PackKind::Data);
     let mut back: Vec<(Id, Result<Vec<u8>, String>)> = Vec::new();

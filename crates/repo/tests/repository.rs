@@ -261,15 +261,18 @@ async fn open_reports_missing_and_newer_repositories() {
     assert!(err.is_unsupported_version(), "{err}");
 }
 
-/// A store whose reads of some objects fail as an unreachable network would, after retries.
-#[derive(Debug)]
-struct Unreachable {
+/// A store with faults: reads of some objects fail as an unreachable network would, after
+/// retries, and (when asked) another process forgets a snapshot right after it was listed.
+#[derive(Debug, Default)]
+struct Faulty {
     inner: MemoryStore,
     /// Reads of names starting with this fail (empty: none).
     failing: std::sync::Mutex<String>,
+    /// Listing the snapshots deletes the first one listed.
+    forget_after_listing: bool,
 }
 
-impl Unreachable {
+impl Faulty {
     fn fail(&self, op: &'static str, name: &str) -> Result<(), zaibei_store::StoreError> {
         let prefix = self.failing.lock().unwrap();
         if !prefix.is_empty() && name.starts_with(prefix.as_str()) {
@@ -285,9 +288,9 @@ impl Unreachable {
 }
 
 #[async_trait::async_trait]
-impl Store for Unreachable {
+impl Store for Faulty {
     fn location(&self) -> &str {
-        "unreachable"
+        "faulty"
     }
     async fn put(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
         self.inner.put(n, d).await
@@ -314,7 +317,14 @@ impl Store for Unreachable {
         &self,
         p: &str,
     ) -> Result<Vec<zaibei_store::ObjectInfo>, zaibei_store::StoreError> {
-        self.inner.list(p).await
+        let listed = self.inner.list(p).await?;
+        if self.forget_after_listing
+            && p.starts_with("snapshots")
+            && let Some(first) = listed.first()
+        {
+            self.inner.delete(&first.name).await?;
+        }
+        Ok(listed)
     }
     async fn delete(&self, n: &str) -> Result<(), zaibei_store::StoreError> {
         self.inner.delete(n).await
@@ -323,10 +333,7 @@ impl Store for Unreachable {
 
 #[tokio::test]
 async fn an_unreachable_store_is_never_reported_as_damage() {
-    let failing = Arc::new(Unreachable {
-        inner: MemoryStore::new(),
-        failing: std::sync::Mutex::new(String::new()),
-    });
+    let failing = Arc::new(Faulty::default());
     let store: Arc<dyn Store> = failing.clone();
     let repo = Repository::init(Arc::clone(&store), b"pw", opts(Suite::Gm))
         .await
@@ -417,59 +424,13 @@ async fn queued_blobs_are_all_stored_by_finish() {
     }
 }
 
-/// A store on which another process forgets a snapshot right after it was listed.
-#[derive(Debug)]
-struct ForgetsAfterListing {
-    inner: MemoryStore,
-}
-
-#[async_trait::async_trait]
-impl Store for ForgetsAfterListing {
-    fn location(&self) -> &str {
-        "forgets-after-listing"
-    }
-    async fn put(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
-        self.inner.put(n, d).await
-    }
-    async fn put_new(&self, n: &str, d: bytes::Bytes) -> Result<(), zaibei_store::StoreError> {
-        self.inner.put_new(n, d).await
-    }
-    async fn get(&self, n: &str) -> Result<bytes::Bytes, zaibei_store::StoreError> {
-        self.inner.get(n).await
-    }
-    async fn get_range(
-        &self,
-        n: &str,
-        r: std::ops::Range<u64>,
-    ) -> Result<bytes::Bytes, zaibei_store::StoreError> {
-        self.inner.get_range(n, r).await
-    }
-    async fn stat(&self, n: &str) -> Result<zaibei_store::ObjectInfo, zaibei_store::StoreError> {
-        self.inner.stat(n).await
-    }
-    async fn list(
-        &self,
-        p: &str,
-    ) -> Result<Vec<zaibei_store::ObjectInfo>, zaibei_store::StoreError> {
-        let listed = self.inner.list(p).await?;
-        if p.starts_with("snapshots")
-            && let Some(first) = listed.first()
-        {
-            self.inner.delete(&first.name).await?;
-        }
-        Ok(listed)
-    }
-    async fn delete(&self, n: &str) -> Result<(), zaibei_store::StoreError> {
-        self.inner.delete(n).await
-    }
-}
-
 /// A snapshot forgotten between the listing and the read (a concurrent `forget`) is gone, not
 /// damaged: listing and `check` carry on with the others and report nothing.
 #[tokio::test]
 async fn a_snapshot_forgotten_while_listing_is_not_damage() {
-    let store: Arc<dyn Store> = Arc::new(ForgetsAfterListing {
-        inner: MemoryStore::new(),
+    let store: Arc<dyn Store> = Arc::new(Faulty {
+        forget_after_listing: true,
+        ..Default::default()
     });
     let repo = Repository::init(Arc::clone(&store), b"pw", opts(Suite::Gm))
         .await
