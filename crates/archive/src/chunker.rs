@@ -64,7 +64,8 @@ impl Chunker {
 
     /// Streams the chunks of `reader` through `buf`, a buffer the caller keeps between
     /// streams: it is allocated at twice the maximum chunk size once and then reused, so a
-    /// stream per small file costs no allocation. It is allocated zeroed rather than cleared
+    /// stream per small file costs no allocation (a stream whose window was widened with
+    /// [`ChunkStream::set_window`] gives the buffer back at that size when dropped). It is allocated zeroed rather than cleared
     /// by hand: when the allocator hands out fresh pages for it (glibc maps blocks this large
     /// afresh unless a freed one of that size can be reused), only the part that reads have
     /// filled takes memory, and a worker that reads only small files holds kilobytes of it.
@@ -72,10 +73,12 @@ impl Chunker {
         if buf.len() < 2 * self.max {
             *buf = vec![0; 2 * self.max];
         }
+        let window = buf.len();
         ChunkStream {
             chunker: self,
             reader,
             buf,
+            window,
             start: 0,
             end: 0,
             eof: false,
@@ -89,6 +92,8 @@ pub struct ChunkStream<'c, 'b, R> {
     chunker: &'c Chunker,
     reader: R,
     buf: &'b mut Vec<u8>,
+    /// The size the buffer takes at the next refill.
+    window: usize,
     start: usize,
     end: usize,
     eof: bool,
@@ -109,6 +114,7 @@ impl<R: Read> ChunkStream<'_, '_, R> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+            self.resize_to_window();
             while self.end < self.buf.len() {
                 match self.reader.read(&mut self.buf[self.end..]) {
                     Ok(0) => {
@@ -140,6 +146,37 @@ impl<R: Read> ChunkStream<'_, '_, R> {
         self.end - self.start < self.chunker.max && !self.eof
     }
 
+    /// Sets the size of the read window from the next refill on (never below twice the maximum
+    /// chunk size): a wider window holds more chunks at once, so that a caller hashing the
+    /// chunks where they lie can hash more of them side by side. Narrowing gives the memory
+    /// back at that refill.
+    pub fn set_window(&mut self, len: usize) {
+        self.window = len.max(2 * self.chunker.max);
+    }
+
+    /// The largest chunk the stream cuts.
+    pub fn max_chunk(&self) -> usize {
+        self.chunker.max
+    }
+
+    /// The size of the read window from the next refill on.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Brings the buffer to the window's size; called when only the unchunked tail (shorter
+    /// than the maximum chunk) remains, at its start.
+    fn resize_to_window(&mut self) {
+        let len = self.buf.len();
+        if self.window > len {
+            self.buf.reserve_exact(self.window - len);
+            self.buf.resize(self.window, 0);
+        } else if self.window < len {
+            self.buf.truncate(self.window.max(self.end));
+            self.buf.shrink_to_fit();
+        }
+    }
+
     /// The buffered bytes that [`next_range`](Self::next_range)'s ranges index.
     pub fn buffer(&self) -> &[u8] {
         self.buf
@@ -148,6 +185,18 @@ impl<R: Read> ChunkStream<'_, '_, R> {
     /// Bytes read from the stream so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+}
+
+impl<R> Drop for ChunkStream<'_, '_, R> {
+    /// Gives a widened buffer back at its usual size, so that the caller's next stream holds no
+    /// more than that.
+    fn drop(&mut self) {
+        let usual = 2 * self.chunker.max;
+        if self.buf.len() > usual {
+            self.buf.truncate(usual);
+            self.buf.shrink_to_fit();
+        }
     }
 }
 
@@ -284,5 +333,53 @@ mod tests {
             refills > 3,
             "the buffer moved {refills} times with ranges kept"
         );
+    }
+
+    #[test]
+    fn a_widened_window_cuts_the_same_chunks_and_gives_its_memory_back() {
+        let c = Chunker::new(Suite::Gm, &[5; 32], small());
+        let usual = 2 * 65536;
+        let d = data(4_000_000);
+        let expected = chunks(&c, &d);
+        let mut buf = Vec::new();
+        let (mut sizes, mut copied, mut widest) = (Vec::new(), Vec::new(), 0);
+        {
+            let mut stream = c.stream(Trickle(&d), &mut buf);
+            assert_eq!(stream.window(), usual);
+            // Narrower than the usual window is not allowed.
+            stream.set_window(10);
+            assert_eq!(stream.window(), usual);
+            let mut kept = Vec::new();
+            let mut n = 0;
+            loop {
+                if stream.will_refill() && !kept.is_empty() {
+                    for range in kept.drain(..) {
+                        copied.extend_from_slice(&stream.buffer()[range]);
+                    }
+                    // Wide, then usual again, then wide: the window changes at refills only.
+                    n += 1;
+                    stream.set_window(if n % 3 == 2 { usual } else { 5 * usual });
+                }
+                let Some(range) = stream.next_range().unwrap() else {
+                    break;
+                };
+                widest = widest.max(stream.buffer().len());
+                sizes.push(range.len());
+                kept.push(range);
+            }
+            for range in kept.drain(..) {
+                copied.extend_from_slice(&stream.buffer()[range]);
+            }
+            assert!(n > 5, "{n} refills");
+        }
+        assert!(copied == d, "the chunks rebuild the input");
+        assert_eq!(
+            sizes, expected,
+            "the same boundaries as through the usual window"
+        );
+        assert_eq!(widest, 5 * usual);
+        // Dropping the stream gave the buffer back at its usual size.
+        assert_eq!(buf.len(), usual);
+        assert_eq!(buf.capacity(), usual);
     }
 }

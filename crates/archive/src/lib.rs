@@ -3,6 +3,7 @@
 //! `zaibei-repo`'s API and never a storage backend.
 
 pub mod backup;
+mod budget;
 pub mod chunker;
 mod error;
 pub mod exclude;

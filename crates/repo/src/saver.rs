@@ -283,6 +283,8 @@ struct Sealers {
     shared: Arc<Shared>,
     state: Mutex<SealerState>,
     queued: Arc<Queued>,
+    /// One per core.
+    threads: usize,
 }
 
 enum SealerState {
@@ -291,52 +293,84 @@ enum SealerState {
     Closed,
 }
 
-/// Number of blobs handed to the sealers and not yet in a pack.
-#[derive(Default)]
+/// Blobs handed to the sealers and not yet in a pack, and their bytes.
 struct Queued {
-    count: Mutex<usize>,
-    empty: Condvar,
+    state: Mutex<QueuedState>,
+    changed: Condvar,
+    /// Most bytes queued or being sealed, beyond the first blob.
+    limit: usize,
 }
 
+#[derive(Default)]
+struct QueuedState {
+    count: usize,
+    bytes: usize,
+}
+
+/// Most bytes of blobs queued for the sealers or being sealed, per sealer thread: besides the
+/// queue's two blobs per thread, a bound that holds when the blobs are large (the chunks of long
+/// runs of repeated bytes are of the maximum size, 8 MiB by default), so that each thread
+/// seals one such blob while none waits.
+const QUEUED_BYTES_PER_THREAD: usize = 8 << 20;
+
 impl Queued {
-    fn add(&self) {
-        *lock(&self.count) += 1;
+    fn new(threads: usize) -> Self {
+        Queued {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            limit: QUEUED_BYTES_PER_THREAD * threads.max(1),
+        }
     }
 
-    fn done(&self) {
-        let mut count = lock(&self.count);
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            self.empty.notify_all();
+    /// Counts a blob of `bytes` in, first waiting while the blobs queued already hold the
+    /// limit with it (a blob larger than the limit waits until nothing else is queued).
+    fn add(&self, bytes: usize) {
+        let mut state = lock(&self.state);
+        while state.bytes > 0 && state.bytes + bytes > self.limit {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+        state.count += 1;
+        state.bytes += bytes;
+    }
+
+    fn done(&self, bytes: usize) {
+        let mut state = lock(&self.state);
+        state.count = state.count.saturating_sub(1);
+        state.bytes = state.bytes.saturating_sub(bytes);
+        self.changed.notify_all();
     }
 
     fn wait_empty(&self) {
-        let mut count = lock(&self.count);
-        while *count > 0 {
-            count = self.empty.wait(count).unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&self.state);
+        while state.count > 0 {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
 
-/// Marks one queued blob done when dropped; a panic on the way fails the saver.
-struct Done<'a>(&'a Queued, &'a Shared);
+/// Marks one queued blob (of so many bytes) done when dropped; a panic on the way fails the
+/// saver.
+struct Done<'a>(&'a Queued, &'a Shared, usize);
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.1.fail("a sealer thread panicked".into());
         }
-        self.0.done();
+        self.0.done(self.2);
     }
 }
 
 impl Sealers {
     fn new(shared: &Arc<Shared>) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Sealers {
             shared: Arc::clone(shared),
             state: Mutex::new(SealerState::NotStarted),
-            queued: Arc::new(Queued::default()),
+            queued: Arc::new(Queued::new(threads)),
+            threads,
         }
     }
 
@@ -358,11 +392,10 @@ impl Sealers {
         *lock(&self.state) = SealerState::Closed;
     }
 
-    /// One thread per core, with a queue of two blobs per thread.
+    /// One thread per core, with a queue of two blobs per thread (and at most
+    /// [`QUEUED_BYTES_PER_THREAD`] each, counted by [`Queued`]).
     fn spawn(&self) -> Result<crossbeam_channel::Sender<SealJob>> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let threads = self.threads;
         let (tx, rx) = crossbeam_channel::bounded::<SealJob>(threads * 2);
         for i in 0..threads {
             let (rx, shared) = (rx.clone(), Arc::clone(&self.shared));
@@ -372,7 +405,7 @@ impl Sealers {
                 .spawn(move || {
                     for job in rx {
                         // Counted done even if storing panics, so `finish` cannot wait forever.
-                        let _done = Done(&queued, &shared);
+                        let _done = Done(&queued, &shared, job.payload.len());
                         if let Err(e) = shared.store_blob(job.kind, job.id, &job.payload) {
                             shared.fail(format!("blob {}: {e}", job.id));
                         }
@@ -527,10 +560,11 @@ impl BlobSaver {
         };
         match pool {
             Some((pool, tx)) => {
-                pool.queued.add();
+                let len = payload.len();
+                pool.queued.add(len);
                 let payload = payload.to_vec();
                 if tx.send(SealJob { kind, id, payload }).is_err() {
-                    pool.queued.done();
+                    pool.queued.done(len);
                     return Err(RepoError::Internal("sealer threads stopped".into()));
                 }
             }
@@ -976,6 +1010,36 @@ impl std::fmt::Debug for BlobSaver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_blobs_wait_while_their_bytes_are_over_the_limit() {
+        let mb = 1 << 20;
+        let queued = Arc::new(Queued::new(1));
+        assert_eq!(queued.limit, QUEUED_BYTES_PER_THREAD);
+        // A blob larger than the limit goes in when nothing else is queued.
+        queued.add(QUEUED_BYTES_PER_THREAD + mb);
+        queued.done(QUEUED_BYTES_PER_THREAD + mb);
+        queued.add(5 * mb);
+        queued.add(3 * mb);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let queued = Arc::clone(&queued);
+            std::thread::spawn(move || {
+                queued.add(2 * mb);
+                tx.send(()).unwrap();
+            })
+        };
+        // 5 + 3 + 2 MiB is over the 8 MiB limit: the third waits.
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
+        queued.done(3 * mb);
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+        let state = lock(&queued.state);
+        assert_eq!((state.count, state.bytes), (2, 7 * mb));
+    }
 
     #[test]
     fn a_stored_pack_gives_its_buffer_back_without_a_copy() {

@@ -28,6 +28,7 @@ use zaibei_repo::{BlobSaver, IndexedRepository};
 pub use stream::{StreamOptions, backup_stream};
 
 use crate::ArchiveError;
+use crate::budget::WindowBudget;
 use crate::chunker::Chunker;
 use crate::exclude::Excludes;
 use crate::progress::Counters;
@@ -114,6 +115,8 @@ pub(crate) struct Context<'a> {
     pub counters: &'a Counters,
     pub skipped: &'a Skipped,
     pub runtime: tokio::runtime::Handle,
+    /// What the file readers may add to their read windows, together.
+    pub window_budget: &'a WindowBudget,
 }
 
 /// A backup whose snapshot is not stored yet (see [`backup_unpublished`]).
@@ -171,6 +174,8 @@ pub async fn backup_unpublished(
         let counters = Arc::clone(&counters);
         let opts = opts.clone();
         tokio::task::spawn_blocking(move || {
+            // One widened read window at a time (see `files::Window`).
+            let window_budget = WindowBudget::new(files::EXTRA_WINDOW_BYTES as u64);
             let ctx = Context {
                 repo: &repo,
                 saver: &saver,
@@ -180,6 +185,7 @@ pub async fn backup_unpublished(
                 counters: &counters,
                 skipped: &skipped,
                 runtime,
+                window_budget: &window_budget,
             };
             let result = run_pipeline(&ctx, &trie, parent_tree);
             (result, skipped)

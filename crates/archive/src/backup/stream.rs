@@ -10,9 +10,10 @@ use std::sync::Arc;
 use zaibei_format::{Node, NodeKind, Timestamp, Tree};
 use zaibei_repo::{BlobSaver, IndexedRepository};
 
-use super::files::InPlace;
+use super::files::{EXTRA_WINDOW_BYTES, InPlace, Window};
 use super::{BackupOptions, BackupOutcome, new_snapshot};
 use crate::ArchiveError;
+use crate::budget::WindowBudget;
 use crate::chunker::Chunker;
 use crate::progress::Counters;
 
@@ -158,8 +159,12 @@ fn store_stream(
     // The chunks are hashed together where they lie in the read buffer, each time before it
     // moves, and compressed and encrypted on the saver's sealer threads meanwhile.
     let mut kept = InPlace::default();
+    // The stream is the only reader: its window may take the whole budget.
+    let budget = WindowBudget::new(EXTRA_WINDOW_BYTES as u64);
+    let mut window = Window::new(&budget);
     loop {
         if stream.will_refill() {
+            window.plan(&kept, &mut stream, None);
             kept.save(saver, counters, stream.buffer(), &mut content)?;
         }
         let Some(range) = stream
@@ -168,6 +173,7 @@ fn store_stream(
         else {
             break;
         };
+        window.refilled();
         size += range.len() as u64;
         kept.push(range);
     }
