@@ -293,11 +293,13 @@ enum SealerState {
     Closed,
 }
 
-/// Blobs handed to the sealers and not yet in a pack, and their bytes.
+/// Blobs handed to the sealers and not yet in a pack, and their bytes; and the buffers of large
+/// sealed blobs, kept for the next copies.
 struct Queued {
     state: Mutex<QueuedState>,
     changed: Condvar,
-    /// Most bytes queued or being sealed, beyond the first blob.
+    /// Most bytes queued or being sealed, beyond the first blob; the buffers kept for reuse
+    /// hold no more than what the queue leaves of it.
     limit: usize,
 }
 
@@ -305,6 +307,9 @@ struct Queued {
 struct QueuedState {
     count: usize,
     bytes: usize,
+    /// Buffers of sealed blobs of at least [`RECYCLED_MIN`] bytes, and their capacity together.
+    free: Vec<Vec<u8>>,
+    free_bytes: usize,
 }
 
 /// Most bytes of blobs queued for the sealers or being sealed, per sealer thread: besides the
@@ -312,6 +317,12 @@ struct QueuedState {
 /// runs of repeated bytes are of the maximum size, 8 MiB by default), so that each thread
 /// seals one such blob while none waits.
 const QUEUED_BYTES_PER_THREAD: usize = 8 << 20;
+
+/// Copies of blobs this large go into buffers that are reused once sealed (with capacities in
+/// whole multiples of it). glibc maps blocks of 1 MiB or more afresh (the threshold the CLI
+/// fixes), so without reuse each copy of a large chunk faults in and zeroes its pages, and each
+/// free unmaps them again.
+const RECYCLED_MIN: usize = 1 << 20;
 
 impl Queued {
     fn new(threads: usize) -> Self {
@@ -324,19 +335,52 @@ impl Queued {
 
     /// Counts a blob of `bytes` in, first waiting while the blobs queued already hold the
     /// limit with it (a blob larger than the limit waits until nothing else is queued).
-    fn add(&self, bytes: usize) {
+    /// Returns an empty buffer for its copy: a kept one that fits, or a new one.
+    fn add(&self, bytes: usize) -> Vec<u8> {
         let mut state = lock(&self.state);
         while state.bytes > 0 && state.bytes + bytes > self.limit {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         state.count += 1;
         state.bytes += bytes;
+        if bytes < RECYCLED_MIN {
+            return Vec::with_capacity(bytes);
+        }
+        // The smallest kept buffer that fits, and not much larger (its pages are all in use,
+        // and only `bytes` are counted).
+        let fit = (state.free.iter().enumerate())
+            .filter(|(_, b)| (bytes..=2 * bytes).contains(&b.capacity()))
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        let buffer = match fit {
+            Some(i) => {
+                let buf = state.free.swap_remove(i);
+                state.free_bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::with_capacity(bytes.next_multiple_of(RECYCLED_MIN)),
+        };
+        // Kept buffers give way to queued blobs.
+        while state.bytes + state.free_bytes > self.limit
+            && let Some(dropped) = state.free.pop()
+        {
+            state.free_bytes -= dropped.capacity();
+        }
+        buffer
     }
 
-    fn done(&self, bytes: usize) {
+    /// Counts a blob of `bytes` out, keeping its buffer for reuse while the queued blobs and
+    /// the kept buffers stay within the limit together.
+    fn done(&self, bytes: usize, mut buffer: Vec<u8>) {
         let mut state = lock(&self.state);
         state.count = state.count.saturating_sub(1);
         state.bytes = state.bytes.saturating_sub(bytes);
+        let capacity = buffer.capacity();
+        if capacity >= RECYCLED_MIN && state.bytes + state.free_bytes + capacity <= self.limit {
+            buffer.clear();
+            state.free_bytes += capacity;
+            state.free.push(buffer);
+        }
         self.changed.notify_all();
     }
 
@@ -348,16 +392,22 @@ impl Queued {
     }
 }
 
-/// Marks one queued blob (of so many bytes) done when dropped; a panic on the way fails the
-/// saver.
-struct Done<'a>(&'a Queued, &'a Shared, usize);
+/// Marks one queued blob (of `bytes`) done when dropped, giving its buffer back; a panic on
+/// the way fails the saver.
+struct Done<'a> {
+    queued: &'a Queued,
+    shared: &'a Shared,
+    bytes: usize,
+    buffer: Vec<u8>,
+}
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.1.fail("a sealer thread panicked".into());
+            self.shared.fail("a sealer thread panicked".into());
         }
-        self.0.done(self.2);
+        self.queued
+            .done(self.bytes, std::mem::take(&mut self.buffer));
     }
 }
 
@@ -405,10 +455,16 @@ impl Sealers {
                 .spawn(move || {
                     for job in rx {
                         // Counted done even if storing panics, so `finish` cannot wait forever.
-                        let _done = Done(&queued, &shared, job.payload.len());
+                        let mut done = Done {
+                            queued: &queued,
+                            shared: &shared,
+                            bytes: job.payload.len(),
+                            buffer: Vec::new(),
+                        };
                         if let Err(e) = shared.store_blob(job.kind, job.id, &job.payload) {
                             shared.fail(format!("blob {}: {e}", job.id));
                         }
+                        done.buffer = job.payload;
                     }
                 })
                 .map_err(|e| RepoError::Internal(format!("starting a sealer thread: {e}")))?;
@@ -561,10 +617,14 @@ impl BlobSaver {
         match pool {
             Some((pool, tx)) => {
                 let len = payload.len();
-                pool.queued.add(len);
-                let payload = payload.to_vec();
-                if tx.send(SealJob { kind, id, payload }).is_err() {
-                    pool.queued.done(len);
+                let mut copy = pool.queued.add(len);
+                copy.extend_from_slice(payload);
+                if let Err(e) = tx.send(SealJob {
+                    kind,
+                    id,
+                    payload: copy,
+                }) {
+                    pool.queued.done(len, e.into_inner().payload);
                     return Err(RepoError::Internal("sealer threads stopped".into()));
                 }
             }
@@ -1017,16 +1077,17 @@ mod tests {
         let queued = Arc::new(Queued::new(1));
         assert_eq!(queued.limit, QUEUED_BYTES_PER_THREAD);
         // A blob larger than the limit goes in when nothing else is queued.
-        queued.add(QUEUED_BYTES_PER_THREAD + mb);
-        queued.done(QUEUED_BYTES_PER_THREAD + mb);
-        queued.add(5 * mb);
-        queued.add(3 * mb);
+        let big = queued.add(QUEUED_BYTES_PER_THREAD + mb);
+        queued.done(QUEUED_BYTES_PER_THREAD + mb, big);
+        let five = queued.add(5 * mb);
+        let three = queued.add(3 * mb);
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = {
             let queued = Arc::clone(&queued);
             std::thread::spawn(move || {
-                queued.add(2 * mb);
+                let two = queued.add(2 * mb);
                 tx.send(()).unwrap();
+                two
             })
         };
         // 5 + 3 + 2 MiB is over the 8 MiB limit: the third waits.
@@ -1034,11 +1095,53 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_millis(200))
                 .is_err()
         );
-        queued.done(3 * mb);
+        queued.done(3 * mb, three);
         rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
-        waiter.join().unwrap();
+        let two = waiter.join().unwrap();
         let state = lock(&queued.state);
         assert_eq!((state.count, state.bytes), (2, 7 * mb));
+        drop(state);
+        drop((five, two));
+    }
+
+    #[test]
+    fn buffers_of_large_sealed_blobs_are_reused_within_the_limit() {
+        let mb = 1 << 20;
+        let queued = Queued::new(2);
+        let limit = 2 * QUEUED_BYTES_PER_THREAD;
+        // Small copies get buffers of their size, never kept.
+        let small = queued.add(1000);
+        assert_eq!(small.capacity(), 1000);
+        queued.done(1000, small);
+        assert!(lock(&queued.state).free.is_empty());
+        // A large copy gets whole MiB; once sealed its buffer is kept, emptied, and handed to
+        // the next copy it fits (the smallest that fits).
+        let mut a = queued.add(3 * mb - 5);
+        assert_eq!(a.capacity(), 3 * mb);
+        a.extend_from_slice(&vec![1; 3 * mb - 5]);
+        let a_at = a.as_ptr();
+        let b = queued.add(5 * mb);
+        queued.done(3 * mb - 5, a);
+        queued.done(5 * mb, b);
+        let c = queued.add(2 * mb);
+        assert_eq!(c.as_ptr(), a_at);
+        assert!(c.is_empty());
+        assert_eq!(c.capacity(), 3 * mb);
+        // Queued bytes and kept buffers stay within the limit together.
+        let big = queued.add(limit - 2 * mb);
+        queued.done(2 * mb, c);
+        {
+            let state = lock(&queued.state);
+            assert!(state.bytes + state.free_bytes <= limit);
+        }
+        queued.done(limit - 2 * mb, big);
+        let state = lock(&queued.state);
+        assert_eq!((state.count, state.bytes), (0, 0));
+        assert!(state.free_bytes <= limit);
+        assert_eq!(
+            state.free_bytes,
+            state.free.iter().map(Vec::capacity).sum::<usize>()
+        );
     }
 
     #[test]
