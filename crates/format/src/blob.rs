@@ -67,6 +67,9 @@ fn compress_onto(payload: &[u8], level: i32, out: &mut Vec<u8>) -> u8 {
         }
         match slot {
             Some((_, c)) => {
+                if !samples_compress(c, payload)? {
+                    return Err(std::io::Error::other("the samples do not compress"));
+                }
                 // Written after what `out` holds, which stays as it is.
                 let mut tail = std::io::Cursor::new(&mut *out);
                 tail.set_position(start as u64);
@@ -84,6 +87,36 @@ fn compress_onto(payload: &[u8], level: i32, out: &mut Vec<u8>) -> u8 {
             CODEC_NONE
         }
     }
+}
+
+/// Payloads at least this large are compressed only if one of [`SAMPLES`] samples of them
+/// compresses.
+const SAMPLED_MIN: usize = 256 << 10;
+/// Samples taken of a large payload: at its start, middle and end.
+const SAMPLES: usize = 3;
+/// Bytes in each sample.
+const SAMPLE_LEN: usize = 16 << 10;
+
+/// Whether `payload` is worth compressing: always for one shorter than [`SAMPLED_MIN`]; for a
+/// longer one, when one of its samples (tried in turn: text stops at the first) saves 1/32.
+/// Random or already compressed data, whose compression zstd would try and give up over the
+/// whole payload, costs three small samples instead. A payload whose samples all fall on
+/// incompressible stretches is stored uncompressed even if it compresses elsewhere.
+fn samples_compress(c: &mut zstd::bulk::Compressor<'_>, payload: &[u8]) -> std::io::Result<bool> {
+    if payload.len() < SAMPLED_MIN {
+        return Ok(true);
+    }
+    let mut scratch = Vec::with_capacity(zstd::zstd_safe::compress_bound(SAMPLE_LEN));
+    let last = payload.len() - SAMPLE_LEN;
+    for k in 0..SAMPLES {
+        let at = last / (SAMPLES - 1) * k;
+        scratch.clear();
+        let len = c.compress_to_buffer(&payload[at..at + SAMPLE_LEN], &mut scratch)?;
+        if len + SAMPLE_LEN / 32 < SAMPLE_LEN {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Decompresses one zstd frame of at most `capacity` bytes with this thread's context.
@@ -268,6 +301,50 @@ mod tests {
         assert_eq!(sizes[2], sizes[0]);
         assert!(compress(&[7; 63], 3).1.is_none());
         assert!(compress(&text, 0).1.is_none());
+    }
+
+    #[test]
+    fn large_payloads_are_compressed_only_when_a_sample_compresses() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 40) as u8
+                })
+                .collect()
+        };
+        let text = |len: usize| -> Vec<u8> {
+            (0..len as u32)
+                .flat_map(|i| format!("line {} of the text\n", i % 991).into_bytes())
+                .take(len)
+                .collect()
+        };
+        let mb = 1 << 20;
+        // Random bytes: not compressed, and the samples alone decided it.
+        let random = noise(mb);
+        assert_eq!(compress(&random, 3).0, CODEC_NONE);
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        assert!(!samples_compress(&mut c, &random).unwrap());
+        // Text anywhere a sample falls: compressed, whichever sample finds it.
+        assert_eq!(compress(&text(mb), 3).0, CODEC_ZSTD);
+        let mut tail_text = noise(mb / 2);
+        tail_text.extend(text(mb / 2));
+        assert_eq!(compress(&tail_text, 3).0, CODEC_ZSTD);
+        let mut head_text = text(mb / 2);
+        head_text.extend(noise(mb / 2));
+        assert_eq!(compress(&head_text, 3).0, CODEC_ZSTD);
+        // Below the sampled size every payload is tried whole.
+        let mut small = noise(SAMPLED_MIN / 2 - 1000);
+        small.extend(text(SAMPLED_MIN / 2));
+        assert!(samples_compress(&mut c, &small).unwrap());
+        assert_eq!(compress(&small, 3).0, CODEC_ZSTD);
+        // The price: text only between the samples is stored as it is.
+        let mut between = noise(mb);
+        between[100 << 10..400 << 10].copy_from_slice(&text(300 << 10));
+        assert_eq!(compress(&between, 3).0, CODEC_NONE);
     }
 
     #[test]
