@@ -65,15 +65,16 @@ impl Chunker {
     /// Streams the chunks of `reader` through `buf`, a buffer the caller keeps between
     /// streams: it is allocated at twice the maximum chunk size once and then reused, so a
     /// stream per small file costs no allocation (a stream whose window was widened with
-    /// [`ChunkStream::set_window`] gives the buffer back at that size when dropped). It is allocated zeroed rather than cleared
-    /// by hand: when the allocator hands out fresh pages for it (glibc maps blocks this large
-    /// afresh unless a freed one of that size can be reused), only the part that reads have
-    /// filled takes memory, and a worker that reads only small files holds kilobytes of it.
+    /// [`ChunkStream::set_window`] gives the buffer back at that size when dropped). It is
+    /// allocated zeroed rather than cleared by hand: when the allocator hands out fresh pages
+    /// for it (glibc maps blocks this large afresh unless a freed one of that size can be
+    /// reused), only the part that reads have filled takes memory, and a worker that reads only
+    /// small files holds kilobytes of it.
     pub fn stream<'b, R: Read>(&self, reader: R, buf: &'b mut Vec<u8>) -> ChunkStream<'_, 'b, R> {
         if buf.len() < 2 * self.max {
             *buf = vec![0; 2 * self.max];
         }
-        let window = buf.len();
+        let window = 2 * self.max;
         ChunkStream {
             chunker: self,
             reader,

@@ -14,10 +14,31 @@ use zaibei_crypto::Suite;
 use zaibei_format::{Id, Node};
 use zaibei_repo::{BlobSaver, IndexedRepository};
 
-/// `len` bytes of one line of text, over and over: no cut point before the maximum size.
-fn repeated(len: usize) -> Vec<u8> {
-    let line = b"one line of text, repeated over and over again: 0123456789.\n";
+/// `len` bytes of `line`, over and over.
+fn repeated(line: &[u8], len: usize) -> Vec<u8> {
     line.iter().copied().cycle().take(len).collect()
+}
+
+fn chunker_of(repo: &IndexedRepository) -> Chunker {
+    Chunker::new(
+        repo.suite(),
+        &repo.chunker_seed().unwrap(),
+        repo.config().chunker,
+    )
+}
+
+/// A line of text that, repeated, has no cut point before the maximum size under this
+/// repository's (random) chunker seed: almost any line, but not every one under every seed.
+fn line_without_cut_points(repo: &IndexedRepository) -> Vec<u8> {
+    let chunker = chunker_of(repo);
+    (0..100)
+        .map(|k| format!("one line of text, repeated over and over again: {k}.\n").into_bytes())
+        .find(|line| {
+            let data = repeated(line, 3 * chunker.max_size());
+            chunker.cut(&data) == chunker.max_size()
+                && chunker.cut(&data[chunker.max_size()..]) == chunker.max_size()
+        })
+        .expect("a line without cut points")
 }
 
 /// Bytes that do not repeat (an xorshift stream).
@@ -54,11 +75,7 @@ async fn node_at(repo: &IndexedRepository, root: Id, path: &std::path::Path) -> 
 /// The ids of the chunks that a stream through the usual window cuts from `data`, and how many
 /// of them have the maximum size.
 async fn usual_ids(repo: &Arc<IndexedRepository>, data: &[u8]) -> (Vec<Id>, usize) {
-    let chunker = Chunker::new(
-        repo.suite(),
-        &repo.chunker_seed().unwrap(),
-        repo.config().chunker,
-    );
+    let chunker = chunker_of(repo);
     let mut buf = Vec::new();
     let mut stream = chunker.stream(data, &mut buf);
     let mut chunks = Vec::new();
@@ -84,8 +101,9 @@ async fn files_of_maximum_size_chunks_store_what_the_usual_window_cuts() {
     // Two such files read at once by two readers sharing one budget (whichever asks first
     // widens), one of them with bytes that do not repeat in the middle (small chunks, hashed in
     // the wide window), and a small file.
-    let a = repeated(60 << 20);
-    let mut b = repeated(40 << 20);
+    let line = line_without_cut_points(&repo);
+    let a = repeated(&line, 60 << 20);
+    let mut b = repeated(&line, 40 << 20);
     b.splice(20 << 20..20 << 20, noise(3 << 20, 0x9e37_79b9_7f4a_7c15));
     let small = noise(10_000, 7);
     std::fs::write(src.path().join("a"), &a).unwrap();

@@ -89,21 +89,26 @@ fn compress_onto(payload: &[u8], level: i32, out: &mut Vec<u8>) -> u8 {
     }
 }
 
-/// Payloads at least this large are compressed only if one of [`SAMPLES`] samples of them
-/// compresses.
+/// Payloads at least this large, and smaller than [`SAMPLED_MAX`], are compressed only if one
+/// of [`SAMPLES`] samples of them compresses.
 const SAMPLED_MIN: usize = 256 << 10;
+/// Payloads this large are always tried whole: content-defined chunks this long are cut where
+/// the chunker found no boundary, in long runs of repeated data, which zstd's window may
+/// compress although every sample alone does not (copies of one small image, say).
+const SAMPLED_MAX: usize = 4 << 20;
 /// Samples taken of a large payload: at its start, middle and end.
 const SAMPLES: usize = 3;
 /// Bytes in each sample.
 const SAMPLE_LEN: usize = 16 << 10;
 
-/// Whether `payload` is worth compressing: always for one shorter than [`SAMPLED_MIN`]; for a
-/// longer one, when one of its samples (tried in turn: text stops at the first) saves 1/32.
+/// Whether `payload` is worth compressing: always for one shorter than [`SAMPLED_MIN`] or at
+/// least [`SAMPLED_MAX`]; for the others, when one of their samples (tried in turn: text stops
+/// at the first) saves 1/32.
 /// Random or already compressed data, whose compression zstd would try and give up over the
 /// whole payload, costs three small samples instead. A payload whose samples all fall on
 /// incompressible stretches is stored uncompressed even if it compresses elsewhere.
 fn samples_compress(c: &mut zstd::bulk::Compressor<'_>, payload: &[u8]) -> std::io::Result<bool> {
-    if payload.len() < SAMPLED_MIN {
+    if !(SAMPLED_MIN..SAMPLED_MAX).contains(&payload.len()) {
         return Ok(true);
     }
     let mut scratch = Vec::with_capacity(zstd::zstd_safe::compress_bound(SAMPLE_LEN));
@@ -341,6 +346,12 @@ mod tests {
         small.extend(text(SAMPLED_MIN / 2));
         assert!(samples_compress(&mut c, &small).unwrap());
         assert_eq!(compress(&small, 3).0, CODEC_ZSTD);
+        // Long chunks are tried whole: 8 MiB of one 64 KiB random block repeated compresses in
+        // zstd's window, though no 16 KiB sample of it does.
+        let block = noise(64 << 10);
+        let repeated: Vec<u8> = block.iter().copied().cycle().take(8 * mb).collect();
+        assert!(samples_compress(&mut c, &repeated).unwrap());
+        assert_eq!(compress(&repeated, 3).0, CODEC_ZSTD);
         // The price: text only between the samples is stored as it is.
         let mut between = noise(mb);
         between[100 << 10..400 << 10].copy_from_slice(&text(300 << 10));

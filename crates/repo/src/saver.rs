@@ -271,7 +271,7 @@ impl SpareBuffers {
 struct SealJob {
     kind: PackKind,
     id: Id,
-    payload: Vec<u8>,
+    payload: QueuedCopy,
 }
 
 /// Threads that compress, encrypt and pack the blobs handed over with
@@ -293,23 +293,29 @@ enum SealerState {
     Closed,
 }
 
-/// Blobs handed to the sealers and not yet in a pack, and their bytes; and the buffers of large
-/// sealed blobs, kept for the next copies.
+/// Blobs handed to the sealers and not yet in a pack, and the memory their copies hold; and the
+/// buffers of large sealed blobs, kept for the next copies.
 struct Queued {
     state: Mutex<QueuedState>,
     changed: Condvar,
-    /// Most bytes queued or being sealed, beyond the first blob; the buffers kept for reuse
-    /// hold no more than what the queue leaves of it.
+    /// Most bytes of buffers queued or being sealed, beyond the first blob.
     limit: usize,
+    /// Most bytes of buffers kept for reuse (and never more than the queue leaves of `limit`).
+    keep_limit: usize,
 }
 
 #[derive(Default)]
 struct QueuedState {
     count: usize,
+    /// Capacity of the queued copies' buffers together.
     bytes: usize,
     /// Buffers of sealed blobs of at least [`RECYCLED_MIN`] bytes, and their capacity together.
     free: Vec<Vec<u8>>,
     free_bytes: usize,
+    /// Callers of [`Queued::add`] are served in turn, so that a large blob waiting for room is
+    /// not passed again and again by small ones.
+    next_ticket: u64,
+    serving: u64,
 }
 
 /// Most bytes of blobs queued for the sealers or being sealed, per sealer thread: besides the
@@ -318,70 +324,115 @@ struct QueuedState {
 /// seals one such blob while none waits.
 const QUEUED_BYTES_PER_THREAD: usize = 8 << 20;
 
+/// Most bytes of buffers kept for reuse, however many threads.
+const KEPT_BYTES: usize = 32 << 20;
+
 /// Copies of blobs this large go into buffers that are reused once sealed (with capacities in
 /// whole multiples of it). glibc maps blocks of 1 MiB or more afresh (the threshold the CLI
 /// fixes), so without reuse each copy of a large chunk faults in and zeroes its pages, and each
 /// free unmaps them again.
 const RECYCLED_MIN: usize = 1 << 20;
 
+/// The copy of a queued blob, counted in the queue until it is dropped (sealed, or dropped
+/// unsealed when the sealer threads are gone), when its buffer goes back for reuse.
+struct QueuedCopy {
+    buf: Vec<u8>,
+    /// The capacity counted for it.
+    counted: usize,
+    queued: Arc<Queued>,
+}
+
+impl Drop for QueuedCopy {
+    fn drop(&mut self) {
+        self.queued
+            .done(self.counted, std::mem::take(&mut self.buf));
+    }
+}
+
 impl Queued {
     fn new(threads: usize) -> Self {
+        let limit = QUEUED_BYTES_PER_THREAD * threads.max(1);
         Queued {
             state: Mutex::default(),
             changed: Condvar::new(),
-            limit: QUEUED_BYTES_PER_THREAD * threads.max(1),
+            limit,
+            keep_limit: limit.min(KEPT_BYTES),
         }
     }
 
-    /// Counts a blob of `bytes` in, first waiting while the blobs queued already hold the
-    /// limit with it (a blob larger than the limit waits until nothing else is queued).
-    /// Returns an empty buffer for its copy: a kept one that fits, or a new one.
-    fn add(&self, bytes: usize) -> Vec<u8> {
+    /// Counts a blob of `len` bytes in, first waiting for its turn and while the queued copies
+    /// already hold the limit with it (a blob larger than the limit waits until nothing else is
+    /// queued). Returns an empty buffer for its copy: a kept one of its size, or a new one.
+    /// Memory is allocated and freed outside the lock.
+    fn add(self: &Arc<Self>, len: usize) -> QueuedCopy {
+        let planned = if len < RECYCLED_MIN {
+            len
+        } else {
+            len.next_multiple_of(RECYCLED_MIN)
+        };
         let mut state = lock(&self.state);
-        while state.bytes > 0 && state.bytes + bytes > self.limit {
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        while state.serving != ticket || (state.bytes > 0 && state.bytes + planned > self.limit) {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        state.count += 1;
-        state.bytes += bytes;
-        if bytes < RECYCLED_MIN {
-            return Vec::with_capacity(bytes);
-        }
-        // The smallest kept buffer that fits, and not much larger (its pages are all in use,
-        // and only `bytes` are counted).
+        state.serving += 1;
+        // A kept buffer of this size, or of the next (its pages are in use: all of it is
+        // counted), if the limit leaves room for it.
+        let room = if state.bytes == 0 {
+            usize::MAX
+        } else {
+            self.limit.saturating_sub(state.bytes)
+        };
+        let largest = planned.saturating_add(RECYCLED_MIN).min(room);
         let fit = (state.free.iter().enumerate())
-            .filter(|(_, b)| (bytes..=2 * bytes).contains(&b.capacity()))
+            .filter(|(_, b)| (planned..=largest).contains(&b.capacity()))
             .min_by_key(|(_, b)| b.capacity())
             .map(|(i, _)| i);
-        let buffer = match fit {
-            Some(i) => {
-                let buf = state.free.swap_remove(i);
-                state.free_bytes -= buf.capacity();
-                buf
-            }
-            None => Vec::with_capacity(bytes.next_multiple_of(RECYCLED_MIN)),
-        };
-        // Kept buffers give way to queued blobs.
-        while state.bytes + state.free_bytes > self.limit
-            && let Some(dropped) = state.free.pop()
-        {
-            state.free_bytes -= dropped.capacity();
+        let kept = fit.map(|i| state.free.swap_remove(i));
+        let counted = kept.as_ref().map_or(planned, Vec::capacity);
+        if let Some(buf) = &kept {
+            state.free_bytes -= buf.capacity();
         }
-        buffer
-    }
-
-    /// Counts a blob of `bytes` out, keeping its buffer for reuse while the queued blobs and
-    /// the kept buffers stay within the limit together.
-    fn done(&self, bytes: usize, mut buffer: Vec<u8>) {
-        let mut state = lock(&self.state);
-        state.count = state.count.saturating_sub(1);
-        state.bytes = state.bytes.saturating_sub(bytes);
-        let capacity = buffer.capacity();
-        if capacity >= RECYCLED_MIN && state.bytes + state.free_bytes + capacity <= self.limit {
-            buffer.clear();
-            state.free_bytes += capacity;
-            state.free.push(buffer);
+        state.count += 1;
+        state.bytes += counted;
+        // Kept buffers give way to queued copies.
+        let mut dropped = Vec::new();
+        while state.bytes + state.free_bytes > self.limit
+            && let Some(buf) = state.free.pop()
+        {
+            state.free_bytes -= buf.capacity();
+            dropped.push(buf);
         }
         self.changed.notify_all();
+        drop(state);
+        drop(dropped);
+        QueuedCopy {
+            buf: kept.unwrap_or_else(|| Vec::with_capacity(counted)),
+            counted,
+            queued: Arc::clone(self),
+        }
+    }
+
+    /// Counts a copy out (`counted` bytes), keeping its buffer for reuse while the queued
+    /// copies and the kept buffers stay within the limit together, and the kept ones within
+    /// their own.
+    fn done(&self, counted: usize, mut buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        buffer.clear();
+        let mut state = lock(&self.state);
+        state.count = state.count.saturating_sub(1);
+        state.bytes = state.bytes.saturating_sub(counted);
+        if capacity >= RECYCLED_MIN
+            && state.bytes + state.free_bytes + capacity <= self.limit
+            && state.free_bytes + capacity <= self.keep_limit
+        {
+            state.free_bytes += capacity;
+            state.free.push(std::mem::take(&mut buffer));
+        }
+        self.changed.notify_all();
+        drop(state);
+        drop(buffer);
     }
 
     fn wait_empty(&self) {
@@ -392,22 +443,14 @@ impl Queued {
     }
 }
 
-/// Marks one queued blob (of `bytes`) done when dropped, giving its buffer back; a panic on
-/// the way fails the saver.
-struct Done<'a> {
-    queued: &'a Queued,
-    shared: &'a Shared,
-    bytes: usize,
-    buffer: Vec<u8>,
-}
+/// Fails the saver if a sealer thread panics while it is held.
+struct PanicGuard<'a>(&'a Shared);
 
-impl Drop for Done<'_> {
+impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.shared.fail("a sealer thread panicked".into());
+            self.0.fail("a sealer thread panicked".into());
         }
-        self.queued
-            .done(self.bytes, std::mem::take(&mut self.buffer));
     }
 }
 
@@ -449,22 +492,16 @@ impl Sealers {
         let (tx, rx) = crossbeam_channel::bounded::<SealJob>(threads * 2);
         for i in 0..threads {
             let (rx, shared) = (rx.clone(), Arc::clone(&self.shared));
-            let queued = Arc::clone(&self.queued);
             std::thread::Builder::new()
                 .name(format!("zaibei-seal-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        // Counted done even if storing panics, so `finish` cannot wait forever.
-                        let mut done = Done {
-                            queued: &queued,
-                            shared: &shared,
-                            bytes: job.payload.len(),
-                            buffer: Vec::new(),
-                        };
-                        if let Err(e) = shared.store_blob(job.kind, job.id, &job.payload) {
+                        // The job's copy is counted out when it drops, even in a panic, so
+                        // `finish` cannot wait forever.
+                        let _guard = PanicGuard(&shared);
+                        if let Err(e) = shared.store_blob(job.kind, job.id, &job.payload.buf) {
                             shared.fail(format!("blob {}: {e}", job.id));
                         }
-                        done.buffer = job.payload;
                     }
                 })
                 .map_err(|e| RepoError::Internal(format!("starting a sealer thread: {e}")))?;
@@ -616,15 +653,16 @@ impl BlobSaver {
         };
         match pool {
             Some((pool, tx)) => {
-                let len = payload.len();
-                let mut copy = pool.queued.add(len);
-                copy.extend_from_slice(payload);
-                if let Err(e) = tx.send(SealJob {
-                    kind,
-                    id,
-                    payload: copy,
-                }) {
-                    pool.queued.done(len, e.into_inner().payload);
+                let mut copy = pool.queued.add(payload.len());
+                copy.buf.extend_from_slice(payload);
+                if tx
+                    .send(SealJob {
+                        kind,
+                        id,
+                        payload: copy,
+                    })
+                    .is_err()
+                {
                     return Err(RepoError::Internal("sealer threads stopped".into()));
                 }
             }
@@ -1071,77 +1109,110 @@ impl std::fmt::Debug for BlobSaver {
 mod tests {
     use super::*;
 
+    fn counts(queued: &Queued) -> (usize, usize, usize) {
+        let state = lock(&queued.state);
+        (state.count, state.bytes, state.free_bytes)
+    }
+
     #[test]
-    fn queued_blobs_wait_while_their_bytes_are_over_the_limit() {
+    fn queued_blobs_wait_in_turn_while_their_buffers_are_over_the_limit() {
         let mb = 1 << 20;
         let queued = Arc::new(Queued::new(1));
         assert_eq!(queued.limit, QUEUED_BYTES_PER_THREAD);
         // A blob larger than the limit goes in when nothing else is queued.
-        let big = queued.add(QUEUED_BYTES_PER_THREAD + mb);
-        queued.done(QUEUED_BYTES_PER_THREAD + mb, big);
+        drop(queued.add(QUEUED_BYTES_PER_THREAD + mb));
+        assert_eq!(counts(&queued).0, 0);
         let five = queued.add(5 * mb);
-        let three = queued.add(3 * mb);
+        let two = queued.add(2 * mb - 100);
+        assert_eq!(two.counted, 2 * mb, "counted by the capacity of its buffer");
         let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = {
+        let spawn = |len: usize, tx: std::sync::mpsc::Sender<usize>| {
             let queued = Arc::clone(&queued);
             std::thread::spawn(move || {
-                let two = queued.add(2 * mb);
-                tx.send(()).unwrap();
-                two
+                let copy = queued.add(len);
+                tx.send(len).unwrap();
+                copy
             })
         };
-        // 5 + 3 + 2 MiB is over the 8 MiB limit: the third waits.
-        assert!(
+        // 5 + 2 + 3 MiB is over the 8 MiB limit: the 3 MiB blob waits, and a small one that
+        // comes after it waits behind it although it would fit.
+        let three = spawn(3 * mb, tx.clone());
+        while lock(&queued.state).next_ticket < 3 {
+            std::thread::yield_now();
+        }
+        let small = spawn(500_000, tx);
+        let no_more = |rx: &std::sync::mpsc::Receiver<usize>| {
             rx.recv_timeout(std::time::Duration::from_millis(200))
                 .is_err()
-        );
-        queued.done(3 * mb, three);
-        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
-        let two = waiter.join().unwrap();
-        let state = lock(&queued.state);
-        assert_eq!((state.count, state.bytes), (2, 7 * mb));
-        drop(state);
-        drop((five, two));
+        };
+        assert!(no_more(&rx));
+        let wait = std::time::Duration::from_secs(10);
+        drop(two);
+        assert_eq!(rx.recv_timeout(wait).unwrap(), 3 * mb);
+        // 5 + 3 MiB: now the small one does not fit.
+        assert!(no_more(&rx));
+        drop(five);
+        assert_eq!(rx.recv_timeout(wait).unwrap(), 500_000);
+        let (three, small) = (three.join().unwrap(), small.join().unwrap());
+        assert_eq!(counts(&queued).0, 2);
+        drop((three, small));
+        assert_eq!(counts(&queued).0, 0);
+        assert_eq!(counts(&queued).1, 0);
     }
 
     #[test]
-    fn buffers_of_large_sealed_blobs_are_reused_within_the_limit() {
+    fn buffers_of_large_sealed_blobs_are_reused_within_the_limits() {
         let mb = 1 << 20;
-        let queued = Queued::new(2);
+        let queued = Arc::new(Queued::new(2));
         let limit = 2 * QUEUED_BYTES_PER_THREAD;
         // Small copies get buffers of their size, never kept.
         let small = queued.add(1000);
-        assert_eq!(small.capacity(), 1000);
-        queued.done(1000, small);
-        assert!(lock(&queued.state).free.is_empty());
+        assert_eq!(small.buf.capacity(), 1000);
+        drop(small);
+        assert_eq!(counts(&queued), (0, 0, 0));
         // A large copy gets whole MiB; once sealed its buffer is kept, emptied, and handed to
-        // the next copy it fits (the smallest that fits).
+        // the next copy of its size.
         let mut a = queued.add(3 * mb - 5);
-        assert_eq!(a.capacity(), 3 * mb);
-        a.extend_from_slice(&vec![1; 3 * mb - 5]);
-        let a_at = a.as_ptr();
+        assert_eq!(a.buf.capacity(), 3 * mb);
+        a.buf.extend_from_slice(&vec![1; 3 * mb - 5]);
+        let a_at = a.buf.as_ptr();
         let b = queued.add(5 * mb);
-        queued.done(3 * mb - 5, a);
-        queued.done(5 * mb, b);
-        let c = queued.add(2 * mb);
-        assert_eq!(c.as_ptr(), a_at);
-        assert!(c.is_empty());
-        assert_eq!(c.capacity(), 3 * mb);
-        // Queued bytes and kept buffers stay within the limit together.
-        let big = queued.add(limit - 2 * mb);
-        queued.done(2 * mb, c);
+        drop(a);
+        drop(b);
+        assert_eq!(counts(&queued), (0, 0, 8 * mb));
+        let c = queued.add(2 * mb + 1);
+        assert_eq!(c.buf.as_ptr(), a_at);
+        assert!(c.buf.is_empty());
+        assert_eq!(c.counted, 3 * mb);
+        // A buffer two sizes larger is not used: a new one is.
+        let d = queued.add(mb);
+        assert_eq!(d.buf.capacity(), mb);
+        drop(d);
+        // Queued copies and kept buffers stay within the limit together.
+        let big = queued.add(limit - 4 * mb);
         {
-            let state = lock(&queued.state);
-            assert!(state.bytes + state.free_bytes <= limit);
+            let (_, bytes, free) = counts(&queued);
+            assert!(bytes + free <= limit, "{bytes} + {free}");
         }
-        queued.done(limit - 2 * mb, big);
+        drop(c);
+        drop(big);
+        let (count, bytes, free) = counts(&queued);
+        assert_eq!((count, bytes), (0, 0));
+        assert!(free <= queued.keep_limit);
         let state = lock(&queued.state);
-        assert_eq!((state.count, state.bytes), (0, 0));
-        assert!(state.free_bytes <= limit);
-        assert_eq!(
-            state.free_bytes,
-            state.free.iter().map(Vec::capacity).sum::<usize>()
-        );
+        assert_eq!(free, state.free.iter().map(Vec::capacity).sum::<usize>());
+    }
+
+    #[test]
+    fn kept_buffers_are_bounded_however_many_threads() {
+        let mb = 1 << 20;
+        let queued = Arc::new(Queued::new(64));
+        assert_eq!(queued.keep_limit, KEPT_BYTES);
+        let copies: Vec<_> = (0..40).map(|_| queued.add(2 * mb)).collect();
+        drop(copies);
+        let (count, bytes, free) = counts(&queued);
+        assert_eq!((count, bytes), (0, 0));
+        assert_eq!(free, KEPT_BYTES);
     }
 
     #[test]

@@ -181,7 +181,7 @@ const IN_PLACE_BYTES: usize = 4 << 20;
 const WIDE_WINDOW_CHUNKS: usize = 6;
 /// Most bytes one read window is widened by, from the backup's shared [`WindowBudget`]: four
 /// chunks of the default maximum size beyond the usual two.
-pub(crate) const EXTRA_WINDOW_BYTES: usize = 32 << 20;
+pub(crate) const READ_WINDOW_EXTRA_BYTES: usize = 32 << 20;
 /// A widened window is narrowed again once it holds more chunks than this: they are small
 /// again, and the usual window holds enough of them for the lanes.
 const NARROW_CHUNKS: usize = 3 * WIDE_WINDOW_CHUNKS;
@@ -189,7 +189,7 @@ const NARROW_CHUNKS: usize = 3 * WIDE_WINDOW_CHUNKS;
 /// The size of a stream's read window. A window of twice the maximum chunk size holds only two
 /// chunks of the maximum size, as long runs of repeated or zero bytes give, and two ids are
 /// hashed one stream at a time (see [`ids_in_halves`]). When a window's chunks are that few and
-/// large, the next windows are widened to hold [`WIDE_WINDOW_CHUNKS`] of them, with memory
+/// large, the next windows are widened to hold up to [`WIDE_WINDOW_CHUNKS`] of them, with memory
 /// taken from the shared budget without waiting (nothing is widened while another reader holds
 /// it), and narrowed again once the chunks are small.
 pub(crate) struct Window<'b> {
@@ -224,7 +224,7 @@ impl<'b> Window<'b> {
             None if kept.ranges.len() < FEW_CHUNKS && kept.bytes >= stream.max_chunk() => {
                 let mut want = (WIDE_WINDOW_CHUNKS * stream.max_chunk())
                     .saturating_sub(usual)
-                    .min(EXTRA_WINDOW_BYTES);
+                    .min(READ_WINDOW_EXTRA_BYTES);
                 if let Some(left) = left {
                     want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
                 }
@@ -439,8 +439,10 @@ fn read_file(
         index: 0,
         offset: 0,
     };
-    let mut stream = ctx.chunker.stream(reader, read_buf);
+    // Before the stream: dropped after it, so that a widened buffer has shrunk before its
+    // budget goes back, however this function returns.
     let mut window = Window::new(ctx.window_budget);
+    let mut stream = ctx.chunker.stream(reader, read_buf);
     let mut stored = 0u64;
     let mut kept = InPlace::default();
     loop {
@@ -480,8 +482,8 @@ fn read_file(
             batch.push(index, chunk);
         }
     }
+    // The stream borrows `extents`, which the node takes.
     drop(stream);
-    drop(window);
     let after = rustix::fs::fstat(fd).map_err(io::Error::from)?;
     if (after.st_mtime, after.st_mtime_nsec, after.st_size)
         != (st.st_mtime, st.st_mtime_nsec, st.st_size)
@@ -646,7 +648,7 @@ mod tests {
         let chunker = crate::chunker::Chunker::new(zaibei_crypto::Suite::Gm, &[9; 32], params);
         let usual = 2 * 65536;
         let data = repeated(40 * 65536);
-        let budget = WindowBudget::new(EXTRA_WINDOW_BYTES as u64);
+        let budget = WindowBudget::new(READ_WINDOW_EXTRA_BYTES as u64);
         let (mut buf, mut other_buf) = (Vec::new(), Vec::new());
         let mut stream = chunker.stream(&data[..], &mut buf);
         let mut other = chunker.stream(&data[..], &mut other_buf);
@@ -659,9 +661,8 @@ mod tests {
         window.plan(&kept, &mut stream, Some(data.len() as u64));
         assert_eq!(stream.window(), WIDE_WINDOW_CHUNKS * 65536);
         let taken = (WIDE_WINDOW_CHUNKS * 65536 - usual) as u64;
-        assert_eq!(budget.take(0).bytes(), 0);
         let probe = budget.take(u64::MAX);
-        assert_eq!(probe.bytes(), EXTRA_WINDOW_BYTES as u64 - taken);
+        assert_eq!(probe.bytes(), READ_WINDOW_EXTRA_BYTES as u64 - taken);
         drop(probe);
         // The next window (its first chunk refills the buffer) holds that many.
         let kept = kept_of(&mut stream);
@@ -692,10 +693,13 @@ mod tests {
         }
         window.plan(&many, &mut stream, None);
         assert_eq!(stream.window(), usual);
-        assert!(budget.take(u64::MAX).bytes() < EXTRA_WINDOW_BYTES as u64);
+        assert!(budget.take(u64::MAX).bytes() < READ_WINDOW_EXTRA_BYTES as u64);
         stream.next_range().unwrap();
         window.refilled();
         assert_eq!(stream.buffer().len(), usual);
-        assert_eq!(budget.take(u64::MAX).bytes(), EXTRA_WINDOW_BYTES as u64);
+        assert_eq!(
+            budget.take(u64::MAX).bytes(),
+            READ_WINDOW_EXTRA_BYTES as u64
+        );
     }
 }

@@ -175,7 +175,7 @@ pub async fn backup_unpublished(
         let opts = opts.clone();
         tokio::task::spawn_blocking(move || {
             // One widened read window at a time (see `files::Window`).
-            let window_budget = WindowBudget::new(files::EXTRA_WINDOW_BYTES as u64);
+            let window_budget = WindowBudget::new(files::READ_WINDOW_EXTRA_BYTES as u64);
             let ctx = Context {
                 repo: &repo,
                 saver: &saver,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use zaibei_format::{Node, NodeKind, Timestamp, Tree};
 use zaibei_repo::{BlobSaver, IndexedRepository};
 
-use super::files::{EXTRA_WINDOW_BYTES, InPlace, Window};
+use super::files::{InPlace, READ_WINDOW_EXTRA_BYTES, Window};
 use super::{BackupOptions, BackupOutcome, new_snapshot};
 use crate::ArchiveError;
 use crate::budget::WindowBudget;
@@ -153,15 +153,16 @@ fn store_stream(
     reader: impl Read,
 ) -> Result<(Vec<zaibei_format::Id>, u64), ArchiveError> {
     let mut buf = Vec::new();
+    // The stream is the only reader: its window may take the whole budget. Both are made
+    // before the stream, so that its buffer shrinks before the budget goes back.
+    let budget = WindowBudget::new(READ_WINDOW_EXTRA_BYTES as u64);
+    let mut window = Window::new(&budget);
     let mut stream = chunker.stream(reader, &mut buf);
     let mut content = Vec::new();
     let mut size = 0u64;
     // The chunks are hashed together where they lie in the read buffer, each time before it
     // moves, and compressed and encrypted on the saver's sealer threads meanwhile.
     let mut kept = InPlace::default();
-    // The stream is the only reader: its window may take the whole budget.
-    let budget = WindowBudget::new(EXTRA_WINDOW_BYTES as u64);
-    let mut window = Window::new(&budget);
     loop {
         if stream.will_refill() {
             window.plan(&kept, &mut stream, None);
