@@ -248,6 +248,23 @@ pub fn list_dir(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// The data extents of the open file whose `fstat` is `st`: one extent covering the file
+/// without asking when the blocks allocated to it hold its size (no room for a hole), else
+/// [`data_extents`]. Saves the two `lseek` calls per file that almost every file would make
+/// for nothing. A file with blocks preallocated past its end as well as a hole inside may be
+/// taken as dense: its hole is then read, and stored, as zeros.
+pub fn data_extents_of(
+    fd: std::os::fd::BorrowedFd<'_>,
+    st: &rustix::fs::Stat,
+) -> io::Result<Vec<(u64, u64)>> {
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let allocated = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+    if size > 0 && allocated >= size {
+        return Ok(vec![(0, size)]);
+    }
+    data_extents(fd, size)
+}
+
 /// The data extents `(offset, length)` of a file, found with `SEEK_DATA`/`SEEK_HOLE`. A file
 /// system without hole reporting gives one extent covering the file.
 pub fn data_extents(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> io::Result<Vec<(u64, u64)>> {
@@ -308,5 +325,49 @@ impl Names {
                     .map(|g| g.name)
             })
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, Write};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    type Extents = Vec<(u64, u64)>;
+
+    /// The extents `data_extents_of` gives, and those `data_extents` finds by asking.
+    fn extents_both_ways(file: &std::fs::File) -> (Extents, Extents) {
+        let st = rustix::fs::fstat(file.as_fd()).unwrap();
+        let size = u64::try_from(st.st_size).unwrap();
+        (
+            data_extents_of(file.as_fd(), &st).unwrap(),
+            data_extents(file.as_fd(), size).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_dense_file_is_one_extent_and_a_sparse_one_is_still_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dense = std::fs::File::create(dir.path().join("dense")).unwrap();
+        dense.write_all(&vec![1u8; 100_000]).unwrap();
+        dense.sync_all().unwrap();
+        let (quick, asked) = extents_both_ways(&dense);
+        assert_eq!(quick, vec![(0, 100_000)]);
+        assert_eq!(quick, asked);
+
+        // 8 MiB with 4 KiB of data in the middle: fewer blocks than bytes, so the holes are
+        // looked for (and found where the file system keeps them).
+        let mut sparse = std::fs::File::create(dir.path().join("sparse")).unwrap();
+        sparse.set_len(8 << 20).unwrap();
+        sparse.seek(std::io::SeekFrom::Start(4 << 20)).unwrap();
+        sparse.write_all(&[2u8; 4096]).unwrap();
+        sparse.sync_all().unwrap();
+        let (quick, asked) = extents_both_ways(&sparse);
+        assert_eq!(quick, asked);
+
+        let empty = std::fs::File::create(dir.path().join("empty")).unwrap();
+        assert_eq!(extents_both_ways(&empty), (vec![], vec![]));
     }
 }

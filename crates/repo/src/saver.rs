@@ -1137,7 +1137,8 @@ mod tests {
         // 5 + 2 + 3 MiB is over the 8 MiB limit: the 3 MiB blob waits, and a small one that
         // comes after it waits behind it although it would fit.
         let three = spawn(3 * mb, tx.clone());
-        while lock(&queued.state).next_ticket < 3 {
+        // Three tickets taken before it: the oversized blob's, `five`'s and `two`'s.
+        while lock(&queued.state).next_ticket < 4 {
             std::thread::yield_now();
         }
         let small = spawn(500_000, tx);

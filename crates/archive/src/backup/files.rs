@@ -430,7 +430,7 @@ fn read_file(
     node.user = job.node.user.clone();
     node.group = job.node.group.clone();
     node.xattrs = fsmeta::xattrs_of_fd(fd)?;
-    let extents = fsmeta::data_extents(fd, node.size)?;
+    let extents = fsmeta::data_extents_of(fd, &st)?;
     let dense = extents.len() == 1 && extents[0] == (0, node.size);
     let expected: u64 = extents.iter().map(|&(_, l)| l).sum();
     let reader = ExtentReader {
