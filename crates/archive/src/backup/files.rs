@@ -176,7 +176,7 @@ impl InPlace {
 const IN_PLACE_BYTES: usize = 4 << 20;
 
 /// Most chunks a widened read window is sized for: six of the eight lanes of multi-buffer
-/// HMAC-SM3. Eight took the peak memory of the 2 GiB benchmark file to 109 MiB against 95 MiB,
+/// HMAC-SM3. Eight took the peak memory of the 2 GiB benchmark file to 106 MiB against 94 MiB,
 /// with no gain in time that this machine's noise let show (see BENCHMARKS.md).
 const WIDE_WINDOW_CHUNKS: usize = 6;
 /// Most bytes one read window is widened by, from the backup's shared [`WindowBudget`]: four
