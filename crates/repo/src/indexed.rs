@@ -6,12 +6,21 @@ use std::sync::{Arc, Mutex};
 use zaibei_format::refs::TreeRefs;
 use zaibei_format::{Id, PackKind, Tree};
 
-use crate::index::{BlobRef, IdMap, IndexProblem, MasterIndex};
+use crate::gather::GatherLimits;
+use crate::index::{BlobRef, IdMap, IdSet, IndexProblem, MasterIndex};
 use crate::opener::BlobOpener;
 use crate::{Cache, RepoError, Repository, Result, names};
 
 /// Most trees kept decoded in memory.
 const TREE_CACHE_ENTRIES: usize = 4096;
+
+/// How [`IndexedRepository::load_trees`] reads trees lying close together in a pack: with one
+/// request of at most 1 MiB, gaps up to 64 KiB read through.
+const TREE_READS: GatherLimits = GatherLimits {
+    max_gap: 64 << 10,
+    max_read: 1 << 20,
+    in_flight: 4,
+};
 
 /// A repository whose index is loaded (the second state of the typestate `Repository` →
 /// `IndexedRepository`).
@@ -193,11 +202,7 @@ impl IndexedRepository {
             return Ok(Arc::clone(t));
         }
         let tree = Arc::new(self.decode_tree(id).await?);
-        let mut cache = self.cache();
-        if cache.len() >= TREE_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(*id, Arc::clone(&tree));
+        self.cache_tree(*id, Arc::clone(&tree));
         Ok(tree)
     }
 
@@ -210,6 +215,64 @@ impl IndexedRepository {
             return Ok(t);
         }
         Ok(Arc::new(self.decode_tree(id).await?))
+    }
+
+    /// Loads several trees into the cache at once, as a walk ahead of its use does: trees of one
+    /// pack lying close together are read with one request, their pack key is derived once and
+    /// their ids are checked side by side ([`BlobOpener`]). A tree that does not open this way
+    /// is loaded alone ([`IndexedRepository::load_tree`], which also tries its copies), so each
+    /// result, and each error naming its tree, is what loading it alone gives. Fails as a whole
+    /// only when the store cannot be reached.
+    pub async fn load_trees(&self, ids: &[Id]) -> Result<Vec<(Id, Result<Arc<Tree>>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut wanted = Vec::with_capacity(ids.len());
+        {
+            let cache = self.cache();
+            for id in ids {
+                match cache.get(id) {
+                    Some(t) => out.push((*id, Ok(Arc::clone(t)))),
+                    None => wanted.push(*id),
+                }
+            }
+        }
+        // With a metadata cache the packs of trees are read whole through it; one by one is
+        // then as good.
+        let mut alone = Vec::new();
+        if self.repo.cache.is_some() || wanted.len() < 2 {
+            alone = wanted;
+        } else {
+            let mut opener = BlobOpener::new(self, PackKind::Tree);
+            self.gather(&mut opener, wanted.iter(), TREE_READS).await?;
+            let mut opened = IdSet::default();
+            for (id, plain) in opener.finish() {
+                opened.insert(id);
+                let tree = plain.and_then(|body| {
+                    Tree::decode(&body).map_err(|e| RepoError::format(format!("tree {id}"), e))
+                });
+                match tree {
+                    Ok(tree) => {
+                        let tree = Arc::new(tree);
+                        self.cache_tree(id, Arc::clone(&tree));
+                        out.push((id, Ok(tree)));
+                    }
+                    Err(_) => alone.push(id),
+                }
+            }
+            alone.extend(wanted.into_iter().filter(|id| !opened.contains(id)));
+        }
+        for id in alone {
+            let loaded = self.load_tree(&id).await;
+            out.push((id, loaded));
+        }
+        Ok(out)
+    }
+
+    fn cache_tree(&self, id: Id, tree: Arc<Tree>) {
+        let mut cache = self.cache();
+        if cache.len() >= TREE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(id, tree);
     }
 
     /// Reads, authenticates and decodes a tree, bypassing the cache.

@@ -31,6 +31,7 @@ mod cache;
 mod check;
 pub mod copy;
 mod error;
+mod gather;
 mod index;
 mod indexed;
 mod keys;
@@ -54,6 +55,7 @@ pub use check::{
     DataSubset, MAX_PATHS_LISTED, Severity, check,
 };
 pub use error::{RepoError, Result};
+pub use gather::{GatherLimits, RangedRead};
 pub use index::{BlobLocation, BlobRef, IdMap, IdSet, IndexProblem, MasterIndex, PackMeta};
 pub use indexed::IndexedRepository;
 pub use keys::KeyInfo;

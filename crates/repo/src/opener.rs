@@ -80,6 +80,11 @@ impl<'r> BlobOpener<'r> {
         Ok(())
     }
 
+    /// The kind of blobs this opener opens.
+    pub fn kind(&self) -> PackKind {
+        self.kind
+    }
+
     /// Plaintext bytes added and not yet handed back.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes

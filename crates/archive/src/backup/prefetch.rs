@@ -8,6 +8,10 @@
 //! directory's parent tree go on top, first child uppermost, which is the order the walker will
 //! want them. Requests beyond [`MAX_PENDING`] drop off the bottom (the walker then loads those
 //! trees itself), so the thread never runs far ahead and the cache keeps what it loaded.
+//!
+//! The thread takes up to [`BATCH`] requests at a time and loads them together
+//! ([`zaibei_repo::IndexedRepository::load_trees`]): neighbouring trees of a pack come with one
+//! read, and their ids are hashed side by side.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -17,6 +21,9 @@ use super::Context;
 
 /// Most tree loads waiting at once.
 pub const MAX_PENDING: usize = 1024;
+
+/// Most trees the thread loads together: the lanes of the multi-buffer hash.
+pub const BATCH: usize = 8;
 
 /// The walker's side: asks for trees and waits for one being loaded.
 #[derive(Default)]
@@ -29,7 +36,8 @@ pub(crate) struct Prefetcher {
 #[derive(Default)]
 struct State {
     pending: Vec<Id>,
-    loading: Option<Id>,
+    /// The trees the thread is loading now.
+    loading: Vec<Id>,
     closed: bool,
 }
 
@@ -66,7 +74,7 @@ impl Prefetcher {
     /// that would leave an unused tree in the cache.
     pub fn wait_for(&self, id: &Id) {
         let mut state = self.lock();
-        while state.loading.as_ref() == Some(id) {
+        while state.loading.contains(id) {
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         // The walker asks for the trees in the order they were queued: the request, if still
@@ -90,26 +98,30 @@ impl Prefetcher {
     fn ended(&self) {
         let mut state = self.lock();
         state.closed = true;
-        state.loading = None;
+        state.loading.clear();
         state.pending.clear();
         drop(state);
         self.changed.notify_all();
     }
 
-    /// The next tree to load, waiting for one; `None` once closed.
-    fn next(&self, finished: Option<Id>) -> Option<Id> {
+    /// The next trees to load (at most [`BATCH`], the one wanted first first) once the
+    /// previous ones are loaded, waiting for a request; `None` once closed.
+    fn next(&self) -> Option<Vec<Id>> {
         let mut state = self.lock();
-        if finished.is_some() {
-            state.loading = None;
+        if !state.loading.is_empty() {
+            state.loading.clear();
             self.changed.notify_all();
         }
         loop {
             if state.closed {
                 return None;
             }
-            if let Some(id) = state.pending.pop() {
-                state.loading = Some(id);
-                return Some(id);
+            if !state.pending.is_empty() {
+                let from = state.pending.len().saturating_sub(BATCH);
+                let mut batch = state.pending.split_off(from);
+                batch.reverse();
+                state.loading.clone_from(&batch);
+                return Some(batch);
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -135,13 +147,18 @@ pub(crate) fn run(ctx: &Context<'_>, prefetcher: &Prefetcher) {
         }
     }
     let _ended = Ended(prefetcher);
-    let mut finished = None;
-    while let Some(id) = prefetcher.next(finished) {
-        // A tree already in the cache comes back at once.
-        if let Err(e) = ctx.runtime.block_on(ctx.repo.load_tree(&id)) {
-            tracing::debug!("prefetching tree {}: {e}", id.short());
+    while let Some(batch) = prefetcher.next() {
+        // Trees already in the cache come back at once.
+        match ctx.runtime.block_on(ctx.repo.load_trees(&batch)) {
+            Ok(loaded) => {
+                for (id, tree) in loaded {
+                    if let Err(e) = tree {
+                        tracing::debug!("prefetching tree {}: {e}", id.short());
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("prefetching trees: {e}"),
         }
-        finished = Some(id);
     }
 }
 
@@ -157,27 +174,35 @@ mod tests {
     }
 
     #[test]
-    fn the_first_child_is_loaded_first_and_newer_requests_go_before_older() {
+    fn the_first_children_are_loaded_first_and_newer_requests_go_before_older() {
         let p = Prefetcher::default();
         let outer = Tree {
-            nodes: vec![dir("a", 1), dir("b", 2)],
+            nodes: (1..=BATCH as u8 + 2)
+                .map(|i| dir(&format!("{i:02}"), i))
+                .collect(),
         };
         let inner = Tree {
             nodes: vec![
-                dir("c", 3),
+                dir("c", 30),
                 Node::new(b"f".to_vec(), NodeKind::File),
-                dir("d", 4),
+                dir("d", 31),
             ],
         };
         p.ask(&outer);
-        assert_eq!(p.next(None), Some(Id([1; 32])));
+        let first: Vec<u8> = (1..=BATCH as u8).collect();
+        let batch = p.next().unwrap();
+        assert_eq!(
+            batch.iter().map(|id| id.as_bytes()[0]).collect::<Vec<_>>(),
+            first
+        );
+        assert_eq!(p.lock().loading, batch);
         p.ask(&inner);
         let order: Vec<u8> = std::iter::from_fn(|| {
             let mut state = p.lock();
             state.pending.pop().map(|id| id.as_bytes()[0])
         })
         .collect();
-        assert_eq!(order, vec![3, 4, 2]);
+        assert_eq!(order, vec![30, 31, BATCH as u8 + 1, BATCH as u8 + 2]);
     }
 
     #[test]
@@ -202,7 +227,7 @@ mod tests {
         // The walker got to `a` and `b` before the thread loaded them.
         p.wait_for(&Id([1; 32]));
         p.wait_for(&Id([2; 32]));
-        assert_eq!(p.next(None), Some(Id([3; 32])));
+        assert_eq!(p.next(), Some(vec![Id([3; 32])]));
         assert!(p.lock().pending.is_empty());
     }
 
@@ -213,7 +238,7 @@ mod tests {
         p.ask(&Tree {
             nodes: vec![dir("x", 7)],
         });
-        assert_eq!(p.next(None), Some(id));
+        assert_eq!(p.next(), Some(vec![id]));
         std::thread::scope(|s| {
             let waiter = s.spawn(|| p.wait_for(&id));
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -225,7 +250,7 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 p.close();
             });
-            assert_eq!(p.next(Some(id)), None);
+            assert_eq!(p.next(), None);
             waiter.join().unwrap();
             closer.join().unwrap();
         });

@@ -4,7 +4,7 @@
 //! network), so one request per blob makes restoring many small files slow. A worker
 //! therefore takes a batch of files, gathers the blobs they need, and reads each run of blobs
 //! lying close together in one pack with a single ranged read. Only the blobs needed are
-//! fetched, plus the gaps between them where a gap is small ([`MAX_GAP`]); a batch holds at
+//! fetched, plus the gaps between them where a gap is small ([`READS`]); a batch holds at
 //! most [`BATCH_BYTES`] of file data, so memory stays bounded. A large file's blobs are fetched
 //! the same way, a window at a time ([`fetch_blobs`]).
 //!
@@ -16,9 +16,8 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt;
 use zaibei_format::{Id, PackKind};
-use zaibei_repo::{BlobOpener, BlobRef, IndexedRepository, names};
+use zaibei_repo::{BlobOpener, GatherLimits, IndexedRepository, RangedRead};
 
 use super::files::FileJob;
 pub(crate) use crate::budget::{Reserved, WindowBudget};
@@ -30,24 +29,16 @@ pub(crate) const BATCH_FILES: usize = 64;
 /// Most plaintext a writer adds to a window of a large file's blobs from the shared
 /// [`WindowBudget`], so that more ids are hashed side by side.
 pub(crate) const EXTRA_WINDOW_BYTES: u64 = 12 << 20;
-/// Blobs of a pack closer than this are read together, gap included.
-const MAX_GAP: u64 = 64 << 10;
-/// Longest single read.
-const MAX_READ: u64 = 16 << 20;
-/// Reads of one batch in flight at once.
-const READS_IN_FLIGHT: usize = 4;
+/// How a batch reads blobs lying close together in a pack: gaps up to 64 KiB read through,
+/// reads of at most 16 MiB, four in flight.
+const READS: GatherLimits = GatherLimits {
+    max_gap: 64 << 10,
+    max_read: 16 << 20,
+    in_flight: 4,
+};
 
 /// Plaintexts of the blobs a batch needs, by id.
 pub(crate) type Blobs = HashMap<Id, Vec<u8>>;
-
-/// One ranged read: a pack, a byte range, and the blobs inside it.
-struct Read<'a> {
-    pack: Id,
-    start: u64,
-    end: u64,
-    /// The blobs and where the index places them.
-    blobs: Vec<(Id, BlobRef<'a>)>,
-}
 
 /// The blobs of `jobs` fetched with the batch: those of files to be written (files that exist
 /// already are checked first and are left to fetch their own blobs if they turn out to
@@ -56,48 +47,6 @@ pub(crate) fn needed(jobs: &[FileJob]) -> impl Iterator<Item = &Id> {
     jobs.iter()
         .filter(|j| !j.existing() && j.node.size <= BATCH_BYTES)
         .flat_map(|j| j.node.content.iter())
-}
-
-/// Plans the reads for the blobs `ids`, each blob once.
-fn plan<'a, 'i>(repo: &'a IndexedRepository, ids: impl Iterator<Item = &'i Id>) -> Vec<Read<'a>> {
-    let mut by_pack: HashMap<Id, Vec<(Id, BlobRef<'a>)>> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for id in ids {
-        if !seen.insert(*id) {
-            continue;
-        }
-        // A blob the index does not know is reported when the file is written.
-        if let Ok(loc) = repo.locate(PackKind::Data, id) {
-            by_pack.entry(loc.pack.id).or_default().push((*id, loc));
-        }
-    }
-    let mut reads = Vec::new();
-    for (pack, mut blobs) in by_pack {
-        blobs.sort_unstable_by_key(|b| b.1.offset);
-        let mut current: Option<Read> = None;
-        for (id, loc) in blobs {
-            let (offset, end) = (loc.offset, loc.offset.saturating_add(loc.length));
-            match &mut current {
-                Some(r) if offset <= r.end.saturating_add(MAX_GAP) && end - r.start <= MAX_READ => {
-                    r.end = r.end.max(end);
-                    r.blobs.push((id, loc));
-                }
-                _ => {
-                    if let Some(r) = current.take() {
-                        reads.push(r);
-                    }
-                    current = Some(Read {
-                        pack,
-                        start: offset,
-                        end,
-                        blobs: vec![(id, loc)],
-                    });
-                }
-            }
-        }
-        reads.extend(current);
-    }
-    reads
 }
 
 /// Fetches, authenticates and decompresses into `opener` the blobs `ids` (each once; those of
@@ -111,7 +60,12 @@ pub(crate) fn fetch_batch<'i>(
     opener: &mut BlobOpener<'_>,
     ids: impl Iterator<Item = &'i Id>,
 ) -> Result<(), String> {
-    fetch_into(repo, runtime, opener, plan(repo, ids))
+    fetch_into(
+        repo,
+        runtime,
+        opener,
+        repo.plan_reads(PackKind::Data, ids, READS),
+    )
 }
 
 /// Fetches, authenticates and decompresses the blobs `ids` (each once), as [`fetch_batch`]
@@ -122,7 +76,7 @@ pub(crate) fn fetch_blobs<'i>(
     runtime: &tokio::runtime::Handle,
     ids: impl Iterator<Item = &'i Id>,
 ) -> Result<Blobs, String> {
-    let reads = plan(repo, ids);
+    let reads = repo.plan_reads(PackKind::Data, ids, READS);
     // Nothing to gain for a single blob: the file's own read does the same.
     if reads.iter().map(|r| r.blobs.len()).sum::<usize>() < 2 {
         return Ok(Blobs::new());
@@ -146,45 +100,11 @@ fn fetch_into(
     repo: &IndexedRepository,
     runtime: &tokio::runtime::Handle,
     opener: &mut BlobOpener<'_>,
-    reads: Vec<Read<'_>>,
+    reads: Vec<RangedRead<'_>>,
 ) -> Result<(), String> {
-    if reads.is_empty() {
-        return Ok(());
-    }
-    runtime.block_on(async {
-        let mut results = futures::stream::iter(reads.into_iter().map(|r| async move {
-            let stored = repo
-                .store()
-                .get_range(&names::pack(&r.pack), r.start..r.end)
-                .await;
-            (r, stored)
-        }))
-        .buffer_unordered(READS_IN_FLIGHT);
-        while let Some((read, stored)) = results.next().await {
-            let stored = match stored {
-                Ok(s) => s,
-                Err(e) if e.is_unreachable() => {
-                    return Err(format!("{e} (the repository cannot be reached)"));
-                }
-                // Anything else is reported with the file that needs the blob.
-                Err(_) => continue,
-            };
-            for (id, loc) in read.blobs {
-                // Sorted by offset, so no blob starts before its read.
-                let from = loc.offset - read.start;
-                let (Ok(from), Ok(len)) = (usize::try_from(from), usize::try_from(loc.length))
-                else {
-                    continue;
-                };
-                let Some(bytes) = stored.get(from..from.saturating_add(len)) else {
-                    continue;
-                };
-                // A blob that does not open is fetched again, and reported, with its file.
-                let _ = opener.add(&id, &loc, bytes);
-            }
-        }
-        Ok(())
-    })
+    runtime
+        .block_on(repo.gather_planned(opener, reads, READS.in_flight))
+        .map_err(|e| format!("{e} (the repository cannot be reached)"))
 }
 
 #[cfg(test)]
@@ -284,7 +204,7 @@ mod tests {
             job(vec![ids[10]], true),
         ];
         drop(_guard);
-        let reads = plan(&repo, needed(&jobs));
+        let reads = repo.plan_reads(PackKind::Data, needed(&jobs), READS);
         assert_eq!(
             reads.len(),
             2,

@@ -1,0 +1,105 @@
+//! Loading several trees at once (`IndexedRepository::load_trees`): the same trees as one by
+//! one, with fewer requests to the store; a tree stored under a wrong id and a tree the index
+//! does not know give the errors loading them alone gives, without spoiling the others.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{new_store, open};
+use zaibei_format::{Id, Node, NodeKind, PackKind, Tree};
+use zaibei_repo::{BlobSaver, RepoError};
+use zaibei_store::{StatsStore, Store, StoreCounters};
+
+/// A tree of `n` files whose names carry `seed`.
+fn tree(seed: u32, n: u32) -> Tree {
+    let mut tree = Tree {
+        nodes: (0..n)
+            .map(|i| {
+                let mut node = Node::new(format!("f{seed}-{i}").into_bytes(), NodeKind::File);
+                node.size = u64::from(seed * 1000 + i);
+                node
+            })
+            .collect(),
+    };
+    tree.sort_and_check().unwrap();
+    tree
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trees_load_together_with_fewer_reads_and_errors_name_their_tree() {
+    let inner = new_store().await;
+    let trees: Vec<Tree> = (1..=12).map(|s| tree(s, 3 + s)).collect();
+    let forged = Id([9u8; 32]);
+    let ids = {
+        let repo = open(&inner).await;
+        let saver = BlobSaver::start(Arc::clone(&repo), 1).await.unwrap();
+        let s = saver.clone();
+        let trees = trees.clone();
+        let ids = tokio::task::spawn_blocking(move || {
+            let ids: Vec<Id> = trees.iter().map(|t| s.save_tree(t).unwrap()).collect();
+            // A valid tree under an id that is not its plaintext's.
+            s.save_blob(PackKind::Tree, forged, &tree(99, 2).encode())
+                .unwrap();
+            ids
+        })
+        .await
+        .unwrap();
+        saver.finish().await.unwrap();
+        ids
+    };
+    let unknown = Id([5u8; 32]);
+    let mut wanted = ids.clone();
+    wanted.insert(4, forged);
+    wanted.push(unknown);
+
+    let counters = Arc::new(StoreCounters::default());
+    let store: Arc<dyn Store> =
+        Arc::new(StatsStore::new(Arc::clone(&inner), Arc::clone(&counters)));
+    let repo = open(&store).await;
+    let before = counters.snapshot().gets;
+    let loaded = repo.load_trees(&wanted).await.unwrap();
+    let gets = counters.snapshot().gets - before;
+    // The twelve good trees lie in one pack: one read, then the forged one again alone.
+    assert!(gets <= 3, "{gets} reads for {} trees", wanted.len());
+
+    assert_eq!(loaded.len(), wanted.len());
+    let mut seen = Vec::new();
+    for (id, result) in &loaded {
+        seen.push(*id);
+        if *id == forged {
+            let e = result.as_ref().err().unwrap().to_string();
+            assert!(e.contains(&forged.to_string()), "{e}");
+            assert!(e.contains("hashes to"), "{e}");
+        } else if *id == unknown {
+            assert!(matches!(result, Err(RepoError::BlobNotFound { .. })));
+        } else {
+            let i = ids.iter().position(|x| x == id).unwrap();
+            assert_eq!(**result.as_ref().unwrap(), trees[i]);
+        }
+    }
+    seen.sort();
+    wanted.sort();
+    assert_eq!(seen, wanted, "every tree asked for is answered once");
+
+    // Loaded trees are in the cache: taking one reads nothing.
+    let before = counters.snapshot().gets;
+    assert_eq!(*repo.take_tree(&ids[0]).await.unwrap(), trees[0]);
+    assert_eq!(counters.snapshot().gets, before);
+
+    // Alone, each gives the same.
+    let fresh = open(&inner).await;
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(*fresh.load_tree(id).await.unwrap(), trees[i]);
+    }
+    let alone = fresh.load_tree(&forged).await.unwrap_err().to_string();
+    let together = loaded
+        .iter()
+        .find(|(id, _)| *id == forged)
+        .and_then(|(_, r)| r.as_ref().err())
+        .unwrap()
+        .to_string();
+    assert_eq!(alone, together);
+}
