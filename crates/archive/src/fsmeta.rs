@@ -37,26 +37,85 @@ pub fn file_type_of(kind: NodeKind) -> FileType {
     }
 }
 
+/// What a node records of an entry's `lstat`: the rest of `struct stat` left out, so that
+/// many can be held (the backup's scout holds them for whole directories) in less than
+/// three quarters of the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// `st_mode`: type and permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Change time.
+    pub ctime: Timestamp,
+    /// Inode number.
+    pub inode: u64,
+    /// Device holding the entry.
+    pub device: u64,
+    /// Hard links.
+    pub links: u64,
+    /// Size in bytes (`st_size`).
+    pub size: u64,
+    /// Device number of a device node.
+    pub rdev: u64,
+}
+
+impl Meta {
+    /// The fields of `st` a node records.
+    pub fn of(st: &Stat) -> Meta {
+        Meta {
+            mode: st.st_mode as u32,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as u64),
+            atime: ts(st.st_atime as i64, st.st_atime_nsec as u64),
+            ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as u64),
+            inode: st.st_ino as u64,
+            device: st.st_dev as u64,
+            links: st.st_nlink as u64,
+            size: st.st_size as u64,
+            rdev: st.st_rdev as u64,
+        }
+    }
+
+    /// The entry type, or `None` for types zaibei does not know.
+    pub fn kind(&self) -> Option<NodeKind> {
+        kind_of(self.mode)
+    }
+
+    /// `(device, inode)`.
+    pub fn identity(&self) -> (u64, u64) {
+        (self.device, self.inode)
+    }
+}
+
 /// Fills a node from `stat` (everything but contents, subtree, target and xattrs).
 pub fn node_from_stat(name: Vec<u8>, st: &Stat) -> Option<Node> {
-    let kind = kind_of(st.st_mode as u32)?;
+    node_from_meta(name, &Meta::of(st))
+}
+
+/// Fills a node from what `lstat` gave (everything but contents, subtree, target and xattrs).
+pub fn node_from_meta(name: Vec<u8>, m: &Meta) -> Option<Node> {
+    let kind = m.kind()?;
     let mut n = Node::new(name, kind);
-    n.mode = st.st_mode as u32 & 0o7777;
-    n.uid = st.st_uid as u32;
-    n.gid = st.st_gid as u32;
-    n.mtime = ts(st.st_mtime as i64, st.st_mtime_nsec as u64);
-    n.atime = ts(st.st_atime as i64, st.st_atime_nsec as u64);
-    n.ctime = ts(st.st_ctime as i64, st.st_ctime_nsec as u64);
-    n.inode = st.st_ino as u64;
-    n.device = st.st_dev as u64;
-    n.links = st.st_nlink as u64;
-    n.size = if kind == NodeKind::Dir {
-        0
-    } else {
-        st.st_size as u64
-    };
+    n.mode = m.mode & 0o7777;
+    n.uid = m.uid;
+    n.gid = m.gid;
+    n.mtime = m.mtime;
+    n.atime = m.atime;
+    n.ctime = m.ctime;
+    n.inode = m.inode;
+    n.device = m.device;
+    n.links = m.links;
+    n.size = if kind == NodeKind::Dir { 0 } else { m.size };
     if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
-        n.rdev = st.st_rdev as u64;
+        n.rdev = m.rdev;
     }
     Some(n)
 }

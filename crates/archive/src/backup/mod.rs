@@ -15,6 +15,7 @@
 mod assembler;
 mod files;
 mod prefetch;
+mod scout;
 pub mod sources;
 mod stream;
 mod walker;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use zaibei_format::{Id, Snapshot, SnapshotSummary, Timestamp, Tree};
 use zaibei_repo::{BlobSaver, IndexedRepository};
 
+pub use scout::{SCOUT_BYTES, Scout};
 pub use stream::{StreamOptions, backup_stream};
 
 use crate::ArchiveError;
@@ -66,6 +68,8 @@ pub struct BackupOptions {
     pub connections: usize,
     /// Time to record (default: now).
     pub time: Option<Timestamp>,
+    /// Lists the sources ahead of the walk ([`Scout::start`], before opening the repository).
+    pub scout: Option<Arc<Scout>>,
 }
 
 /// Entries skipped because they could not be read.
@@ -266,6 +270,9 @@ fn run_pipeline(
             &file_tx,
             &tree_tx,
         );
+        if let Some(scout) = &ctx.opts.scout {
+            scout.stop();
+        }
         prefetcher.close();
         if let Some(h) = prefetching {
             let _ = h.join();

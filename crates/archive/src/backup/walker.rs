@@ -17,7 +17,7 @@ use super::files::FileJob;
 use super::prefetch::Prefetcher;
 use super::sources::SourceNode;
 use crate::ArchiveError;
-use crate::fsmeta::{self, Names};
+use crate::fsmeta::{self, Meta, Names};
 use crate::progress::Counters;
 
 /// Most directory handles the walk keeps open at once.
@@ -29,6 +29,8 @@ struct Frame<'t> {
     /// Length of the walker's path buffer for this directory.
     path_len: usize,
     entries: Vec<Vec<u8>>,
+    /// The scout's `lstat` of each entry, where it listed this directory.
+    scanned: Vec<Option<Meta>>,
     next: usize,
     /// For directories on the way to a source: which children lead to sources.
     restrict: Option<&'t SourceNode>,
@@ -94,6 +96,7 @@ pub(crate) fn walk(
         identity: fsmeta::identity(&st),
         path_len: 0,
         entries: trie.children.keys().cloned().collect(),
+        scanned: Vec::new(),
         next: 0,
         restrict: Some(trie),
         parent_tree,
@@ -113,8 +116,9 @@ impl<'t> Walker<'_, '_, 't> {
             };
             if top.next < top.entries.len() {
                 let name = std::mem::take(&mut top.entries[top.next]);
+                let scanned = top.scanned.get_mut(top.next).and_then(Option::take);
                 top.next += 1;
-                self.visit(name)?;
+                self.visit(name, scanned)?;
                 continue;
             }
             // Directory complete: hand its entries to the assembler.
@@ -176,21 +180,27 @@ impl<'t> Walker<'_, '_, 't> {
         }
     }
 
-    fn visit(&mut self, name: Vec<u8>) -> Result<(), ArchiveError> {
+    fn visit(&mut self, name: Vec<u8>, scanned: Option<Meta>) -> Result<(), ArchiveError> {
         let depth = self.stack.len() - 1;
         let frame_path_len = self.stack[depth].path_len;
         self.path.truncate(frame_path_len);
         self.path.push(b'/');
         self.path.extend_from_slice(&name);
-        let outcome = self.visit_entry(depth, name);
+        let outcome = self.visit_entry(depth, name, scanned);
         if !matches!(outcome, Ok(true)) {
             self.path.truncate(frame_path_len);
         }
         outcome.map(|_| ())
     }
 
-    /// Handles one entry; returns true when it pushed a new frame.
-    fn visit_entry(&mut self, depth: usize, name: Vec<u8>) -> Result<bool, ArchiveError> {
+    /// Handles one entry (`scanned`: the scout's `lstat` of it); returns true when it pushed a
+    /// new frame.
+    fn visit_entry(
+        &mut self,
+        depth: usize,
+        name: Vec<u8>,
+        scanned: Option<Meta>,
+    ) -> Result<bool, ArchiveError> {
         let ctx = self.ctx;
         let frame = &self.stack[depth];
         let Some(dir) = frame.fd.as_ref() else {
@@ -200,15 +210,18 @@ impl<'t> Walker<'_, '_, 't> {
         let source = frame.restrict.and_then(|r| r.children.get(&name));
         let selected = frame.restrict.is_none() || source.is_some_and(|s| s.selected);
         let explicit = source.is_some_and(|s| s.selected);
-        let st = match fsmeta::lstat_at(dir, &name) {
-            Ok(st) => st,
+        // A directory is asked again: the walker opens it, and checks it is the one it saw.
+        let scanned = scanned.filter(|m| m.kind() != Some(NodeKind::Dir));
+        let lstat = || fsmeta::lstat_at(dir, &name).map(|st| Meta::of(&st));
+        let meta = match scanned.map_or_else(lstat, Ok) {
+            Ok(meta) => meta,
             Err(e) => {
                 ctx.skipped
                     .record(&self.path, format!("cannot read metadata: {e}"));
                 return Ok(false);
             }
         };
-        let Some(mut node) = fsmeta::node_from_stat(name.clone(), &st) else {
+        let Some(mut node) = fsmeta::node_from_meta(name.clone(), &meta) else {
             ctx.skipped.record(&self.path, "unknown file type");
             return Ok(false);
         };
@@ -238,7 +251,15 @@ impl<'t> Walker<'_, '_, 't> {
             }
             NodeKind::Dir => {
                 let parent_subtree = parent_node.and_then(|p| p.subtree);
-                self.visit_dir(depth, node, parent_subtree, &st, source, selected, explicit)
+                self.visit_dir(
+                    depth,
+                    node,
+                    parent_subtree,
+                    &meta,
+                    source,
+                    selected,
+                    explicit,
+                )
             }
             NodeKind::Symlink => {
                 match fsmeta::readlink_at(dir, &name)
@@ -330,7 +351,7 @@ impl<'t> Walker<'_, '_, 't> {
         depth: usize,
         mut node: Node,
         parent_subtree: Option<Id>,
-        st: &rustix::fs::Stat,
+        meta: &Meta,
         source: Option<&'t SourceNode>,
         selected: bool,
         explicit: bool,
@@ -369,15 +390,20 @@ impl<'t> Walker<'_, '_, 't> {
         };
         let fst = rustix::fs::fstat(&fd)
             .map_err(|e| ArchiveError::io("reading", bytes_path(&self.path), e.into()))?;
-        if fsmeta::identity(&fst) != fsmeta::identity(st) {
+        if fsmeta::identity(&fst) != meta.identity() {
             ctx.skipped.record(&self.path, "replaced while being read");
             return Ok(false);
         }
         let restrict = if selected { None } else { source };
-        let entries = match restrict {
-            Some(s) => s.children.keys().cloned().collect(),
-            None => match fsmeta::list_dir(&fd) {
-                Ok(e) => e,
+        let listing = match (restrict, ctx.opts.scout.as_deref()) {
+            (None, Some(scout)) => scout.take(&fst),
+            _ => None,
+        };
+        let (entries, scanned) = match (restrict, listing) {
+            (Some(s), _) => (s.children.keys().cloned().collect(), Vec::new()),
+            (None, Some(listing)) => listing.into_entries(),
+            (None, None) => match fsmeta::list_dir(&fd) {
+                Ok(e) => (e, Vec::new()),
                 Err(e) => {
                     ctx.skipped
                         .record(&self.path, format!("cannot list directory: {e}"));
@@ -427,6 +453,7 @@ impl<'t> Walker<'_, '_, 't> {
             identity: fsmeta::identity(&fst),
             path_len: self.path.len(),
             entries,
+            scanned,
             next: 0,
             restrict,
             parent_tree_id: parent_tree_id.filter(|_| parent_tree.is_some()),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use clap::Args;
 use serde::Serialize;
-use zaibei_archive::backup::{BackupOptions, BackupOutcome, StreamOptions, backup, backup_stream};
+use zaibei_archive::backup::{
+    BackupOptions, BackupOutcome, Scout, StreamOptions, backup, backup_stream,
+};
 use zaibei_archive::progress::Counters;
 use zaibei_format::Id;
 
@@ -92,6 +94,7 @@ impl SourceArgs {
             workers,
             connections: crate::repo::upload_connections(cli),
             time: None,
+            scout: None,
         }
     }
 }
@@ -154,6 +157,12 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     if a.stdin && !a.paths.is_empty() {
         bail!(exit::WithCode(exit::USAGE, "--stdin takes no paths".into()));
     }
+    // Lists the sources while the repository's key is derived from the password.
+    let scout = if a.stdin || a.stdin_from_command {
+        None
+    } else {
+        Scout::start(&a.source.options(cli, a.paths.clone(), a.workers))
+    };
     let repo = crate::repo::open_indexed(cli).await?;
     let parent = match &a.parent {
         Some(spec) => Some(repo.find_snapshot(spec).await?.0),
@@ -163,6 +172,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         parent,
         force: a.force,
         time: a.time,
+        scout,
         ..a.source.options(cli, a.paths.clone(), a.workers)
     };
     let counters = Arc::new(Counters::default());
