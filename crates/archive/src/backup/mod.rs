@@ -1,6 +1,9 @@
 //! Backing up directory trees and streams.
 //!
 //! ```text
+//! scout thread (started before the repository is opened; lists and lstats the sources)
+//!      │ listings, at most 12 MiB
+//!      ▼
 //! walker thread ──file jobs──▶ N file workers ──▶ BlobSaver (packs) ──▶ uploader task
 //!      │  (lstat, compare with parent)   │ read, chunk, hash, compress, encrypt
 //!      ├──tree jobs (post-order)──▶ assembler thread ── waits for each entry's result,
@@ -10,7 +13,7 @@
 //!
 //! All channels are bounded, so memory does not grow with the size of the tree. An unchanged
 //! file (same size, mtime, ctime and inode as in the parent snapshot, and all its blobs present)
-//! costs one `lstat`.
+//! costs one `lstat`, made by the scout while the key is derived when it got there first.
 
 mod assembler;
 mod files;

@@ -38,6 +38,10 @@ struct State {
     pending: Vec<Id>,
     /// The trees the thread is loading now.
     loading: Vec<Id>,
+    /// The thread waits for a request (only then does a request wake it).
+    idle: bool,
+    /// Walkers waiting for a load to end (only then does the end of a load wake anyone).
+    waiting: usize,
     closed: bool,
 }
 
@@ -64,8 +68,11 @@ impl Prefetcher {
             let excess = state.pending.len() - MAX_PENDING;
             state.pending.drain(..excess);
         }
+        let idle = state.idle;
         drop(state);
-        self.changed.notify_all();
+        if idle {
+            self.changed.notify_all();
+        }
     }
 
     /// Returns once `id` is not being loaded by the prefetch thread (so the caller finds it in
@@ -75,7 +82,9 @@ impl Prefetcher {
     pub fn wait_for(&self, id: &Id) {
         let mut state = self.lock();
         while state.loading.contains(id) {
+            state.waiting += 1;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
         }
         // The walker asks for the trees in the order they were queued: the request, if still
         // there, is at or near the top of the stack.
@@ -110,7 +119,9 @@ impl Prefetcher {
         let mut state = self.lock();
         if !state.loading.is_empty() {
             state.loading.clear();
-            self.changed.notify_all();
+            if state.waiting > 0 {
+                self.changed.notify_all();
+            }
         }
         loop {
             if state.closed {
@@ -123,7 +134,9 @@ impl Prefetcher {
                 state.loading.clone_from(&batch);
                 return Some(batch);
             }
+            state.idle = true;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.idle = false;
         }
     }
 }

@@ -23,6 +23,11 @@ use crate::progress::Counters;
 /// Most directory handles the walk keeps open at once.
 pub const MAX_OPEN_DIRS: usize = 64;
 
+/// Directories the walker completes before it hands them to the assembler together: the
+/// assembler deals with an unchanged directory in a few microseconds and would otherwise
+/// sleep and be woken (a system call on each side) for every one.
+const TREE_JOBS_AT_ONCE: usize = 32;
+
 struct Frame<'t> {
     fd: Option<OwnedFd>,
     identity: (u64, u64),
@@ -48,6 +53,8 @@ struct Walker<'c, 'a, 't> {
     ctx: &'c Context<'a>,
     file_tx: &'c Sender<FileJob>,
     tree_tx: &'c Sender<TreeJob>,
+    /// Completed directories not yet sent to the assembler (in post-order).
+    tree_jobs: Vec<TreeJob>,
     /// Loads the parent snapshot's trees ahead of the walk (when there is a parent).
     prefetch: Option<&'c Prefetcher>,
     names: Names,
@@ -80,6 +87,7 @@ pub(crate) fn walk(
         ctx,
         file_tx,
         tree_tx,
+        tree_jobs: Vec::with_capacity(TREE_JOBS_AT_ONCE),
         prefetch,
         names: Names::default(),
         path: Vec::new(),
@@ -126,14 +134,20 @@ impl<'t> Walker<'_, '_, 't> {
                 continue;
             };
             let (tx, rx) = bounded(1);
-            self.tree_tx
-                .send(TreeJob {
-                    path: self.path.clone(),
-                    children: frame.children,
-                    parent: frame.parent_tree_id.zip(frame.parent_tree),
-                    reply: tx,
-                })
-                .map_err(|_| ArchiveError::Internal("tree assembler stopped".into()))?;
+            self.tree_jobs.push(TreeJob {
+                path: self.path.clone(),
+                children: frame.children,
+                parent: frame.parent_tree_id.zip(frame.parent_tree),
+                reply: tx,
+            });
+            // Nothing waits for the assembler but the end of the walk: the root goes at once.
+            if self.tree_jobs.len() >= TREE_JOBS_AT_ONCE || self.stack.is_empty() {
+                for job in self.tree_jobs.drain(..) {
+                    self.tree_tx
+                        .send(job)
+                        .map_err(|_| ArchiveError::Internal("tree assembler stopped".into()))?;
+                }
+            }
             if frame.fd.is_some() {
                 self.open -= 1;
             }
