@@ -60,7 +60,7 @@ async fn trees_load_together_with_fewer_reads_and_errors_name_their_tree() {
         Arc::new(StatsStore::new(Arc::clone(&inner), Arc::clone(&counters)));
     let repo = open(&store).await;
     let before = counters.snapshot().gets;
-    let loaded = repo.load_trees(&wanted).await.unwrap();
+    let loaded = repo.load_trees(&wanted, true).await.unwrap();
     let gets = counters.snapshot().gets - before;
     // The twelve good trees lie in one pack: one read, then the forged one again alone.
     assert!(gets <= 3, "{gets} reads for {} trees", wanted.len());

@@ -8,7 +8,8 @@
 //!      │  (lstat, compare with parent)   │ read, chunk, hash, compress, encrypt
 //!      ├──tree jobs (post-order)──▶ assembler thread ── waits for each entry's result,
 //!      │                                                 stores the tree, answers its parent
-//!      └──subtrees of the parent snapshot──▶ prefetch thread (loads them into the tree cache)
+//!      └──directories entered and left──▶ prefetch thread (loads the parent snapshot's trees
+//!                                          two levels ahead, holds them for the walker)
 //! ```
 //!
 //! All channels are bounded, so memory does not grow with the size of the tree. An unchanged

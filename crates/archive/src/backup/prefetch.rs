@@ -2,20 +2,31 @@
 //!
 //! For each directory it enters, the walker needs the parent snapshot's tree of that directory:
 //! a tree blob to read, authenticate, decrypt and decode. Done inline, that is about a third of
-//! the walk of an unchanged tree. A prefetch thread loads these trees into the repository's tree
-//! cache while the walker is busy with `lstat` and comparisons. The walk is depth first, so the
-//! requests are kept on a stack: when the walker enters a directory, the subtrees of that
-//! directory's parent tree go on top, first child uppermost, which is the order the walker will
-//! want them. Requests beyond [`MAX_PENDING`] drop off the bottom (the walker then loads those
-//! trees itself), so the thread never runs far ahead and the cache keeps what it loaded.
+//! the walk of an unchanged tree. A prefetch thread loads these trees while the walker is busy
+//! with comparisons, and holds them until the walker takes them ([`Prefetcher::take`]).
+//!
+//! The thread keeps two levels ahead of the walker. When the walker enters a directory
+//! ([`Prefetcher::enter`]), the subtrees of its parent tree are requested, and once one of them
+//! is loaded, its own subtrees are requested too: by the time the walker enters a child, the
+//! child's tree is loaded and the grandchildren's trees are on their way, so neither thread
+//! waits for the other. The walk is depth first, so requests are kept on a stack: the subtrees
+//! of the directory just entered go on top, first child uppermost, which is the order the walker
+//! will want them. Requests beyond [`MAX_PENDING`] drop off the bottom (the walker then loads
+//! those trees itself).
+//!
+//! Memory is bounded: the trees loaded and not yet taken hold at most [`MAX_READY_NODES`]
+//! entries between them beyond which the second level is not requested, and when the walker
+//! leaves a directory ([`Prefetcher::leave`]) the trees of subdirectories it did not enter
+//! (deleted or excluded since the parent snapshot) are dropped with their own subtrees.
 //!
 //! The thread takes up to [`BATCH`] requests at a time and loads them together
 //! ([`zaibei_repo::IndexedRepository::load_trees`]): neighbouring trees of a pack come with one
 //! read, and their ids are hashed side by side.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use zaibei_format::{Id, Tree};
+use zaibei_repo::{IdMap, IdSet};
 
 use super::Context;
 
@@ -25,7 +36,18 @@ pub const MAX_PENDING: usize = 1024;
 /// Most trees the thread loads together: the lanes of the multi-buffer hash.
 pub const BATCH: usize = 8;
 
-/// The walker's side: asks for trees and waits for one being loaded.
+/// Most entries in the trees loaded ahead and not taken yet, beyond which the thread requests
+/// only what the walker asks for.
+pub const MAX_READY_NODES: usize = 16 * 1024;
+
+/// A tree to load; `feed`: request its subtrees once loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Request {
+    id: Id,
+    feed: bool,
+}
+
+/// The walker's side: tells the thread where it is, and takes the trees it loaded.
 #[derive(Default)]
 pub(crate) struct Prefetcher {
     state: Mutex<State>,
@@ -35,9 +57,15 @@ pub(crate) struct Prefetcher {
 
 #[derive(Default)]
 struct State {
-    pending: Vec<Id>,
+    pending: Vec<Request>,
     /// The trees the thread is loading now.
-    loading: Vec<Id>,
+    loading: Vec<Request>,
+    /// Trees loaded and not taken yet.
+    ready: IdMap<Arc<Tree>>,
+    /// Entries of the trees in `ready`.
+    ready_nodes: usize,
+    /// Trees pending or loading whose subtrees the walker wants once they are loaded.
+    feed: IdSet,
     /// The thread waits for a request (only then does a request wake it).
     idle: bool,
     /// Walkers waiting for a load to end (only then does the end of a load wake anyone).
@@ -45,52 +73,108 @@ struct State {
     closed: bool,
 }
 
+impl State {
+    /// Requests `id` unless it is loaded, loading or pending already; a tree known already but
+    /// now wanted with its subtrees gets them requested (now, or once loaded).
+    fn request(&mut self, id: Id, feed: bool) {
+        if let Some(tree) = self.ready.get(&id) {
+            if feed {
+                let tree = Arc::clone(tree);
+                self.request_subtrees(&tree, false);
+            }
+            return;
+        }
+        if self.loading.iter().chain(&self.pending).any(|r| r.id == id) {
+            if feed {
+                self.feed.insert(id);
+            }
+            return;
+        }
+        self.pending.push(Request { id, feed });
+    }
+
+    /// Requests the subtrees of `tree`, the first child to be loaded first.
+    fn request_subtrees(&mut self, tree: &Tree, feed: bool) {
+        for id in tree.nodes.iter().rev().filter_map(|n| n.subtree) {
+            self.request(id, feed);
+        }
+        if self.pending.len() > MAX_PENDING {
+            let excess = self.pending.len() - MAX_PENDING;
+            self.pending.drain(..excess);
+        }
+    }
+
+    /// Drops a tree loaded ahead that the walker will not take; true if it was there.
+    fn drop_ready(&mut self, id: &Id) -> Option<Arc<Tree>> {
+        let tree = self.ready.remove(id)?;
+        self.ready_nodes -= tree.nodes.len();
+        Some(tree)
+    }
+}
+
 impl Prefetcher {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues the subtrees of `tree` (the parent snapshot's version of the directory the walker
-    /// just entered), the first child to be loaded first.
-    pub fn ask(&self, tree: &Tree) {
+    /// The walker entered the directory whose parent tree is `tree`: its subtrees are wanted
+    /// next, and theirs soon after.
+    pub fn enter(&self, tree: &Tree) {
         let mut state = self.lock();
         if state.closed {
             return;
         }
-        let before = state.pending.len();
-        state
-            .pending
-            .extend(tree.nodes.iter().rev().filter_map(|n| n.subtree));
-        if state.pending.len() == before {
-            return;
-        }
-        if state.pending.len() > MAX_PENDING {
-            let excess = state.pending.len() - MAX_PENDING;
-            state.pending.drain(..excess);
-        }
-        let idle = state.idle;
+        let before = (state.pending.len(), state.ready.len());
+        state.request_subtrees(tree, true);
+        let (idle, asked) = (
+            state.idle,
+            (state.pending.len(), state.ready.len()) != before,
+        );
         drop(state);
-        if idle {
+        if idle && asked {
             self.changed.notify_all();
         }
     }
 
-    /// Returns once `id` is not being loaded by the prefetch thread (so the caller finds it in
-    /// the cache instead of loading it a second time), and withdraws a request for `id` still
-    /// waiting: the caller takes the tree out of the cache or loads it itself, and a load after
-    /// that would leave an unused tree in the cache.
-    pub fn wait_for(&self, id: &Id) {
+    /// The walker left the directory whose parent tree is `tree`: the trees of subdirectories
+    /// it did not enter are dropped, with the trees of their subdirectories.
+    pub fn leave(&self, tree: &Tree) {
         let mut state = self.lock();
-        while state.loading.contains(id) {
+        let mut dropped = IdSet::default();
+        for child in tree.nodes.iter().filter_map(|n| n.subtree) {
+            if let Some(t) = state.drop_ready(&child) {
+                dropped.insert(child);
+                for grandchild in t.nodes.iter().filter_map(|n| n.subtree) {
+                    state.drop_ready(&grandchild);
+                    dropped.insert(grandchild);
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            state.pending.retain(|r| !dropped.contains(&r.id));
+        }
+    }
+
+    /// The parent tree `id` for the directory the walker enters: the tree loaded ahead, after
+    /// waiting if the thread is loading it now. `None` when it is not loaded (the walker loads
+    /// it itself; a request for it still waiting is withdrawn).
+    pub fn take(&self, id: &Id) -> Option<Arc<Tree>> {
+        let mut state = self.lock();
+        while state.loading.iter().any(|r| r.id == *id) {
             state.waiting += 1;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
             state.waiting -= 1;
         }
-        // The walker asks for the trees in the order they were queued: the request, if still
-        // there, is at or near the top of the stack.
-        if let Some(pos) = state.pending.iter().rposition(|p| p == id) {
+        if let Some(tree) = state.drop_ready(id) {
+            return Some(tree);
+        }
+        // The walker asks for the trees in the order they were requested: the request, if
+        // still there, is at or near the top of the stack.
+        if let Some(pos) = state.pending.iter().rposition(|r| r.id == *id) {
             state.pending.remove(pos);
         }
+        state.feed.remove(id);
+        None
     }
 
     /// Stops the prefetch thread after the load in progress.
@@ -98,6 +182,8 @@ impl Prefetcher {
         let mut state = self.lock();
         state.closed = true;
         state.pending.clear();
+        state.ready = IdMap::default();
+        state.ready_nodes = 0;
         drop(state);
         self.changed.notify_all();
     }
@@ -113,16 +199,37 @@ impl Prefetcher {
         self.changed.notify_all();
     }
 
-    /// The next trees to load (at most [`BATCH`], the one wanted first first) once the
-    /// previous ones are loaded, waiting for a request; `None` once closed.
-    fn next(&self) -> Option<Vec<Id>> {
+    /// Hands over the trees of the batch just loaded (`None` for those that failed: the
+    /// walker loads them again itself, and reports the error), and requests the subtrees of
+    /// those wanted with theirs.
+    fn loaded(&self, trees: Vec<(Id, Option<Arc<Tree>>)>) {
         let mut state = self.lock();
-        if !state.loading.is_empty() {
-            state.loading.clear();
-            if state.waiting > 0 {
-                self.changed.notify_all();
+        if state.closed {
+            return;
+        }
+        let loading = std::mem::take(&mut state.loading);
+        // Subtrees of the first tree go on top: pushed last.
+        for (id, tree) in trees.into_iter().rev() {
+            let Some(tree) = tree else { continue };
+            let upgraded = state.feed.remove(&id);
+            let wanted = upgraded || loading.iter().any(|r| r.id == id && r.feed);
+            if wanted && state.ready_nodes < MAX_READY_NODES {
+                state.request_subtrees(&tree, false);
+            }
+            if !state.ready.contains_key(&id) {
+                state.ready_nodes += tree.nodes.len();
+                state.ready.insert(id, tree);
             }
         }
+        if state.waiting > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// The next trees to load (at most [`BATCH`], the one wanted first first), waiting for a
+    /// request; `None` once closed.
+    fn next(&self) -> Option<Vec<Id>> {
+        let mut state = self.lock();
         loop {
             if state.closed {
                 return None;
@@ -131,8 +238,9 @@ impl Prefetcher {
                 let from = state.pending.len().saturating_sub(BATCH);
                 let mut batch = state.pending.split_off(from);
                 batch.reverse();
-                state.loading.clone_from(&batch);
-                return Some(batch);
+                let ids = batch.iter().map(|r| r.id).collect();
+                state.loading = batch;
+                return Some(ids);
             }
             state.idle = true;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -150,8 +258,8 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// The prefetch thread: loads requested trees into the tree cache until closed. A tree that
-/// cannot be loaded is left for the walker, which reports it.
+/// The prefetch thread: loads requested trees until closed. A tree that cannot be loaded is
+/// left for the walker, which reports it.
 pub(crate) fn run(ctx: &Context<'_>, prefetcher: &Prefetcher) {
     struct Ended<'p>(&'p Prefetcher);
     impl Drop for Ended<'_> {
@@ -161,17 +269,22 @@ pub(crate) fn run(ctx: &Context<'_>, prefetcher: &Prefetcher) {
     }
     let _ended = Ended(prefetcher);
     while let Some(batch) = prefetcher.next() {
-        // Trees already in the cache come back at once.
-        match ctx.runtime.block_on(ctx.repo.load_trees(&batch)) {
-            Ok(loaded) => {
-                for (id, tree) in loaded {
-                    if let Err(e) = tree {
+        let trees = match ctx.runtime.block_on(ctx.repo.load_trees(&batch, false)) {
+            Ok(loaded) => loaded
+                .into_iter()
+                .map(|(id, tree)| {
+                    if let Err(e) = &tree {
                         tracing::debug!("prefetching tree {}: {e}", id.short());
                     }
-                }
+                    (id, tree.ok())
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!("prefetching trees: {e}");
+                batch.into_iter().map(|id| (id, None)).collect()
             }
-            Err(e) => tracing::debug!("prefetching trees: {e}"),
-        }
+        };
+        prefetcher.loaded(trees);
     }
 }
 
@@ -186,86 +299,172 @@ mod tests {
         node
     }
 
+    /// A tree of subdirectories with these ids (and one file).
+    fn tree(ids: &[u8]) -> Arc<Tree> {
+        let mut nodes: Vec<Node> = ids.iter().map(|&i| dir(&format!("{i:03}"), i)).collect();
+        nodes.push(Node::new(b"zz-file".to_vec(), NodeKind::File));
+        Arc::new(Tree { nodes })
+    }
+
+    fn ids(batch: &[Id]) -> Vec<u8> {
+        batch.iter().map(|id| id.as_bytes()[0]).collect()
+    }
+
+    fn pending(p: &Prefetcher) -> Vec<(u8, bool)> {
+        let state = p.lock();
+        state
+            .pending
+            .iter()
+            .rev()
+            .map(|r| (r.id.as_bytes()[0], r.feed))
+            .collect()
+    }
+
     #[test]
-    fn the_first_children_are_loaded_first_and_newer_requests_go_before_older() {
+    fn subtrees_of_the_entered_directory_come_first_and_their_own_subtrees_follow() {
         let p = Prefetcher::default();
-        let outer = Tree {
-            nodes: (1..=BATCH as u8 + 2)
-                .map(|i| dir(&format!("{i:02}"), i))
-                .collect(),
-        };
-        let inner = Tree {
-            nodes: vec![
-                dir("c", 30),
-                Node::new(b"f".to_vec(), NodeKind::File),
-                dir("d", 31),
-            ],
-        };
-        p.ask(&outer);
-        let first: Vec<u8> = (1..=BATCH as u8).collect();
+        let outer: Vec<u8> = (1..=BATCH as u8 + 2).collect();
+        p.enter(&tree(&outer));
         let batch = p.next().unwrap();
-        assert_eq!(
-            batch.iter().map(|id| id.as_bytes()[0]).collect::<Vec<_>>(),
-            first
+        assert_eq!(ids(&batch), (1..=BATCH as u8).collect::<Vec<_>>());
+        // Loaded: 1 has subdirectories 30 and 31, 2 has 40; the rest none.
+        p.loaded(
+            batch
+                .iter()
+                .map(|id| {
+                    let sub: &[u8] = match id.as_bytes()[0] {
+                        1 => &[30, 31],
+                        2 => &[40],
+                        _ => &[],
+                    };
+                    (*id, Some(tree(sub)))
+                })
+                .collect(),
         );
-        assert_eq!(p.lock().loading, batch);
-        p.ask(&inner);
-        let order: Vec<u8> = std::iter::from_fn(|| {
-            let mut state = p.lock();
-            state.pending.pop().map(|id| id.as_bytes()[0])
-        })
-        .collect();
-        assert_eq!(order, vec![30, 31, BATCH as u8 + 1, BATCH as u8 + 2]);
+        // The grandchildren, first child's first, before the rest of the children.
+        assert_eq!(
+            pending(&p),
+            vec![
+                (30, false),
+                (31, false),
+                (40, false),
+                (BATCH as u8 + 1, true),
+                (BATCH as u8 + 2, true)
+            ]
+        );
+        // The walker enters 1: its tree is there, and the subtrees of 30 and 31 will be
+        // requested once they are loaded.
+        let one = p.take(&Id([1; 32])).unwrap();
+        assert_eq!(one.nodes.len(), 3);
+        p.enter(&one);
+        assert_eq!(pending(&p)[..2], [(30, false), (31, false)]);
+        let batch = p.next().unwrap();
+        assert_eq!(ids(&batch)[..3], [30, 31, 40]);
+        p.loaded(vec![
+            (Id([30; 32]), Some(tree(&[50]))),
+            (Id([31; 32]), Some(tree(&[]))),
+            (Id([40; 32]), Some(tree(&[60]))),
+        ]);
+        // 30 was wanted with its subtrees (its parent entered), 40 not yet.
+        assert_eq!(pending(&p)[0], (50, false));
+        assert!(!pending(&p).iter().any(|&(i, _)| i == 60));
+    }
+
+    #[test]
+    fn a_tree_being_loaded_is_waited_for_and_one_still_pending_is_withdrawn() {
+        let p = Prefetcher::default();
+        p.enter(&tree(&[1, 2, 3]));
+        assert_eq!(p.take(&Id([1; 32])), None);
+        assert_eq!(p.take(&Id([2; 32])), None);
+        assert_eq!(ids(&p.next().unwrap()), vec![3]);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| p.take(&Id([3; 32])));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(
+                !waiter.is_finished(),
+                "take returned while the tree was loading"
+            );
+            p.loaded(vec![(Id([3; 32]), Some(tree(&[])))]);
+            assert!(waiter.join().unwrap().is_some());
+        });
+        assert!(p.lock().ready.is_empty());
+    }
+
+    #[test]
+    fn leaving_a_directory_drops_the_trees_of_subdirectories_not_entered() {
+        let p = Prefetcher::default();
+        let parent = tree(&[1, 2]);
+        p.enter(&parent);
+        let batch = p.next().unwrap();
+        p.loaded(vec![
+            (batch[0], Some(tree(&[10]))),
+            (batch[1], Some(tree(&[20, 21]))),
+        ]);
+        let batch = p.next().unwrap();
+        assert_eq!(ids(&batch), vec![10, 20, 21]);
+        p.loaded(vec![
+            (batch[0], Some(tree(&[]))),
+            (batch[1], Some(tree(&[]))),
+        ]);
+        // 21 failed to load; the walker entered 1 and 10, then left: 2 was deleted.
+        assert!(p.take(&Id([1; 32])).is_some());
+        assert!(p.take(&Id([10; 32])).is_some());
+        p.leave(&parent);
+        let state = p.lock();
+        assert!(state.ready.is_empty(), "{:?}", state.ready.keys());
+        assert_eq!(state.ready_nodes, 0);
+        assert!(state.pending.is_empty());
+    }
+
+    #[test]
+    fn beyond_the_bound_only_the_entered_directorys_subtrees_are_requested() {
+        let p = Prefetcher::default();
+        p.lock().ready_nodes = MAX_READY_NODES;
+        p.enter(&tree(&[1]));
+        let batch = p.next().unwrap();
+        p.loaded(vec![(batch[0], Some(tree(&[2])))]);
+        assert!(p.lock().pending.is_empty());
     }
 
     #[test]
     fn the_oldest_requests_drop_off_beyond_the_bound() {
         let p = Prefetcher::default();
+        let id = |i: usize| {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Id(bytes)
+        };
         let nodes = (0..MAX_PENDING + 10)
-            .map(|i| dir(&format!("{i:05}"), (i % 251) as u8))
+            .map(|i| {
+                let mut node = Node::new(format!("{i:05}").into_bytes(), NodeKind::Dir);
+                node.subtree = Some(id(i));
+                node
+            })
             .collect();
-        p.ask(&Tree { nodes });
+        p.enter(&Tree { nodes });
         let state = p.lock();
         assert_eq!(state.pending.len(), MAX_PENDING);
-        // The first child is still on top.
-        assert_eq!(state.pending.last(), Some(&Id([0; 32])));
+        // The first child is still on top, the last ones dropped off.
+        assert_eq!(state.pending.last().map(|r| r.id), Some(id(0)));
+        assert_eq!(
+            state.pending.first().map(|r| r.id),
+            Some(id(MAX_PENDING - 1))
+        );
     }
 
     #[test]
-    fn a_tree_the_walker_waited_for_is_not_loaded_after() {
-        let p = Prefetcher::default();
-        p.ask(&Tree {
-            nodes: vec![dir("a", 1), dir("b", 2), dir("c", 3)],
-        });
-        // The walker got to `a` and `b` before the thread loaded them.
-        p.wait_for(&Id([1; 32]));
-        p.wait_for(&Id([2; 32]));
-        assert_eq!(p.next(), Some(vec![Id([3; 32])]));
-        assert!(p.lock().pending.is_empty());
-    }
-
-    #[test]
-    fn close_wakes_the_thread_and_wait_for_returns_when_the_load_ends() {
+    fn close_wakes_the_thread_and_a_waiting_walker() {
         let p = Prefetcher::default();
         let id = Id([7; 32]);
-        p.ask(&Tree {
-            nodes: vec![dir("x", 7)],
-        });
+        p.enter(&tree(&[7]));
         assert_eq!(p.next(), Some(vec![id]));
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| p.wait_for(&id));
+            let waiter = s.spawn(|| p.take(&id));
             std::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(
-                !waiter.is_finished(),
-                "wait_for returned while the tree was loading"
-            );
-            let closer = s.spawn(|| {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                p.close();
-            });
-            assert_eq!(p.next(), None);
-            waiter.join().unwrap();
-            closer.join().unwrap();
+            assert!(!waiter.is_finished());
+            p.ended();
+            assert_eq!(waiter.join().unwrap(), None);
         });
+        assert_eq!(p.next(), None);
     }
 }

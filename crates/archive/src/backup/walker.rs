@@ -97,7 +97,7 @@ pub(crate) fn walk(
         empty_tree: None,
     };
     if let (Some(p), Some(t)) = (prefetch, &parent_tree) {
-        p.ask(t);
+        p.enter(t);
     }
     w.stack.push(Frame {
         fd: Some(root),
@@ -133,6 +133,9 @@ impl<'t> Walker<'_, '_, 't> {
             let Some(frame) = self.stack.pop() else {
                 continue;
             };
+            if let (Some(p), Some(t)) = (self.prefetch, &frame.parent_tree) {
+                p.leave(t);
+            }
             let (tx, rx) = bounded(1);
             self.tree_jobs.push(TreeJob {
                 path: self.path.clone(),
@@ -448,7 +451,7 @@ impl<'t> Walker<'_, '_, 't> {
             Some(id) => match self.load_parent_tree(&id) {
                 Ok(t) => {
                     if let Some(p) = self.prefetch {
-                        p.ask(&t);
+                        p.enter(&t);
                     }
                     Some(t)
                 }
@@ -486,12 +489,11 @@ impl<'t> Walker<'_, '_, 't> {
         Ok(true)
     }
 
-    /// The parent snapshot's tree `id`: taken out of the cache when the prefetch thread has
-    /// loaded it (waiting if it is loading it now), otherwise read here. Each parent tree is
-    /// walked once, so the cache keeps only trees loaded ahead of the walk.
+    /// The parent snapshot's tree `id`: the one the prefetch thread loaded (waiting if it is
+    /// loading it now), otherwise read here (from the cache if it is there).
     fn load_parent_tree(&self, id: &Id) -> Result<Arc<Tree>, zaibei_repo::RepoError> {
-        if let Some(p) = self.prefetch {
-            p.wait_for(id);
+        if let Some(tree) = self.prefetch.and_then(|p| p.take(id)) {
+            return Ok(tree);
         }
         self.ctx.runtime.block_on(self.ctx.repo.take_tree(id))
     }
