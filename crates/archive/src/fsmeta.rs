@@ -38,8 +38,8 @@ pub fn file_type_of(kind: NodeKind) -> FileType {
 }
 
 /// What a node records of an entry's `lstat`: the rest of `struct stat` left out, so that
-/// many can be held (the backup's scout holds them for whole directories) in less than
-/// three quarters of the room.
+/// many can be held (the backup's scout holds them for whole directories): 104 bytes against
+/// the 144 of `struct stat` on x86-64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
     /// `st_mode`: type and permission bits.

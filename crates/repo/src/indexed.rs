@@ -222,7 +222,8 @@ impl IndexedRepository {
     /// together are read with one request, their pack key is derived once and their ids are
     /// checked side by side ([`BlobOpener`]). A tree that does not open this way is loaded alone
     /// (which also tries its copies), so each result, and each error naming its tree, is what
-    /// loading it alone gives. Fails as a whole only when the store cannot be reached.
+    /// loading it alone gives. An id given twice may be answered once. Fails as a whole only
+    /// when the store cannot be reached.
     pub async fn load_trees(
         &self,
         ids: &[Id],

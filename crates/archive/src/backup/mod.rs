@@ -171,6 +171,13 @@ pub async fn backup_unpublished(
         .collect();
     let excludes = Excludes::new(&opts.excludes, &opts.exclude_files)?;
     let (parent_id, parent_tree) = find_parent(&repo, &opts, &path_bytes).await?;
+    if parent_tree.is_none()
+        && let Some(scout) = &opts.scout
+    {
+        // Without a parent snapshot every file is read: the file readers set the pace, not
+        // the walker's system calls, and the listings would only hold memory.
+        scout.stop();
+    }
     let chunker = Chunker::new(repo.suite(), &repo.chunker_seed()?, repo.config().chunker);
     let saver = BlobSaver::start(Arc::clone(&repo), opts.connections.max(1)).await?;
     let skipped = Skipped::default();
@@ -205,7 +212,12 @@ pub async fn backup_unpublished(
     let (root, mut summary) = result?;
     let stats = saver.finish().await?;
     let (skipped_list, skipped_count) = skipped.take();
-    summary.start = start;
+    // Metadata the walker took from the scout dates from when the scout started (before the
+    // password was asked for, the key derived and the index loaded).
+    summary.start = match &opts.scout {
+        Some(scout) if scout.used() > 0 => scout.started().min(start),
+        _ => start,
+    };
     summary.end = Timestamp::now();
     summary.data_blobs_added = stats.data_blobs;
     summary.tree_blobs_added = stats.tree_blobs;

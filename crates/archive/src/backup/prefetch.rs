@@ -14,10 +14,11 @@
 //! will want them. Requests beyond [`MAX_PENDING`] drop off the bottom (the walker then loads
 //! those trees itself).
 //!
-//! Memory is bounded: the trees loaded and not yet taken hold at most [`MAX_READY_NODES`]
-//! entries between them beyond which the second level is not requested, and when the walker
-//! leaves a directory ([`Prefetcher::leave`]) the trees of subdirectories it did not enter
-//! (deleted or excluded since the parent snapshot) are dropped with their own subtrees.
+//! Memory is bounded: beyond [`MAX_READY_NODES`] entries in the trees loaded and not yet taken
+//! the second level is not requested, beyond [`HELD_NODES`] nothing more is held (the walker
+//! loads such trees itself), and when the walker leaves a directory ([`Prefetcher::leave`])
+//! the trees of subdirectories it did not enter (deleted or excluded since the parent
+//! snapshot) are dropped with their own subtrees, and no longer loaded.
 //!
 //! The thread takes up to [`BATCH`] requests at a time and loads them together
 //! ([`zaibei_repo::IndexedRepository::load_trees`]): neighbouring trees of a pack come with one
@@ -39,6 +40,10 @@ pub const BATCH: usize = 8;
 /// Most entries in the trees loaded ahead and not taken yet, beyond which the thread requests
 /// only what the walker asks for.
 pub const MAX_READY_NODES: usize = 16 * 1024;
+
+/// Most entries in the trees held for the walker, whatever asked for them: a tree loaded
+/// beyond this is dropped, and the walker loads it itself.
+pub const HELD_NODES: usize = 4 * MAX_READY_NODES;
 
 /// A tree to load; `feed`: request its subtrees once loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +71,8 @@ struct State {
     ready_nodes: usize,
     /// Trees pending or loading whose subtrees the walker wants once they are loaded.
     feed: IdSet,
+    /// Trees loading that the walker will not take (it left their parent's directory).
+    discard: IdSet,
     /// The thread waits for a request (only then does a request wake it).
     idle: bool,
     /// Walkers waiting for a load to end (only then does the end of a load wake anyone).
@@ -93,9 +100,16 @@ impl State {
         self.pending.push(Request { id, feed });
     }
 
-    /// Requests the subtrees of `tree`, the first child to be loaded first.
+    /// Requests the subtrees of `tree`, the first child to be loaded first (at most
+    /// [`MAX_PENDING`]: any more would drop off the stack at once).
     fn request_subtrees(&mut self, tree: &Tree, feed: bool) {
-        for id in tree.nodes.iter().rev().filter_map(|n| n.subtree) {
+        let first: Vec<Id> = tree
+            .nodes
+            .iter()
+            .filter_map(|n| n.subtree)
+            .take(MAX_PENDING)
+            .collect();
+        for id in first.into_iter().rev() {
             self.request(id, feed);
         }
         if self.pending.len() > MAX_PENDING {
@@ -137,22 +151,32 @@ impl Prefetcher {
     }
 
     /// The walker left the directory whose parent tree is `tree`: the trees of subdirectories
-    /// it did not enter are dropped, with the trees of their subdirectories.
+    /// it did not enter (deleted or excluded since) are dropped, with the trees of their
+    /// subdirectories, and neither is loaded any more.
     pub fn leave(&self, tree: &Tree) {
         let mut state = self.lock();
         let mut dropped = IdSet::default();
         for child in tree.nodes.iter().filter_map(|n| n.subtree) {
+            dropped.insert(child);
             if let Some(t) = state.drop_ready(&child) {
-                dropped.insert(child);
                 for grandchild in t.nodes.iter().filter_map(|n| n.subtree) {
                     state.drop_ready(&grandchild);
                     dropped.insert(grandchild);
                 }
             }
         }
-        if !dropped.is_empty() {
-            state.pending.retain(|r| !dropped.contains(&r.id));
+        // Those the walker entered were taken: none of these steps finds them.
+        state.pending.retain(|r| !dropped.contains(&r.id));
+        for id in &dropped {
+            state.feed.remove(id);
         }
+        let loading: Vec<Id> = state
+            .loading
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| dropped.contains(id))
+            .collect();
+        state.discard.extend(loading);
     }
 
     /// The parent tree `id` for the directory the walker enters: the tree loaded ahead, after
@@ -210,8 +234,11 @@ impl Prefetcher {
         let loading = std::mem::take(&mut state.loading);
         // Subtrees of the first tree go on top: pushed last.
         for (id, tree) in trees.into_iter().rev() {
-            let Some(tree) = tree else { continue };
             let upgraded = state.feed.remove(&id);
+            let Some(tree) = tree else { continue };
+            if state.discard.remove(&id) || state.ready_nodes >= HELD_NODES {
+                continue;
+            }
             let wanted = upgraded || loading.iter().any(|r| r.id == id && r.feed);
             if wanted && state.ready_nodes < MAX_READY_NODES {
                 state.request_subtrees(&tree, false);
@@ -453,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn close_wakes_the_thread_and_a_waiting_walker() {
+    fn the_end_of_the_thread_wakes_a_waiting_walker() {
         let p = Prefetcher::default();
         let id = Id([7; 32]);
         p.enter(&tree(&[7]));
@@ -466,5 +493,47 @@ mod tests {
             assert_eq!(waiter.join().unwrap(), None);
         });
         assert_eq!(p.next(), None);
+    }
+
+    #[test]
+    fn leaving_drops_requests_still_waiting_or_loading_for_directories_not_entered() {
+        let p = Prefetcher::default();
+        let parent = tree(&[1, 2, 3]);
+        // The walker entered 1 and took it; 2 is loading, 3 still waits.
+        {
+            let mut state = p.lock();
+            state.loading = vec![Request {
+                id: Id([2; 32]),
+                feed: true,
+            }];
+            state.pending = vec![Request {
+                id: Id([3; 32]),
+                feed: true,
+            }];
+        }
+        p.leave(&parent);
+        assert!(p.lock().pending.is_empty());
+        p.loaded(vec![(Id([2; 32]), Some(tree(&[20])))]);
+        let state = p.lock();
+        assert!(
+            state.ready.is_empty(),
+            "a tree loaded after its parent was left is dropped"
+        );
+        assert!(
+            state.pending.is_empty(),
+            "and its subtrees are not requested"
+        );
+        assert!(state.discard.is_empty() && state.feed.is_empty());
+    }
+
+    #[test]
+    fn beyond_the_hard_bound_loaded_trees_are_not_held() {
+        let p = Prefetcher::default();
+        p.enter(&tree(&[1]));
+        let batch = p.next().unwrap();
+        p.lock().ready_nodes = HELD_NODES;
+        p.loaded(vec![(batch[0], Some(tree(&[2])))]);
+        assert!(p.lock().ready.is_empty());
+        assert_eq!(p.take(&Id([1; 32])), None);
     }
 }

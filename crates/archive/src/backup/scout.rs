@@ -16,15 +16,25 @@
 //! is described by the `fstat` of the open file, as always. Directories are always `lstat`ed
 //! again by the walker, since it opens them.
 //!
+//! A directory changed less than two seconds before the scout listed it is left to the walker
+//! ([`RACY`]): timestamps advance in clock ticks, so a second change in the tick of the first
+//! would not show in its times. The snapshot's time is then the scout's start, since the
+//! metadata the walker took may date from then.
+//!
 //! Memory is bounded: the listings held never exceed [`SCOUT_BYTES`] (the scout waits for the
 //! walker to take some). The scout stops for good when the walker enters a directory it has not
-//! listed (it is behind and would only repeat the walker's work), and at the end of the walk.
-//! It does not descend where the walker will not: excluded directories, other filesystems under
-//! `--one-file-system`, directories holding an `--exclude-if-present` marker.
+//! listed (it is behind, or the directory was too deep, too large or unreadable for it), and at
+//! the end of the walk; its thread is not waited for. It does not descend where the walker will
+//! not: excluded directories, other filesystems under `--one-file-system`, directories holding
+//! an `--exclude-if-present` marker below a source, a source that is a symlink; a source inside
+//! another is listed once. Without a parent snapshot the backup stops it as soon as it knows:
+//! every file is then read, the file readers set the pace, and the listings would only hold
+//! memory. Listings are found by the directory's `(dev, ino)`: on a filesystem whose inode
+//! numbers are not stable (some FUSE and network filesystems) the times checked must match too.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use rustix::fs::{Mode, OFlags, Stat};
@@ -38,6 +48,11 @@ pub const SCOUT_BYTES: usize = 12 << 20;
 
 /// Deepest directory the scout descends into (each level holds one open handle).
 const MAX_DEPTH: usize = 48;
+
+/// A directory changed less than this before the scout listed it is listed again by the
+/// walker: timestamps advance in clock ticks (milliseconds, seconds on some filesystems), so a
+/// second change in the tick of the first would not show in its times (git's "racy" rule).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A directory's identity and times: a listing is used only while they are unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +77,9 @@ impl Stamp {
 /// other in one buffer, and of each `lstat` only what a node records.
 pub(crate) struct Listing {
     stamp: Stamp,
+    /// The directory changed within [`RACY`] before the scout looked: a change in the same
+    /// clock tick after it would not show in its times, so the walker lists it itself.
+    racy: bool,
     bytes: usize,
     /// The names, sorted bytewise (as [`fsmeta::list_dir`] gives them), end to end.
     names: Vec<u8>,
@@ -72,13 +90,23 @@ pub(crate) struct Listing {
 }
 
 impl Listing {
+    /// Bytes a listing of `names` holds.
+    fn estimate(names: &[Vec<u8>]) -> usize {
+        128 + names
+            .iter()
+            .map(|n| n.len() + std::mem::size_of::<u32>() + std::mem::size_of::<Option<Meta>>())
+            .sum::<usize>()
+    }
+
     /// `None` for a directory whose names do not fit 32-bit offsets.
-    fn new(stamp: Stamp, names: &[Vec<u8>], metas: Vec<Option<Meta>>) -> Option<Listing> {
+    fn new(
+        stamp: Stamp,
+        racy: bool,
+        names: &[Vec<u8>],
+        metas: Vec<Option<Meta>>,
+    ) -> Option<Listing> {
         let total: usize = names.iter().map(Vec::len).sum();
-        let bytes = 128
-            + total
-            + names.len() * std::mem::size_of::<u32>()
-            + metas.len() * std::mem::size_of::<Option<Meta>>();
+        let bytes = Listing::estimate(names);
         let mut joined = Vec::with_capacity(total);
         let mut ends = Vec::with_capacity(names.len());
         for name in names {
@@ -87,6 +115,7 @@ impl Listing {
         }
         Some(Listing {
             stamp,
+            racy,
             bytes,
             names: joined,
             ends,
@@ -129,6 +158,8 @@ struct Shared {
     room: Condvar,
     /// Most bytes of listings held ([`SCOUT_BYTES`]).
     bound: usize,
+    /// How recent a change makes a listing racy ([`RACY`]).
+    racy: std::time::Duration,
 }
 
 impl Shared {
@@ -155,7 +186,10 @@ impl Shared {
             return false;
         }
         state.bytes += listing.bytes;
-        state.listings.insert(listing.stamp.identity, listing);
+        // The same directory twice (a bind mount seen again): the newer listing counts.
+        if let Some(old) = state.listings.insert(listing.stamp.identity, listing) {
+            state.bytes -= old.bytes;
+        }
         true
     }
 }
@@ -163,7 +197,8 @@ impl Shared {
 /// The scout of one backup: a thread listing the sources ahead of the walker.
 pub struct Scout {
     shared: Arc<Shared>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// When the scout started: the metadata it read may be this old.
+    started: zaibei_format::Timestamp,
 }
 
 impl std::fmt::Debug for Scout {
@@ -185,11 +220,16 @@ impl Scout {
     /// scout runs while the key is derived). `None` when the options are not usable (the
     /// backup reports why) or no thread can be started.
     pub fn start(opts: &BackupOptions) -> Option<Arc<Scout>> {
-        Scout::start_bounded(opts, SCOUT_BYTES)
+        Scout::start_bounded(opts, SCOUT_BYTES, RACY)
     }
 
-    /// [`Scout::start`], holding at most `bound` bytes of listings.
-    fn start_bounded(opts: &BackupOptions, bound: usize) -> Option<Arc<Scout>> {
+    /// [`Scout::start`], holding at most `bound` bytes of listings, and leaving to the walker
+    /// directories changed less than `racy` before it listed them.
+    fn start_bounded(
+        opts: &BackupOptions,
+        bound: usize,
+        racy: std::time::Duration,
+    ) -> Option<Arc<Scout>> {
         let plan = Plan {
             roots: sources::normalise(&opts.paths).ok()?,
             excludes: Excludes::new(&opts.excludes, &opts.exclude_files).ok()?,
@@ -200,9 +240,12 @@ impl Scout {
             state: Mutex::new(State::default()),
             room: Condvar::new(),
             bound,
+            racy,
         });
-        let thread = {
+        let started = zaibei_format::Timestamp::now();
+        {
             let shared = Arc::clone(&shared);
+            // Not joined: stopping must not wait for a slow or hung filesystem.
             std::thread::Builder::new()
                 .name("zaibei-scout".into())
                 .spawn(move || {
@@ -210,12 +253,9 @@ impl Scout {
                     shared.lock().done = true;
                     shared.room.notify_all();
                 })
-                .ok()?
-        };
-        Some(Arc::new(Scout {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        }))
+                .ok()?;
+        }
+        Some(Arc::new(Scout { shared, started }))
     }
 
     /// The listing of the directory open as `fd` whose `fstat` is `st`, if the scout listed it
@@ -233,13 +273,18 @@ impl Scout {
             return None;
         };
         state.bytes -= listing.bytes;
-        let fresh = listing.stamp == stamp;
+        let fresh = listing.stamp == stamp && !listing.racy;
         if fresh {
             state.used += 1;
         }
         drop(state);
         self.shared.room.notify_all();
         fresh.then_some(listing)
+    }
+
+    /// When the scout started: the backup's metadata may date from then.
+    pub fn started(&self) -> zaibei_format::Timestamp {
+        self.started
     }
 
     /// How many listings the walker used.
@@ -253,7 +298,8 @@ impl Scout {
         state.done || state.stopped
     }
 
-    /// Stops the scout, waits for its thread and drops the listings not taken.
+    /// Stops the scout and drops the listings not taken. The thread ends after the system
+    /// call it is in (it checks between entries), without being waited for.
     pub fn stop(&self) {
         {
             let mut state = self.shared.lock();
@@ -262,10 +308,6 @@ impl Scout {
             state.bytes = 0;
         }
         self.shared.room.notify_all();
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
     }
 }
 
@@ -282,10 +324,17 @@ struct Level {
     subdirs: std::vec::IntoIter<Vec<u8>>,
 }
 
-/// Lists each source directory and its subdirectories, depth first, names in order.
+/// Lists each source directory and its subdirectories, depth first, names in order. A source
+/// inside another is listed with it, and a source that is a symlink is not followed (the
+/// walker stores the link).
 fn scout(shared: &Shared, plan: &Plan) {
     let mut path = Vec::new();
+    let mut listed: Vec<&Path> = Vec::new();
     for root in &plan.roots {
+        if listed.iter().any(|l| root.starts_with(l)) {
+            continue;
+        }
+        listed.push(root);
         let root_bytes = std::os::unix::ffi::OsStrExt::as_bytes(root.as_os_str());
         let Ok(fd) = open_dir(None, root_bytes) else {
             // Not a directory (a file given as a source), or unreadable: the walker sees.
@@ -307,7 +356,8 @@ fn scout_tree(shared: &Shared, plan: &Plan, fd: OwnedFd, path: &mut Vec<u8>) -> 
     };
     #[allow(clippy::unnecessary_cast)]
     let device = st.st_dev as u64;
-    let Some(subdirs) = list(shared, plan, &fd, &st, path, device) else {
+    // The walker applies `--exclude-if-present` below a source, not to the source itself.
+    let Some(subdirs) = list(shared, plan, &fd, &st, path, device, false) else {
         return false;
     };
     let mut stack = vec![Level {
@@ -329,7 +379,7 @@ fn scout_tree(shared: &Shared, plan: &Plan, fd: OwnedFd, path: &mut Vec<u8>) -> 
         let Ok(st) = rustix::fs::fstat(&child) else {
             continue;
         };
-        let Some(subdirs) = list(shared, plan, &child, &st, path, device) else {
+        let Some(subdirs) = list(shared, plan, &child, &st, path, device, true) else {
             return false;
         };
         let subdirs = if stack.len() < MAX_DEPTH {
@@ -355,18 +405,33 @@ fn list(
     st: &Stat,
     path: &mut Vec<u8>,
     device: u64,
+    markers: bool,
 ) -> Option<Vec<Vec<u8>>> {
     if shared.stopped() {
         return None;
     }
+    // Before listing: a change after this instant shows in the directory's times.
+    let looked = std::time::SystemTime::now();
     let Ok(names) = fsmeta::list_dir(fd) else {
         return Some(Vec::new());
     };
-    let metas: Vec<Option<Meta>> = names
-        .iter()
-        .map(|n| fsmeta::lstat_at(fd.as_fd(), n).ok().map(|st| Meta::of(&st)))
-        .collect();
-    let marked = plan.markers.iter().any(|m| names.binary_search(m).is_ok());
+    // A directory too large to hold: the walker lists it, and overtakes.
+    if Listing::estimate(&names) > shared.bound {
+        shared.lock().stopped = true;
+        return None;
+    }
+    let mut metas: Vec<Option<Meta>> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if i % 256 == 255 && shared.stopped() {
+            return None;
+        }
+        metas.push(
+            fsmeta::lstat_at(fd.as_fd(), name)
+                .ok()
+                .map(|st| Meta::of(&st)),
+        );
+    }
+    let marked = markers && plan.markers.iter().any(|m| names.binary_search(m).is_ok());
     let mut subdirs = Vec::new();
     if !marked {
         let len = path.len();
@@ -386,8 +451,17 @@ fn list(
         }
         path.truncate(len);
     }
+    let stamp = Stamp::of(st);
+    let racy = [stamp.mtime, stamp.ctime].iter().any(|&(secs, nanos)| {
+        let time = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(secs.max(0).unsigned_abs())
+            + std::time::Duration::from_nanos(nanos.max(0).unsigned_abs());
+        looked
+            .duration_since(time)
+            .map_or(true, |age| age < shared.racy)
+    });
     shared
-        .offer(Listing::new(Stamp::of(st), &names, metas))
+        .offer(Listing::new(stamp, racy, &names, metas))
         .then_some(subdirs)
 }
 
@@ -396,9 +470,10 @@ fn open_dir(at: Option<&OwnedFd>, name: &[u8]) -> std::io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let open = |flags: OFlags| match at {
         Some(dir) => fsmeta::open_beneath(dir.as_fd(), name, flags, Mode::empty()),
+        // A source that is a symlink is stored as one: not followed.
         None => Ok(rustix::fs::open(
             std::ffi::OsStr::from_bytes(name),
-            flags,
+            flags | OFlags::NOFOLLOW,
             Mode::empty(),
         )?),
     };
@@ -459,7 +534,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("src");
         tree(&root, 3, 5);
-        let scout = Scout::start(&opts(&root)).unwrap();
+        let scout = Scout::start_bounded(&opts(&root), SCOUT_BYTES, Duration::ZERO).unwrap();
         wait_until("the scout", || scout.finished());
         let (names, metas) = take_dir(&scout, &root).unwrap().into_entries();
         let fd = open_dir(None, root.as_os_str().as_bytes()).unwrap();
@@ -481,7 +556,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("src");
         tree(&root, 2, 3);
-        let scout = Scout::start(&opts(&root)).unwrap();
+        let scout = Scout::start_bounded(&opts(&root), SCOUT_BYTES, Duration::ZERO).unwrap();
         wait_until("the scout", || scout.finished());
         // Let the clock move on, so the directory's times change.
         std::thread::sleep(Duration::from_millis(20));
@@ -497,14 +572,8 @@ mod tests {
         let root = tmp.path().join("src");
         tree(&root, 6, 20);
         // Room for about two listings of a directory of twenty files.
-        let one = Listing::new(
-            Stamp::of(&rustix::fs::stat(&root).unwrap()),
-            &vec![b"f00".to_vec(); 21],
-            vec![None; 21],
-        )
-        .unwrap()
-        .bytes;
-        let scout = Scout::start_bounded(&opts(&root), 2 * one + one / 2).unwrap();
+        let one = Listing::estimate(&vec![b"f00".to_vec(); 21]);
+        let scout = Scout::start_bounded(&opts(&root), 2 * one + one / 2, Duration::ZERO).unwrap();
         let held = || scout.shared.lock().listings.len();
         wait_until("the bound", || held() >= 2);
         std::thread::sleep(Duration::from_millis(50));
@@ -529,5 +598,20 @@ mod tests {
         scout.stop();
         assert_eq!(scout.shared.lock().bytes, 0);
         assert_eq!(scout.used(), 6);
+    }
+
+    #[test]
+    fn a_directory_changed_just_before_its_listing_is_left_to_the_walker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("src");
+        tree(&root, 1, 2);
+        let scout = Scout::start(&opts(&root)).unwrap();
+        wait_until("the scout", || scout.finished());
+        // Every directory was just made: none of its listings is used, and the scout does not
+        // take that for being overtaken.
+        assert!(take_dir(&scout, &root).is_none());
+        assert!(take_dir(&scout, &root.join("d00")).is_none());
+        assert!(!scout.shared.lock().stopped);
+        assert_eq!(scout.used(), 0);
     }
 }

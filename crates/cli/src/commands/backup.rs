@@ -158,7 +158,7 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         bail!(exit::WithCode(exit::USAGE, "--stdin takes no paths".into()));
     }
     // Lists the sources while the repository's key is derived from the password.
-    let scout = if a.stdin || a.stdin_from_command {
+    let scout = if a.stdin || a.stdin_from_command || a.force || !has_snapshots(cli).await {
         None
     } else {
         Scout::start(&a.source.options(cli, a.paths.clone(), a.workers))
@@ -201,6 +201,20 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// True when the repository holds snapshots (one listing, no key needed). Without any there is
+/// no parent: every file is read, the file readers set the pace, and the scout's listings would
+/// only hold memory. Any error says false: opening the repository reports it.
+async fn has_snapshots(cli: &Cli) -> bool {
+    let Ok(opened) = crate::repo::store(cli) else {
+        return false;
+    };
+    opened
+        .store
+        .list(zaibei_repo::names::SNAPSHOTS)
+        .await
+        .is_ok_and(|list| !list.is_empty())
 }
 
 fn short(id: &Id) -> String {
