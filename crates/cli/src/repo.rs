@@ -74,7 +74,11 @@ pub async fn open(cli: &Cli) -> Result<Repository> {
 /// Opens the repository; with `cache`, attaches the metadata cache the options ask for.
 /// Commands that must judge the store itself (check) open without it.
 pub async fn open_with(cli: &Cli, cache: bool) -> Result<Repository> {
-    let opened = store(cli)?;
+    open_store(cli, store(cli)?, cache).await
+}
+
+/// Opens the repository in `opened` (from [`store`]), as [`open_with`] does.
+pub async fn open_store(cli: &Cli, opened: OpenedStore, cache: bool) -> Result<Repository> {
     let store = opened.store;
     let password = crate::password::get(
         cli.password_file.as_deref(),
@@ -97,7 +101,16 @@ pub async fn open_indexed(cli: &Cli) -> Result<Arc<IndexedRepository>> {
 
 /// Opens the repository (with or without the metadata cache) and loads its index.
 pub async fn open_indexed_with(cli: &Cli, cache: bool) -> Result<Arc<IndexedRepository>> {
-    let repo = open_with(cli, cache).await?;
+    indexed(open_with(cli, cache).await?).await
+}
+
+/// Opens the repository in `opened` (from [`store`]) with the metadata cache, and loads its
+/// index.
+pub async fn open_indexed_store(cli: &Cli, opened: OpenedStore) -> Result<Arc<IndexedRepository>> {
+    indexed(open_store(cli, opened, true).await?).await
+}
+
+async fn indexed(repo: Repository) -> Result<Arc<IndexedRepository>> {
     let indexed = repo.load_index().await.context("loading the index")?;
     for p in indexed.index_problems() {
         tracing::warn!("index object {} is unusable: {}", p.name, p.error);

@@ -158,12 +158,13 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
         bail!(exit::WithCode(exit::USAGE, "--stdin takes no paths".into()));
     }
     // Lists the sources while the repository's key is derived from the password.
-    let scout = if a.stdin || a.stdin_from_command || a.force || !has_snapshots(cli).await {
+    let opened = crate::repo::store(cli)?;
+    let scout = if a.stdin || a.stdin_from_command || a.force || !has_snapshots(&opened).await {
         None
     } else {
         Scout::start(&a.source.options(cli, a.paths.clone(), a.workers))
     };
-    let repo = crate::repo::open_indexed(cli).await?;
+    let repo = crate::repo::open_indexed_store(cli, opened).await?;
     let parent = match &a.parent {
         Some(spec) => Some(repo.find_snapshot(spec).await?.0),
         None => None,
@@ -203,13 +204,10 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     })
 }
 
-/// True when the repository holds snapshots (one listing, no key needed). Without any there is
+/// True when the repository in `opened` holds snapshots (one listing, no key needed). Without any there is
 /// no parent: every file is read, the file readers set the pace, and the scout's listings would
 /// only hold memory. Any error says false: opening the repository reports it.
-async fn has_snapshots(cli: &Cli) -> bool {
-    let Ok(opened) = crate::repo::store(cli) else {
-        return false;
-    };
+async fn has_snapshots(opened: &zaibei_store::OpenedStore) -> bool {
     opened
         .store
         .list(zaibei_repo::names::SNAPSHOTS)
