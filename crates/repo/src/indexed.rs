@@ -217,18 +217,14 @@ impl IndexedRepository {
         Ok(Arc::new(self.decode_tree(id).await?))
     }
 
-    /// Loads several trees at once, as a walk ahead of its use does, into the cache when
-    /// `cache` (trees found in the cache are used either way): trees of one pack lying close
+    /// Loads several trees at once, as a walk ahead of its use does (the caller holds them:
+    /// trees found in the cache are used, none is added): trees of one pack lying close
     /// together are read with one request, their pack key is derived once and their ids are
-    /// checked side by side ([`BlobOpener`]). A tree that does not open this way is loaded alone
-    /// (which also tries its copies), so each result, and each error naming its tree, is what
-    /// loading it alone gives. An id given twice may be answered once. Fails as a whole only
-    /// when the store cannot be reached.
-    pub async fn load_trees(
-        &self,
-        ids: &[Id],
-        cache: bool,
-    ) -> Result<Vec<(Id, Result<Arc<Tree>>)>> {
+    /// checked side by side ([`BlobOpener`]). A tree that does not open this way is loaded
+    /// alone (which also tries its copies), so each result, and each error naming its tree, is
+    /// what loading it alone gives. An id given twice may be answered once. Fails as a whole
+    /// only when the store cannot be reached.
+    pub async fn load_trees(&self, ids: &[Id]) -> Result<Vec<(Id, Result<Arc<Tree>>)>> {
         let mut out = Vec::with_capacity(ids.len());
         let mut wanted = Vec::with_capacity(ids.len());
         {
@@ -257,9 +253,6 @@ impl IndexedRepository {
                 match tree {
                     Ok(tree) => {
                         let tree = Arc::new(tree);
-                        if cache {
-                            self.cache_tree(id, Arc::clone(&tree));
-                        }
                         out.push((id, Ok(tree)));
                     }
                     Err(_) => alone.push(id),
@@ -268,11 +261,7 @@ impl IndexedRepository {
             alone.extend(wanted.into_iter().filter(|id| !opened.contains(id)));
         }
         for id in alone {
-            let loaded = if cache {
-                self.load_tree(&id).await
-            } else {
-                self.decode_tree(&id).await.map(Arc::new)
-            };
+            let loaded = self.decode_tree(&id).await.map(Arc::new);
             out.push((id, loaded));
         }
         Ok(out)

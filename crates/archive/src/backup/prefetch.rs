@@ -296,7 +296,7 @@ pub(crate) fn run(ctx: &Context<'_>, prefetcher: &Prefetcher) {
     }
     let _ended = Ended(prefetcher);
     while let Some(batch) = prefetcher.next() {
-        let trees = match ctx.runtime.block_on(ctx.repo.load_trees(&batch, false)) {
+        let trees = match ctx.runtime.block_on(ctx.repo.load_trees(&batch)) {
             Ok(loaded) => loaded
                 .into_iter()
                 .map(|(id, tree)| {
