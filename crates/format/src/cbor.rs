@@ -167,20 +167,24 @@ fn head(out: &mut Vec<u8>, major: u8, n: u64) {
 
 /// Decodes exactly one item that must span all of `input`.
 pub fn decode(input: &[u8]) -> Result<Value, CborError> {
-    let mut d = Decoder { input, pos: 0 };
+    let mut d = Decoder::new(input);
     let v = d.item(0)?;
-    if d.pos != input.len() {
-        return Err(CborError::TrailingBytes(input.len() - d.pos));
-    }
+    d.finish()?;
     Ok(v)
 }
 
-struct Decoder<'a> {
+/// A cursor over CBOR bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
 }
 
-impl Decoder<'_> {
+impl<'a> Decoder<'a> {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
+        Decoder { input, pos: 0 }
+    }
+
     fn byte(&mut self) -> Result<u8, CborError> {
         let b = *self
             .input
@@ -190,7 +194,7 @@ impl Decoder<'_> {
         Ok(b)
     }
 
-    fn take(&mut self, n: u64) -> Result<&[u8], CborError> {
+    fn take(&mut self, n: u64) -> Result<&'a [u8], CborError> {
         let remaining = (self.input.len() - self.pos) as u64;
         if n > remaining {
             return Err(CborError::UnexpectedEnd(self.input.len()));
@@ -251,64 +255,22 @@ impl Decoder<'_> {
         Ok(n as usize)
     }
 
-    fn item(&mut self, depth: usize) -> Result<Value, CborError> {
-        if depth > MAX_DEPTH {
-            return Err(CborError::TooDeep);
-        }
+    /// Reads the head of the next item: its major type, its argument (for major type 7 the
+    /// simple value: 20, 21 or 22) and its offset. Tags, floats and other simple values are
+    /// refused here.
+    fn raw_head(&mut self) -> Result<(u8, u64, usize), CborError> {
         let at = self.pos;
         let initial = self.byte()?;
         let major = initial >> 5;
         let info = initial & 0x1f;
         match major {
-            0 => Ok(Value::Uint(self.argument(info, at)?)),
-            1 => Ok(Value::Nint(self.argument(info, at)?)),
-            2 => {
-                let n = self.argument(info, at)?;
-                Ok(Value::Bytes(self.take(n)?.to_vec()))
-            }
-            3 => {
-                let n = self.argument(info, at)?;
-                let bytes = self.take(n)?;
-                let s = std::str::from_utf8(bytes).map_err(|_| CborError::InvalidUtf8(at))?;
-                Ok(Value::Text(s.to_owned()))
-            }
-            4 => {
-                let n = self.argument(info, at)?;
-                let n = self.count(n, 1)?;
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(self.item(depth + 1)?);
-                }
-                Ok(Value::Array(items))
-            }
-            5 => {
-                let n = self.argument(info, at)?;
-                let n = self.count(n, 2)?;
-                let mut entries = Vec::with_capacity(n);
-                let mut prev_key: Option<&[u8]> = None;
-                for _ in 0..n {
-                    let key_start = self.pos;
-                    let k = self.item(depth + 1)?;
-                    let key_bytes = &self.input[key_start..self.pos];
-                    if let Some(prev) = prev_key
-                        && prev >= key_bytes
-                    {
-                        return Err(CborError::UnsortedKeys(key_start));
-                    }
-                    prev_key = Some(key_bytes);
-                    let v = self.item(depth + 1)?;
-                    entries.push((k, v));
-                }
-                Ok(Value::Map(entries))
-            }
+            0..=5 => Ok((major, self.argument(info, at)?, at)),
             6 => Err(CborError::Unsupported {
                 offset: at,
                 what: "tag",
             }),
             _ => match info {
-                20 => Ok(Value::Bool(false)),
-                21 => Ok(Value::Bool(true)),
-                22 => Ok(Value::Null),
+                20..=22 => Ok((7, u64::from(info), at)),
                 25..=27 => Err(CborError::Unsupported {
                     offset: at,
                     what: "floating-point number",
@@ -318,6 +280,185 @@ impl Decoder<'_> {
                     what: "simple value",
                 }),
             },
+        }
+    }
+
+    fn text(&mut self, n: u64, at: usize) -> Result<&'a str, CborError> {
+        std::str::from_utf8(self.take(n)?).map_err(|_| CborError::InvalidUtf8(at))
+    }
+
+    fn item(&mut self, depth: usize) -> Result<Value, CborError> {
+        if depth > MAX_DEPTH {
+            return Err(CborError::TooDeep);
+        }
+        let (major, arg, at) = self.raw_head()?;
+        match major {
+            0 => Ok(Value::Uint(arg)),
+            1 => Ok(Value::Nint(arg)),
+            2 => Ok(Value::Bytes(self.take(arg)?.to_vec())),
+            3 => Ok(Value::Text(self.text(arg, at)?.to_owned())),
+            4 => {
+                let n = self.count(arg, 1)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.item(depth + 1)?);
+                }
+                Ok(Value::Array(items))
+            }
+            5 => {
+                let n = self.count(arg, 2)?;
+                let mut entries = Vec::with_capacity(n);
+                let mut prev_key: Option<&[u8]> = None;
+                for _ in 0..n {
+                    let key_start = self.pos;
+                    let k = self.item(depth + 1)?;
+                    self.check_key_order(&mut prev_key, key_start)?;
+                    let v = self.item(depth + 1)?;
+                    entries.push((k, v));
+                }
+                Ok(Value::Map(entries))
+            }
+            _ => Ok(match arg {
+                20 => Value::Bool(false),
+                21 => Value::Bool(true),
+                _ => Value::Null,
+            }),
+        }
+    }
+
+    /// Checks that the map key just read (from `key_start` to here) sorts after the previous.
+    pub(crate) fn check_key_order(
+        &self,
+        prev_key: &mut Option<&'a [u8]>,
+        key_start: usize,
+    ) -> Result<(), CborError> {
+        let key = &self.input[key_start..self.pos];
+        if prev_key.is_some_and(|prev| prev >= key) {
+            return Err(CborError::UnsortedKeys(key_start));
+        }
+        *prev_key = Some(key);
+        Ok(())
+    }
+
+    /// Reads the next map key at nesting `depth`, checking its order after `prev_key`: a text
+    /// key is returned, any other key is skipped (objects only look up text keys).
+    pub(crate) fn read_key(
+        &mut self,
+        depth: usize,
+        prev_key: &mut Option<&'a [u8]>,
+    ) -> Result<Option<&'a str>, CborError> {
+        if depth > MAX_DEPTH {
+            return Err(CborError::TooDeep);
+        }
+        let key_start = self.pos;
+        let mut ahead = *self;
+        let key = match ahead.read_head() {
+            Ok(Head::Text(text)) => {
+                *self = ahead;
+                Some(text)
+            }
+            _ => {
+                self.skip(depth)?;
+                None
+            }
+        };
+        self.check_key_order(prev_key, key_start)?;
+        Ok(key)
+    }
+
+    /// Skips the next item at nesting `depth`, checking it as [`decode`] would.
+    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), CborError> {
+        if depth > MAX_DEPTH {
+            return Err(CborError::TooDeep);
+        }
+        let (major, arg, at) = self.raw_head()?;
+        match major {
+            2 => {
+                self.take(arg)?;
+            }
+            3 => {
+                self.text(arg, at)?;
+            }
+            4 => {
+                for _ in 0..self.count(arg, 1)? {
+                    self.skip(depth + 1)?;
+                }
+            }
+            5 => {
+                let mut prev_key: Option<&[u8]> = None;
+                for _ in 0..self.count(arg, 2)? {
+                    let key_start = self.pos;
+                    self.skip(depth + 1)?;
+                    self.check_key_order(&mut prev_key, key_start)?;
+                    self.skip(depth + 1)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reads the next item's head; a byte or text string comes with its contents. The items
+    /// of an array or map are the caller's to read next: each with [`Decoder::read_head`] or
+    /// [`Decoder::skip`], map keys checked with [`Decoder::check_key_order`].
+    pub(crate) fn read_head(&mut self) -> Result<Head<'a>, CborError> {
+        let (major, arg, at) = self.raw_head()?;
+        Ok(match major {
+            0 => Head::Uint(arg),
+            1 => Head::Nint(arg),
+            2 => Head::Bytes(self.take(arg)?),
+            3 => Head::Text(self.text(arg, at)?),
+            4 => Head::Array(self.count(arg, 1)?),
+            5 => Head::Map(self.count(arg, 2)?),
+            _ => match arg {
+                20 | 21 => Head::Bool,
+                _ => Head::Null,
+            },
+        })
+    }
+
+    /// Checks that every byte was read.
+    pub(crate) fn finish(&self) -> Result<(), CborError> {
+        match self.input.len() - self.pos {
+            0 => Ok(()),
+            n => Err(CborError::TrailingBytes(n)),
+        }
+    }
+}
+
+/// The head of a data item read by [`Decoder::read_head`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Head<'a> {
+    /// Unsigned integer.
+    Uint(u64),
+    /// Negative integer `-1 - n`, holding `n`.
+    Nint(u64),
+    /// Byte string.
+    Bytes(&'a [u8]),
+    /// Text string.
+    Text(&'a str),
+    /// Array of this many items, which follow.
+    Array(usize),
+    /// Map of this many entries, whose keys and values follow in turn.
+    Map(usize),
+    /// `false` or `true` (no field of the format holds one).
+    Bool,
+    /// `null`.
+    Null,
+}
+
+impl Head<'_> {
+    /// The kind of item, named as [`Value::kind`] names it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Head::Uint(_) => "unsigned integer",
+            Head::Nint(_) => "negative integer",
+            Head::Bytes(_) => "byte string",
+            Head::Text(_) => "text string",
+            Head::Array(_) => "array",
+            Head::Map(_) => "map",
+            Head::Bool => "bool",
+            Head::Null => "null",
         }
     }
 }

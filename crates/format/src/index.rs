@@ -6,9 +6,10 @@
 //! wrote it deletes them afterwards, and a reader that sees both uses the union (identical data).
 
 use crate::cbor::{self, Value};
-use crate::fields::{Fields, MapBuilder, id_value, value_to_id};
+use crate::fields::{MapBuilder, id_value};
 use crate::magic::INDEX_VERSION;
-use crate::pack::{PACK_PREFIX_LEN, PackBlob, decode_pack_blob};
+use crate::pack::{PACK_PREFIX_LEN, PackBlob, read_pack_blob};
+use crate::reader::FieldReader;
 use crate::sealed::{SealedType, open_object, seal_object};
 use crate::{FormatError, Id, MaintenanceKeys, PackKind};
 
@@ -78,60 +79,31 @@ impl IndexFile {
         )
     }
 
-    /// Decodes and validates a CBOR body.
+    /// Decodes and validates a CBOR body, in one pass over its bytes (an index load decodes
+    /// every blob record of the repository). Accepts exactly what the generic path
+    /// (`cbor::decode`, then the fields) accepts; see [`crate::reader`].
     pub fn decode_body(body: &[u8]) -> Result<Self, FormatError> {
-        let value =
-            cbor::decode(body).map_err(|source| FormatError::Cbor { what: WHAT, source })?;
-        let mut f = Fields::new(WHAT, value)?;
-        f.version(INDEX_VERSION)?;
-        let mut packs = Vec::new();
-        for pv in f.array("packs")? {
-            let mut p = Fields::new(WHAT, pv)?;
-            let id = p.id("id")?;
-            let kind_n = p.uint("kind")?;
-            let kind = u8::try_from(kind_n)
-                .ok()
-                .and_then(PackKind::from_byte)
-                .ok_or_else(|| {
-                    FormatError::field(
-                        WHAT,
-                        "kind",
-                        format!("unknown pack kind {kind_n} for pack {id}"),
-                    )
-                })?;
-            let salt_v = p.bytes("salt")?;
-            let salt: [u8; 32] = salt_v.as_slice().try_into().map_err(|_| {
-                FormatError::field(WHAT, "salt", format!("pack {id}: salt must be 32 bytes"))
-            })?;
-            let size = p.uint("size")?;
-            let mut blobs = Vec::new();
-            for bv in p.array("blobs")? {
-                let b = decode_pack_blob(WHAT, &bv)?;
-                let in_pack = b.offset >= PACK_PREFIX_LEN as u64
-                    && b.offset
-                        .checked_add(b.length)
-                        .is_some_and(|end| end <= size);
-                if !in_pack {
-                    return Err(FormatError::invalid(
-                        WHAT,
-                        format!("blob {} lies outside pack {id} of {size} bytes", b.id),
-                    ));
+        let mut r = FieldReader::new(WHAT, body);
+        let entries = r.map()?;
+        let mut version = None;
+        let mut packs = None;
+        let mut supersedes = Vec::new();
+        let mut prev_key = None;
+        // Keys sort "v", "packs", "supersedes": the version is known before the packs.
+        for _ in 0..entries {
+            match r.key(1, &mut prev_key)? {
+                Some("v") => version = Some(r.uint("v")?),
+                Some("packs") => {
+                    r.version(version, INDEX_VERSION)?;
+                    packs = Some(read_packs(&mut r)?);
                 }
-                blobs.push(b);
+                Some("supersedes") if packs.is_some() => supersedes = r.ids("supersedes")?,
+                _ => r.skip(1)?,
             }
-            packs.push(IndexPack {
-                id,
-                kind,
-                salt,
-                size,
-                blobs,
-            });
         }
-        let supersedes = f
-            .opt_array("supersedes")?
-            .iter()
-            .map(|v| value_to_id(WHAT, "supersedes", v))
-            .collect::<Result<_, _>>()?;
+        r.finish()?;
+        r.version(version, INDEX_VERSION)?;
+        let packs = packs.ok_or_else(|| r.missing("packs"))?;
         Ok(IndexFile { packs, supersedes })
     }
 
@@ -144,4 +116,87 @@ impl IndexFile {
     pub fn open(keys: &MaintenanceKeys, stored: &[u8]) -> Result<Self, FormatError> {
         Self::decode_body(&open_object(keys, SealedType::Index, stored)?)
     }
+}
+
+/// Nesting of a pack's map inside the body: body map, `packs` array, pack map.
+const PACK_DEPTH: usize = 2;
+
+fn read_packs(r: &mut FieldReader<'_>) -> Result<Vec<IndexPack>, FormatError> {
+    let count = r.array("packs")?;
+    let mut packs = Vec::with_capacity(count);
+    for _ in 0..count {
+        packs.push(read_pack(r)?);
+    }
+    Ok(packs)
+}
+
+/// One pack's map. Its keys sort "id", "kind", "salt", "size", "blobs": each field that names
+/// the pack or checks a blob against its size comes after what it needs.
+fn read_pack(r: &mut FieldReader<'_>) -> Result<IndexPack, FormatError> {
+    let entries = r.map()?;
+    let depth = PACK_DEPTH + 1;
+    let (mut id, mut kind, mut salt, mut size, mut blobs) = (None, None, None, None, None);
+    let mut prev_key = None;
+    for _ in 0..entries {
+        match r.key(depth, &mut prev_key)? {
+            Some("id") => id = Some(r.id("id")?),
+            Some("kind") => {
+                let pack = id.ok_or_else(|| r.missing("id"))?;
+                let n = r.uint("kind")?;
+                kind = Some(
+                    u8::try_from(n)
+                        .ok()
+                        .and_then(PackKind::from_byte)
+                        .ok_or_else(|| {
+                            FormatError::field(
+                                WHAT,
+                                "kind",
+                                format!("unknown pack kind {n} for pack {pack}"),
+                            )
+                        })?,
+                );
+            }
+            Some("salt") => {
+                let pack = id.ok_or_else(|| r.missing("id"))?;
+                let bytes = r.bytes("salt")?;
+                salt = Some(<[u8; 32]>::try_from(bytes).map_err(|_| {
+                    FormatError::field(WHAT, "salt", format!("pack {pack}: salt must be 32 bytes"))
+                })?);
+            }
+            Some("size") => size = Some(r.uint("size")?),
+            Some("blobs") => {
+                let pack = id.ok_or_else(|| r.missing("id"))?;
+                let pack_size = size.ok_or_else(|| r.missing("size"))?;
+                blobs = Some(read_blobs(r, pack, pack_size)?);
+            }
+            _ => r.skip(depth)?,
+        }
+    }
+    Ok(IndexPack {
+        id: id.ok_or_else(|| r.missing("id"))?,
+        kind: kind.ok_or_else(|| r.missing("kind"))?,
+        salt: salt.ok_or_else(|| r.missing("salt"))?,
+        size: size.ok_or_else(|| r.missing("size"))?,
+        blobs: blobs.ok_or_else(|| r.missing("blobs"))?,
+    })
+}
+
+fn read_blobs(r: &mut FieldReader<'_>, pack: Id, size: u64) -> Result<Vec<PackBlob>, FormatError> {
+    let count = r.array("blobs")?;
+    let mut blobs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let b = read_pack_blob(r)?;
+        let in_pack = b.offset >= PACK_PREFIX_LEN as u64
+            && b.offset
+                .checked_add(b.length)
+                .is_some_and(|end| end <= size);
+        if !in_pack {
+            return Err(FormatError::invalid(
+                WHAT,
+                format!("blob {} lies outside pack {pack} of {size} bytes", b.id),
+            ));
+        }
+        blobs.push(b);
+    }
+    Ok(blobs)
 }

@@ -27,6 +27,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod magic;
 pub mod pack;
+mod reader;
 pub mod refs;
 pub mod sealed;
 pub mod site;

@@ -18,9 +18,10 @@
 use zaibei_crypto::{NONCE_LEN, TAG_LEN, random_array};
 
 use crate::blob::{BLOB_OVERHEAD, decode_payload_bounded, encode_payload};
-use crate::cbor::{self, Value};
+use crate::cbor::{self, Head, Value};
 use crate::fields::{Fields, MapBuilder, value_to_id, value_to_u64};
 use crate::magic::{MAGIC_LEN, PACK_HEADER_VERSION, PACK_MAGIC, PACK_TRAILER_MAGIC, check_magic};
+use crate::reader::FieldReader;
 use crate::{FormatError, Id, MaintenanceKeys};
 
 /// Length of the fixed prefix of a pack (magic, kind, reserved, salt).
@@ -270,7 +271,7 @@ pub fn decode_pack_header(
     Ok(blobs)
 }
 
-/// Decodes one `[id, offset, length, raw_length]` entry (pack headers and index objects).
+/// Decodes one `[id, offset, length, raw_length]` entry (pack headers).
 pub(crate) fn decode_pack_blob(what: &'static str, v: &Value) -> Result<PackBlob, FormatError> {
     let Value::Array(a) = v else {
         return Err(FormatError::field(
@@ -286,12 +287,53 @@ pub(crate) fn decode_pack_blob(what: &'static str, v: &Value) -> Result<PackBlob
             format!("entry has {} elements, expected 4", a.len()),
         ));
     };
-    let b = PackBlob {
-        id: value_to_id(what, "blobs", id)?,
-        offset: value_to_u64(what, "blobs", offset)?,
-        length: value_to_u64(what, "blobs", length)?,
-        raw_length: value_to_u64(what, "blobs", raw)?,
-    };
+    check_pack_blob(
+        what,
+        PackBlob {
+            id: value_to_id(what, "blobs", id)?,
+            offset: value_to_u64(what, "blobs", offset)?,
+            length: value_to_u64(what, "blobs", length)?,
+            raw_length: value_to_u64(what, "blobs", raw)?,
+        },
+    )
+}
+
+/// Reads one `[id, offset, length, raw_length]` entry in place (index objects).
+pub(crate) fn read_pack_blob(r: &mut FieldReader<'_>) -> Result<PackBlob, FormatError> {
+    let what = r.what();
+    match r.head()? {
+        Head::Array(4) => {}
+        Head::Array(n) => {
+            return Err(FormatError::field(
+                what,
+                "blobs",
+                format!("entry has {n} elements, expected 4"),
+            ));
+        }
+        other => {
+            return Err(FormatError::field(
+                what,
+                "blobs",
+                format!("entry is a {}, expected array", other.kind()),
+            ));
+        }
+    }
+    let id = r.id_element("blobs")?;
+    let offset = r.uint("blobs")?;
+    let length = r.uint("blobs")?;
+    let raw_length = r.uint("blobs")?;
+    check_pack_blob(
+        what,
+        PackBlob {
+            id,
+            offset,
+            length,
+            raw_length,
+        },
+    )
+}
+
+fn check_pack_blob(what: &'static str, b: PackBlob) -> Result<PackBlob, FormatError> {
     if b.length < BLOB_OVERHEAD as u64 {
         return Err(FormatError::field(
             what,

@@ -8,6 +8,8 @@ use zaibei_format::pack::{self, PackBlob};
 use zaibei_format::sealed::{SealedType, open_object, seal_object};
 use zaibei_format::*;
 
+mod reference;
+
 fn arb_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         any::<u64>().prop_map(Value::Uint),
@@ -241,6 +243,320 @@ fn arb_tree() -> impl Strategy<Value = Tree> {
     })
 }
 
+/// Keys an edit of a tree body may touch: every node field, an unknown one, and (edited in the
+/// body's map instead of a node's) the version and the node list.
+const TREE_EDIT_KEYS: &[&str] = &[
+    "name", "type", "mode", "uid", "gid", "user", "group", "mtime", "atime", "ctime", "ino", "dev",
+    "nlink", "size", "content", "extents", "subtree", "target", "rdev", "xattrs", "unknown", "v",
+    "nodes",
+];
+
+/// Values an edit may put in a field: anything, and things that nearly fit.
+fn arb_field_value() -> impl Strategy<Value = Value> {
+    let kind = proptest::sample::select(
+        &[
+            "file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket", "door",
+        ][..],
+    )
+    .prop_map(Value::text);
+    let uint = prop_oneof![
+        0u64..0o10000,
+        0o10000u64..0o20000,
+        Just(u64::from(u32::MAX)),
+        Just(u64::from(u32::MAX) + 1),
+        Just(u64::from(u32::MAX) << 8),
+        any::<u64>(),
+    ]
+    .prop_map(Value::Uint);
+    let bytes = proptest::collection::vec(any::<u8>(), 0..34).prop_map(Value::Bytes);
+    let id = || arb_id().prop_map(|id| Value::Bytes(id.as_bytes().to_vec()));
+    prop_oneof![
+        arb_value(),
+        kind,
+        uint.clone(),
+        any::<i64>().prop_map(Value::int),
+        prop_oneof![bytes.clone(), id()],
+        (id(), uint.clone(), uint.clone(), uint.clone())
+            .prop_map(|(i, o, l, r)| Value::Array(vec![i, o, l, r])),
+        (any::<i64>(), 0u64..1_100_000_000)
+            .prop_map(|(s, n)| Value::Array(vec![Value::int(s), Value::Uint(n)])),
+        proptest::collection::vec(prop_oneof![id(), bytes.clone()], 0..3).prop_map(Value::Array),
+        proptest::collection::vec(
+            (uint.clone(), uint).prop_map(|(o, l)| Value::Array(vec![o, l])),
+            0..3
+        )
+        .prop_map(Value::Array),
+        proptest::collection::vec(
+            (bytes.clone(), bytes).prop_map(|(k, v)| Value::Array(vec![k, v])),
+            0..3
+        )
+        .prop_map(Value::Array),
+    ]
+}
+
+/// Removes `key` from a map's entries, then sets it to `value` if there is one.
+fn edit_map(entries: &mut Vec<(Value, Value)>, key: &str, value: &Option<Value>) {
+    entries.retain(|(k, _)| !matches!(k, Value::Text(t) if t == key));
+    if let Some(v) = value {
+        entries.push((Value::text(key), v.clone()));
+    }
+}
+
+/// The items of a map's array field `key`, when it has some.
+fn array_field<'a>(entries: &'a mut [(Value, Value)], key: &str) -> Option<&'a mut Vec<Value>> {
+    entries.iter_mut().find_map(|(k, v)| match (k, v) {
+        (Value::Text(t), Value::Array(items)) if t == key && !items.is_empty() => Some(items),
+        _ => None,
+    })
+}
+
+/// Values close to what field `key` must hold, on both sides of each rule (a blob record for
+/// the empty key); mixed with anything at all.
+fn near_field_value(key: &'static str) -> BoxedStrategy<Value> {
+    let uint = |values: &'static [u64]| proptest::sample::select(values).prop_map(Value::Uint);
+    let bytes_of = |lens: &'static [usize]| {
+        proptest::sample::select(lens)
+            .prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n..=n))
+            .prop_map(Value::Bytes)
+    };
+    const U32_EDGES: &[u64] = &[0, 1, 4_294_967_295, 4_294_967_296];
+    const NAMES: &[&[u8]] = &[b"", b".", b"..", b"a/b", b"a\0b", b"zzzz", b"0"];
+    const XATTR_NAMES: &[&[u8]] = &[b"", b"a", b"b", b"a\0", b"user.x"];
+    let near = match key {
+        "mode" => prop_oneof![0u64..0o10000, 0o10000u64..0o100000]
+            .prop_map(Value::Uint)
+            .boxed(),
+        "uid" | "gid" => uint(U32_EDGES).boxed(),
+        "mtime" | "atime" | "ctime" => (
+            prop_oneof![
+                any::<u64>().prop_map(Value::Uint),
+                any::<u64>().prop_map(Value::Nint),
+                Just(Value::Uint(i64::MAX as u64)),
+                Just(Value::Uint(i64::MAX as u64 + 1)),
+                Just(Value::Nint(i64::MAX as u64)),
+            ],
+            uint(&[0, 999_999_999, 1_000_000_000, 4_294_967_296]),
+            0usize..4,
+        )
+            .prop_map(|(s, n, len)| {
+                Value::Array([s, n, Value::Uint(0), Value::Null][..len].to_vec())
+            })
+            .boxed(),
+        "name" => proptest::sample::select(NAMES)
+            .prop_map(|b| Value::Bytes(b.to_vec()))
+            .boxed(),
+        "type" | "kind" => prop_oneof![
+            proptest::sample::select(
+                &[
+                    "file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket", "door"
+                ][..]
+            )
+            .prop_map(Value::text),
+            uint(&[0, 1, 2, 3, 4, 255, 256]),
+        ]
+        .boxed(),
+        "content" | "supersedes" => proptest::collection::vec(bytes_of(&[31, 32, 33]), 0..3)
+            .prop_map(Value::Array)
+            .boxed(),
+        "subtree" | "id" | "salt" => bytes_of(&[0, 31, 32, 33]).boxed(),
+        "extents" => proptest::collection::vec(
+            (
+                uint(&[0, 1, 2, 5, 9, 10, u64::MAX]),
+                uint(&[0, 1, 2, 5, u64::MAX]),
+                1usize..4,
+            )
+                .prop_map(|(o, l, len)| Value::Array([o, l, Value::Uint(1)][..len].to_vec())),
+            0..4,
+        )
+        .prop_map(Value::Array)
+        .boxed(),
+        "xattrs" => proptest::collection::vec(
+            (proptest::sample::select(XATTR_NAMES), bytes_of(&[0, 3]))
+                .prop_map(|(k, v)| Value::Array(vec![Value::Bytes(k.to_vec()), v])),
+            0..4,
+        )
+        .prop_map(Value::Array)
+        .boxed(),
+        "size" | "ino" | "dev" | "nlink" | "rdev" => uint(&[0, 1, 10, 100, u64::MAX]).boxed(),
+        "v" => uint(&[0, 1, 2]).boxed(),
+        "" => (
+            bytes_of(&[31, 32]),
+            uint(&[0, 47, 48, 1000]),
+            uint(&[0, 28, 29, 100, u64::MAX]),
+            uint(&[0, 5]),
+            3usize..6,
+        )
+            .prop_map(|(id, o, l, r, len)| {
+                Value::Array([id, o, l, r, Value::Uint(0)][..len].to_vec())
+            })
+            .boxed(),
+        _ => arb_field_value().boxed(),
+    };
+    prop_oneof![3 => near, 1 => arb_field_value()].boxed()
+}
+
+/// Applies edits (a field removed, or set) to the decoded body of a tree: to one node, or to
+/// every node when no index is given.
+fn edit_tree_body(
+    body: Value,
+    edits: &[(Option<prop::sample::Index>, &'static str, Option<Value>)],
+) -> Value {
+    let Value::Map(mut top) = body else {
+        return body;
+    };
+    for (at, key, value) in edits {
+        if matches!(*key, "v" | "nodes") {
+            edit_map(&mut top, key, value);
+            continue;
+        }
+        if let Some(nodes) = array_field(&mut top, "nodes") {
+            let len = nodes.len();
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if let Value::Map(entries) = node
+                    && at.is_none_or(|at| at.index(len) == i)
+                {
+                    edit_map(entries, key, value);
+                }
+            }
+        }
+    }
+    sort_maps(Value::Map(top))
+}
+
+/// `Tree::decode` (one pass) and the generic path accept the same bodies and decode them to
+/// the same tree; with `same_error`, their errors read the same too.
+fn same_tree_decoding(body: &[u8], same_error: bool) -> Result<(), TestCaseError> {
+    match (Tree::decode(body), reference::tree::decode(body)) {
+        (Ok(fast), Ok(generic)) => prop_assert_eq!(fast, generic),
+        (Err(fast), Err(generic)) => {
+            if same_error {
+                prop_assert_eq!(fast.to_string(), generic.to_string());
+            }
+        }
+        (fast, generic) => prop_assert!(
+            false,
+            "one pass: {:?}; generic: {:?}",
+            fast.map(|_| ()),
+            generic.map(|_| ())
+        ),
+    }
+    Ok(())
+}
+
+fn arb_index() -> impl Strategy<Value = IndexFile> {
+    (
+        proptest::collection::vec(
+            (
+                arb_id(),
+                any::<[u8; 32]>(),
+                proptest::collection::vec((arb_id(), 0u64..1000), 0..10),
+            ),
+            0..5,
+        ),
+        proptest::collection::vec(arb_id(), 0..3),
+    )
+        .prop_map(|(packs, supersedes)| {
+            let packs = packs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, salt, blobs))| {
+                    let mut off = pack::PACK_PREFIX_LEN as u64;
+                    let blobs: Vec<PackBlob> = blobs
+                        .into_iter()
+                        .map(|(bid, len)| {
+                            let b = PackBlob {
+                                id: bid,
+                                offset: off,
+                                length: len + 29,
+                                raw_length: len,
+                            };
+                            off += len + 29;
+                            b
+                        })
+                        .collect();
+                    IndexPack {
+                        id,
+                        kind: PackKind::ALL[i % 3],
+                        salt,
+                        size: off + 100,
+                        blobs,
+                    }
+                })
+                .collect();
+            IndexFile { packs, supersedes }
+        })
+}
+
+/// Where an edit of an index body applies: the body's map, a pack's map, or a blob record
+/// (replaced whole; the key is then unused).
+const INDEX_EDITS: &[(u8, &str)] = &[
+    (0, "v"),
+    (0, "packs"),
+    (0, "supersedes"),
+    (0, "unknown"),
+    (1, "id"),
+    (1, "kind"),
+    (1, "salt"),
+    (1, "size"),
+    (1, "blobs"),
+    (1, "unknown"),
+    (2, ""),
+];
+
+/// Applies edits to the decoded body of an index object.
+fn edit_index_body(
+    body: Value,
+    edits: &[(prop::sample::Index, (u8, &'static str), Option<Value>)],
+) -> Value {
+    let Value::Map(mut top) = body else {
+        return body;
+    };
+    for (at, (level, key), value) in edits {
+        if *level == 0 {
+            edit_map(&mut top, key, value);
+            continue;
+        }
+        let Some(packs) = array_field(&mut top, "packs") else {
+            continue;
+        };
+        let i = at.index(packs.len());
+        let Value::Map(pack) = &mut packs[i] else {
+            continue;
+        };
+        if *level == 1 {
+            edit_map(pack, key, value);
+        } else if let Some(blobs) = array_field(pack, "blobs") {
+            let j = at.index(blobs.len());
+            match value {
+                Some(v) => blobs[j] = v.clone(),
+                None => {
+                    blobs.remove(j);
+                }
+            }
+        }
+    }
+    sort_maps(Value::Map(top))
+}
+
+/// `IndexFile::decode_body` (one pass) and the generic path agree, as for trees.
+fn same_index_decoding(body: &[u8], same_error: bool) -> Result<(), TestCaseError> {
+    match (IndexFile::decode_body(body), reference::index::decode(body)) {
+        (Ok(fast), Ok(generic)) => prop_assert_eq!(fast, generic),
+        (Err(fast), Err(generic)) => {
+            if same_error {
+                prop_assert_eq!(fast.to_string(), generic.to_string());
+            }
+        }
+        (fast, generic) => prop_assert!(
+            false,
+            "one pass: {:?}; generic: {:?}",
+            fast.map(|_| ()),
+            generic.map(|_| ())
+        ),
+    }
+    Ok(())
+}
+
 fn maint(suite: Suite) -> MaintenanceKeys {
     MaintenanceKeys::new(suite, SecretKey::from_bytes([7; 32]))
 }
@@ -443,17 +759,7 @@ proptest! {
     }
 
     #[test]
-    fn index_round_trip(suite in arb_suite(), packs in proptest::collection::vec((arb_id(), any::<[u8; 32]>(), proptest::collection::vec((arb_id(), 0u64..1000), 0..10)), 0..5), supersedes in proptest::collection::vec(arb_id(), 0..3)) {
-        let packs: Vec<IndexPack> = packs.into_iter().enumerate().map(|(i, (id, salt, blobs))| {
-            let mut off = pack::PACK_PREFIX_LEN as u64;
-            let blobs: Vec<PackBlob> = blobs.into_iter().map(|(bid, len)| {
-                let b = PackBlob { id: bid, offset: off, length: len + 29, raw_length: len };
-                off += len + 29;
-                b
-            }).collect();
-            IndexPack { id, kind: PackKind::ALL[i % 3], salt, size: off + 100, blobs }
-        }).collect();
-        let idx = IndexFile { packs, supersedes };
+    fn index_round_trip(suite in arb_suite(), idx in arb_index()) {
         let k = maint(suite);
         let sealed = idx.seal(&k).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(IndexFile::open(&k, &sealed).map_err(|e| TestCaseError::fail(e.to_string()))?, idx);
@@ -521,6 +827,86 @@ proptest! {
         let name = s.object_name(&id);
         let file = name.rsplit('/').next().unwrap_or_default();
         prop_assert_eq!(state::parse_state_name(file), Some((generation, id)));
+    }
+}
+
+// The one-pass decoders against the generic path: many cases, as each edit hits one field.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, .. ProptestConfig::default() })]
+
+    /// Edited node fields (removed, retyped, out of range, unknown) are accepted or refused by
+    /// the one-pass decoder exactly as by the generic path; one edit gives the same error.
+    #[test]
+    fn tree_decoder_matches_the_generic_path(
+        t in arb_tree(),
+        edits in proptest::collection::vec(
+            (
+                proptest::option::of(any::<prop::sample::Index>()),
+                proptest::sample::select(TREE_EDIT_KEYS),
+            )
+                .prop_flat_map(|(at, key)| {
+                    (Just(at), Just(key), proptest::option::weighted(0.85, near_field_value(key)))
+                }),
+            0..4,
+        ),
+    ) {
+        let body = cbor::decode(&t.encode()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let edited = cbor::encode(&edit_tree_body(body, &edits));
+        same_tree_decoding(&edited, edits.len() <= 1)?;
+    }
+
+    /// Edited index fields and blob records: both decoders agree; one edit, same error.
+    #[test]
+    fn index_decoder_matches_the_generic_path(
+        idx in arb_index(),
+        edits in proptest::collection::vec(
+            (any::<prop::sample::Index>(), proptest::sample::select(INDEX_EDITS))
+                .prop_flat_map(|(at, edit)| {
+                    (Just(at), Just(edit), proptest::option::weighted(0.85, near_field_value(edit.1)))
+                }),
+            0..4,
+        ),
+        pos in any::<prop::sample::Index>(),
+        byte in proptest::option::of(any::<u8>()),
+    ) {
+        let body = cbor::decode(&idx.encode_body()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let edited = cbor::encode(&edit_index_body(body, &edits));
+        same_index_decoding(&edited, edits.len() <= 1)?;
+        if let Some(byte) = byte {
+            let mut broken = edited;
+            let i = pos.index(broken.len());
+            broken[i] = byte;
+            same_index_decoding(&broken, false)?;
+        }
+    }
+
+    /// Bytes of a tree changed, inserted or removed: both decoders agree.
+    #[test]
+    fn tree_decoder_matches_the_generic_path_on_broken_bytes(
+        t in arb_tree(),
+        pos in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        how in 0u8..3,
+    ) {
+        let mut body = t.encode();
+        let i = pos.index(body.len());
+        match how {
+            0 => body[i] = byte,
+            1 => body.insert(i, byte),
+            _ => {
+                body.remove(i);
+            }
+        }
+        same_tree_decoding(&body, false)?;
+    }
+
+    /// Well-formed CBOR of any shape: both decoders agree.
+    #[test]
+    fn tree_decoder_matches_the_generic_path_on_any_cbor(
+        v in prop_oneof![arb_value(), arb_schema_value()],
+    ) {
+        same_tree_decoding(&cbor::encode(&v), false)?;
+        same_index_decoding(&cbor::encode(&v), false)?;
     }
 }
 
