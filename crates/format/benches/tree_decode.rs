@@ -1,6 +1,6 @@
-//! Decoding a tree body: the one-pass decoder of `Tree::decode` against the generic path
-//! (`cbor::decode` into values, then the fields one by one), on a directory of 256 files as a
-//! backup of a source tree meets them (owner names, one to three content blobs each).
+//! Decoding and encoding a tree body: the one-pass decoder of `Tree::decode` and the direct
+//! encoder of `Tree::encode` against the generic path (`cbor::Value`), on a directory of 256
+//! files as a backup of a source tree meets them (owner names, one to three content blobs each).
 //!
 //! `cargo bench -p zaibei-format --bench tree_decode -- --warm-up-time 1 --measurement-time 3`
 
@@ -50,6 +50,16 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("generic (cbor::Value, then fields)", |b| {
         b.iter(|| tree_reference::decode(black_box(&body)))
+    });
+    group.finish();
+    let tree = directory(256);
+    let mut group = c.benchmark_group("tree-encode-256-files");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("direct (Tree::encode)", |b| {
+        b.iter(|| black_box(&tree).encode())
+    });
+    group.bench_function("generic (cbor::Value, keys sorted)", |b| {
+        b.iter(|| tree_reference::encode(black_box(&tree)))
     });
     group.finish();
 }

@@ -114,24 +114,24 @@ pub fn encode(value: &Value) -> Vec<u8> {
 /// Appends the deterministic encoding of `value` to `out`.
 pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Uint(n) => head(out, 0, *n),
-        Value::Nint(n) => head(out, 1, *n),
+        Value::Uint(n) => write_head(out, 0, *n),
+        Value::Nint(n) => write_head(out, 1, *n),
         Value::Bytes(b) => {
-            head(out, 2, b.len() as u64);
+            write_head(out, 2, b.len() as u64);
             out.extend_from_slice(b);
         }
         Value::Text(s) => {
-            head(out, 3, s.len() as u64);
+            write_head(out, 3, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
         Value::Array(items) => {
-            head(out, 4, items.len() as u64);
+            write_head(out, 4, items.len() as u64);
             for item in items {
                 encode_into(item, out);
             }
         }
         Value::Map(entries) => {
-            head(out, 5, entries.len() as u64);
+            write_head(out, 5, entries.len() as u64);
             let mut encoded: Vec<(Vec<u8>, &Value)> =
                 entries.iter().map(|(k, v)| (encode(k), v)).collect();
             encoded.sort_by(|a, b| a.0.cmp(&b.0));
@@ -146,7 +146,8 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+/// Appends the head of an item of major type `major` with argument `n`, in its shortest form.
+pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     if n < 24 {
         out.push(m | n as u8);

@@ -834,6 +834,31 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, .. ProptestConfig::default() })]
 
+    /// The direct encoder writes exactly the bytes of the generic path, also for nodes holding
+    /// fields their kind does not use (which neither writes).
+    #[test]
+    fn tree_encoder_matches_the_generic_path(
+        t in arb_tree(),
+        stray in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..5, arb_id()), 0..4),
+    ) {
+        let mut t = t;
+        for (at, field, id) in stray {
+            if t.nodes.is_empty() {
+                break;
+            }
+            let i = at.index(t.nodes.len());
+            let n = &mut t.nodes[i];
+            match field {
+                0 => n.content = vec![id],
+                1 => n.subtree = Some(id),
+                2 => n.target = Some(id.as_bytes().to_vec()),
+                3 => n.rdev = 7,
+                _ => n.extents = Some(vec![(0, 1)]),
+            }
+        }
+        prop_assert_eq!(t.encode(), reference::tree::encode(&t));
+    }
+
     /// Edited node fields (removed, retyped, out of range, unknown) are accepted or refused by
     /// the one-pass decoder exactly as by the generic path; one edit gives the same error.
     #[test]

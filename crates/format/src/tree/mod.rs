@@ -9,10 +9,8 @@
 //! outside its target.
 
 mod decode;
+mod encode;
 
-use crate::cbor::{self, Value};
-use crate::fields::{MapBuilder, id_value};
-use crate::magic::TREE_VERSION;
 use crate::{FormatError, Id, Timestamp};
 
 const WHAT: &str = "tree";
@@ -137,60 +135,6 @@ impl Node {
             xattrs: Vec::new(),
         }
     }
-
-    fn to_value(&self) -> Value {
-        let mut m = MapBuilder::new()
-            .bytes("name", &self.name)
-            .text("type", self.kind.name())
-            .uint("mode", u64::from(self.mode))
-            .uint("uid", u64::from(self.uid))
-            .uint("gid", u64::from(self.gid))
-            .opt("user", self.user.as_deref().map(Value::text))
-            .opt("group", self.group.as_deref().map(Value::text))
-            .time("mtime", self.mtime)
-            .time("atime", self.atime)
-            .time("ctime", self.ctime)
-            .uint("ino", self.inode)
-            .uint("dev", self.device)
-            .uint("nlink", self.links)
-            .uint("size", self.size);
-        match self.kind {
-            NodeKind::File => {
-                m = m.value(
-                    "content",
-                    Value::Array(self.content.iter().map(id_value).collect()),
-                );
-                if let Some(ext) = &self.extents {
-                    let v = ext
-                        .iter()
-                        .map(|&(o, l)| Value::Array(vec![Value::Uint(o), Value::Uint(l)]))
-                        .collect();
-                    m = m.value("extents", Value::Array(v));
-                }
-            }
-            NodeKind::Dir => {
-                if let Some(s) = &self.subtree {
-                    m = m.id("subtree", s);
-                }
-            }
-            NodeKind::Symlink => {
-                if let Some(t) = &self.target {
-                    m = m.bytes("target", t);
-                }
-            }
-            NodeKind::CharDevice | NodeKind::BlockDevice => m = m.uint("rdev", self.rdev),
-            NodeKind::Fifo | NodeKind::Socket => {}
-        }
-        if !self.xattrs.is_empty() {
-            let v = self
-                .xattrs
-                .iter()
-                .map(|(k, v)| Value::Array(vec![Value::Bytes(k.clone()), Value::Bytes(v.clone())]))
-                .collect();
-            m = m.value("xattrs", Value::Array(v));
-        }
-        m.build()
-    }
 }
 
 /// Checks that `name` is a single, harmless path component.
@@ -236,15 +180,7 @@ impl Tree {
 
     /// The CBOR body (the blob's plaintext). Nodes must already be sorted.
     pub fn encode(&self) -> Vec<u8> {
-        cbor::encode(
-            &MapBuilder::new()
-                .uint("v", TREE_VERSION)
-                .value(
-                    "nodes",
-                    Value::Array(self.nodes.iter().map(Node::to_value).collect()),
-                )
-                .build(),
-        )
+        encode::encode(&self.nodes)
     }
 
     /// Decodes and validates a tree body: valid names, strictly ascending (so no duplicates).

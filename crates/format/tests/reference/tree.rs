@@ -1,13 +1,81 @@
 //! The generic decoding path of a tree (`cbor::decode` into values, then the fields one by
-//! one): the reference the one-pass decoder of `Tree::decode` is compared against.
+//! one, and back): the reference the one-pass decoder and encoder of `Tree` are compared
+//! against.
 
 use zaibei_format::FormatError;
 use zaibei_format::cbor::{self, Value};
-use zaibei_format::fields::{Fields, value_to_id, value_to_u64};
+use zaibei_format::fields::{Fields, MapBuilder, id_value, value_to_id, value_to_u64};
 use zaibei_format::magic::TREE_VERSION;
 use zaibei_format::tree::{self, Node, NodeKind, Tree};
 
 const WHAT: &str = "tree";
+
+/// Encodes a tree body through `cbor::Value` (map keys sorted by `cbor::encode`).
+pub fn encode(tree: &Tree) -> Vec<u8> {
+    cbor::encode(
+        &MapBuilder::new()
+            .uint("v", TREE_VERSION)
+            .value(
+                "nodes",
+                Value::Array(tree.nodes.iter().map(node_to_value).collect()),
+            )
+            .build(),
+    )
+}
+
+fn node_to_value(node: &Node) -> Value {
+    let mut m = MapBuilder::new()
+        .bytes("name", &node.name)
+        .text("type", node.kind.name())
+        .uint("mode", u64::from(node.mode))
+        .uint("uid", u64::from(node.uid))
+        .uint("gid", u64::from(node.gid))
+        .opt("user", node.user.as_deref().map(Value::text))
+        .opt("group", node.group.as_deref().map(Value::text))
+        .time("mtime", node.mtime)
+        .time("atime", node.atime)
+        .time("ctime", node.ctime)
+        .uint("ino", node.inode)
+        .uint("dev", node.device)
+        .uint("nlink", node.links)
+        .uint("size", node.size);
+    match node.kind {
+        NodeKind::File => {
+            m = m.value(
+                "content",
+                Value::Array(node.content.iter().map(id_value).collect()),
+            );
+            if let Some(ext) = &node.extents {
+                let v = ext
+                    .iter()
+                    .map(|&(o, l)| Value::Array(vec![Value::Uint(o), Value::Uint(l)]))
+                    .collect();
+                m = m.value("extents", Value::Array(v));
+            }
+        }
+        NodeKind::Dir => {
+            if let Some(s) = &node.subtree {
+                m = m.id("subtree", s);
+            }
+        }
+        NodeKind::Symlink => {
+            if let Some(t) = &node.target {
+                m = m.bytes("target", t);
+            }
+        }
+        NodeKind::CharDevice | NodeKind::BlockDevice => m = m.uint("rdev", node.rdev),
+        NodeKind::Fifo | NodeKind::Socket => {}
+    }
+    if !node.xattrs.is_empty() {
+        let v = node
+            .xattrs
+            .iter()
+            .map(|(k, v)| Value::Array(vec![Value::Bytes(k.clone()), Value::Bytes(v.clone())]))
+            .collect();
+        m = m.value("xattrs", Value::Array(v));
+    }
+    m.build()
+}
 
 /// Decodes a tree body through `cbor::Value`.
 pub fn decode(body: &[u8]) -> Result<Tree, FormatError> {
