@@ -418,6 +418,11 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// The bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.input.len() - self.pos
+    }
+
     /// Checks that every byte was read.
     pub(crate) fn finish(&self) -> Result<(), CborError> {
         match self.input.len() - self.pos {

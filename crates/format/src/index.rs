@@ -123,7 +123,8 @@ const PACK_DEPTH: usize = 2;
 
 fn read_packs(r: &mut FieldReader<'_>) -> Result<Vec<IndexPack>, FormatError> {
     let count = r.array("packs")?;
-    let mut packs = Vec::with_capacity(count);
+    // A pack's map holds an id, a salt and three more fields: more than 80 bytes.
+    let mut packs = r.vec_for(count, 80);
     for _ in 0..count {
         packs.push(read_pack(r)?);
     }
@@ -183,7 +184,8 @@ fn read_pack(r: &mut FieldReader<'_>) -> Result<IndexPack, FormatError> {
 
 fn read_blobs(r: &mut FieldReader<'_>, pack: Id, size: u64) -> Result<Vec<PackBlob>, FormatError> {
     let count = r.array("blobs")?;
-    let mut blobs = Vec::with_capacity(count);
+    // A blob record: an array head, a 32-byte id and three integers.
+    let mut blobs = r.vec_for(count, 38);
     for _ in 0..count {
         let b = read_pack_blob(r)?;
         let in_pack = b.offset >= PACK_PREFIX_LEN as u64

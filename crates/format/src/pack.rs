@@ -19,7 +19,7 @@ use zaibei_crypto::{NONCE_LEN, TAG_LEN, random_array};
 
 use crate::blob::{BLOB_OVERHEAD, decode_payload_bounded, encode_payload};
 use crate::cbor::{self, Head, Value};
-use crate::fields::{Fields, MapBuilder, value_to_id, value_to_u64};
+use crate::fields::MapBuilder;
 use crate::magic::{MAGIC_LEN, PACK_HEADER_VERSION, PACK_MAGIC, PACK_TRAILER_MAGIC, check_magic};
 use crate::reader::FieldReader;
 use crate::{FormatError, Id, MaintenanceKeys};
@@ -234,15 +234,41 @@ pub fn decode_pack_header(
         .open_in_place(&nonce, &prefix[..PACK_PREFIX_LEN], &mut buf)
         .map_err(|source| FormatError::Crypto { what, source })?;
     let body = decode_payload_bounded(what, buf, MAX_PACK_HEADER_LEN * 4)?;
-    let value = cbor::decode(&body).map_err(|source| FormatError::Cbor { what, source })?;
-    let mut f = Fields::new(what, value)?;
-    f.version(PACK_HEADER_VERSION)?;
     let header_start = pack_len.saturating_sub((PACK_TRAILER_LEN + sealed_header.len()) as u64);
-    let entries = f.array("blobs")?;
-    let mut blobs = Vec::with_capacity(entries.len());
+    let mut r = FieldReader::new(what, &body);
+    let entries = r.map()?;
+    let mut version = None;
+    let mut blobs = None;
+    let mut prev_key = None;
+    // Keys sort "v", then "blobs".
+    for _ in 0..entries {
+        match r.key(1, &mut prev_key)? {
+            Some("v") => version = Some(r.uint("v")?),
+            Some("blobs") => {
+                r.version(version, PACK_HEADER_VERSION)?;
+                blobs = Some(read_tiled_blobs(&mut r, header_start)?);
+            }
+            _ => r.skip(1)?,
+        }
+    }
+    r.finish()?;
+    r.version(version, PACK_HEADER_VERSION)?;
+    blobs.ok_or_else(|| r.missing("blobs"))
+}
+
+/// The blob records of a pack header, which must tile the space between the prefix and the
+/// header (at `header_start`) without gaps or overlaps.
+fn read_tiled_blobs(
+    r: &mut FieldReader<'_>,
+    header_start: u64,
+) -> Result<Vec<PackBlob>, FormatError> {
+    let what = r.what();
+    let count = r.array("blobs")?;
+    // A blob record: an array head, a 32-byte id and three integers.
+    let mut blobs = r.vec_for(count, 38);
     let mut next_free = PACK_PREFIX_LEN as u64;
-    for e in &entries {
-        let b = decode_pack_blob(what, e)?;
+    for _ in 0..count {
+        let b = read_pack_blob(r)?;
         if b.offset != next_free {
             return Err(FormatError::invalid(
                 what,
@@ -271,34 +297,7 @@ pub fn decode_pack_header(
     Ok(blobs)
 }
 
-/// Decodes one `[id, offset, length, raw_length]` entry (pack headers).
-pub(crate) fn decode_pack_blob(what: &'static str, v: &Value) -> Result<PackBlob, FormatError> {
-    let Value::Array(a) = v else {
-        return Err(FormatError::field(
-            what,
-            "blobs",
-            format!("entry is a {v}, expected array"),
-        ));
-    };
-    let [id, offset, length, raw] = a.as_slice() else {
-        return Err(FormatError::field(
-            what,
-            "blobs",
-            format!("entry has {} elements, expected 4", a.len()),
-        ));
-    };
-    check_pack_blob(
-        what,
-        PackBlob {
-            id: value_to_id(what, "blobs", id)?,
-            offset: value_to_u64(what, "blobs", offset)?,
-            length: value_to_u64(what, "blobs", length)?,
-            raw_length: value_to_u64(what, "blobs", raw)?,
-        },
-    )
-}
-
-/// Reads one `[id, offset, length, raw_length]` entry in place (index objects).
+/// Reads one `[id, offset, length, raw_length]` entry in place (pack headers, index objects).
 pub(crate) fn read_pack_blob(r: &mut FieldReader<'_>) -> Result<PackBlob, FormatError> {
     let what = r.what();
     match r.head()? {
@@ -322,18 +321,12 @@ pub(crate) fn read_pack_blob(r: &mut FieldReader<'_>) -> Result<PackBlob, Format
     let offset = r.uint("blobs")?;
     let length = r.uint("blobs")?;
     let raw_length = r.uint("blobs")?;
-    check_pack_blob(
-        what,
-        PackBlob {
-            id,
-            offset,
-            length,
-            raw_length,
-        },
-    )
-}
-
-fn check_pack_blob(what: &'static str, b: PackBlob) -> Result<PackBlob, FormatError> {
+    let b = PackBlob {
+        id,
+        offset,
+        length,
+        raw_length,
+    };
     if b.length < BLOB_OVERHEAD as u64 {
         return Err(FormatError::field(
             what,

@@ -178,10 +178,18 @@ impl<'a> FieldReader<'a> {
         }
     }
 
+    /// An empty vector with room for `count` items of at least `min_bytes` encoded bytes
+    /// each, never more than the bytes left could hold: a hostile count makes the decoder
+    /// fail at the end of the input, not reserve memory many times the input's size.
+    pub(crate) fn vec_for<T>(&self, count: usize, min_bytes: usize) -> Vec<T> {
+        Vec::with_capacity(count.min(self.d.remaining() / min_bytes.max(1)))
+    }
+
     /// An array of ids.
     pub(crate) fn ids(&mut self, field: &'static str) -> Result<Vec<Id>, FormatError> {
         let count = self.array(field)?;
-        let mut ids = Vec::with_capacity(count);
+        // A 32-byte byte string takes 34 bytes.
+        let mut ids = self.vec_for(count, 34);
         for _ in 0..count {
             ids.push(self.id_element(field)?);
         }

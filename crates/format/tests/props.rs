@@ -423,10 +423,14 @@ fn edit_tree_body(
     sort_maps(Value::Map(top))
 }
 
-/// `Tree::decode` (one pass) and the generic path accept the same bodies and decode them to
-/// the same tree; with `same_error`, their errors read the same too.
-fn same_tree_decoding(body: &[u8], same_error: bool) -> Result<(), TestCaseError> {
-    match (Tree::decode(body), reference::tree::decode(body)) {
+/// The one-pass and the generic decoding of the same body agree: both accept it and give the
+/// same object, or both refuse it (with `same_error`, in the same words).
+fn same_decoding<T: PartialEq + std::fmt::Debug>(
+    fast: Result<T, FormatError>,
+    generic: Result<T, FormatError>,
+    same_error: bool,
+) -> Result<(), TestCaseError> {
+    match (fast, generic) {
         (Ok(fast), Ok(generic)) => prop_assert_eq!(fast, generic),
         (Err(fast), Err(generic)) => {
             if same_error {
@@ -441,6 +445,14 @@ fn same_tree_decoding(body: &[u8], same_error: bool) -> Result<(), TestCaseError
         ),
     }
     Ok(())
+}
+
+fn same_tree_decoding(body: &[u8], same_error: bool) -> Result<(), TestCaseError> {
+    same_decoding(
+        Tree::decode(body),
+        reference::tree::decode(body),
+        same_error,
+    )
 }
 
 fn arb_index() -> impl Strategy<Value = IndexFile> {
@@ -538,23 +550,12 @@ fn edit_index_body(
     sort_maps(Value::Map(top))
 }
 
-/// `IndexFile::decode_body` (one pass) and the generic path agree, as for trees.
 fn same_index_decoding(body: &[u8], same_error: bool) -> Result<(), TestCaseError> {
-    match (IndexFile::decode_body(body), reference::index::decode(body)) {
-        (Ok(fast), Ok(generic)) => prop_assert_eq!(fast, generic),
-        (Err(fast), Err(generic)) => {
-            if same_error {
-                prop_assert_eq!(fast.to_string(), generic.to_string());
-            }
-        }
-        (fast, generic) => prop_assert!(
-            false,
-            "one pass: {:?}; generic: {:?}",
-            fast.map(|_| ()),
-            generic.map(|_| ())
-        ),
-    }
-    Ok(())
+    same_decoding(
+        IndexFile::decode_body(body),
+        reference::index::decode(body),
+        same_error,
+    )
 }
 
 fn maint(suite: Suite) -> MaintenanceKeys {
@@ -1036,4 +1037,52 @@ fn newer_versions_are_refused_with_a_clear_error() {
     cfg_bytes[7] = 2;
     let err = RepoConfig::decode(&cfg_bytes).unwrap_err();
     assert!(err.to_string().contains("upgrade zaibei"), "{err}");
+}
+
+/// A pack header whose blobs leave a gap, overlap, run into the header or stop short of it is
+/// refused, naming the problem.
+#[test]
+fn pack_headers_whose_blobs_do_not_tile_are_refused() {
+    let k = maint(Suite::Gm);
+    let prefix = pack::encode_pack_prefix(PackKind::Data, &[5u8; 32]);
+    let start = pack::PACK_PREFIX_LEN as u64;
+    let blob = |i: u8, offset: u64| PackBlob {
+        id: Id([i; 32]),
+        offset,
+        length: 100,
+        raw_length: 50,
+    };
+    // (blobs, bytes of blob area the pack really has, expected words of the error)
+    let cases = [
+        (vec![blob(1, start), blob(2, start + 100)], 200, None),
+        (vec![blob(1, start), blob(2, start + 101)], 201, Some("gap")),
+        (
+            vec![blob(1, start), blob(2, start + 99)],
+            199,
+            Some("overlaps"),
+        ),
+        (
+            vec![blob(1, start), blob(2, start + 100)],
+            150,
+            Some("past the blob area"),
+        ),
+        (
+            vec![blob(1, start), blob(2, start + 100)],
+            250,
+            Some("the header starts at"),
+        ),
+    ];
+    for (blobs, area, expected) in cases {
+        let footer = pack::encode_pack_footer(&k, &prefix, &blobs).unwrap();
+        let header = &footer[..footer.len() - pack::PACK_TRAILER_LEN];
+        let pack_len = start + area + footer.len() as u64;
+        let got = pack::decode_pack_header(&k, &prefix, header, pack_len);
+        match expected {
+            None => assert_eq!(got.unwrap(), blobs),
+            Some(words) => {
+                let err = got.unwrap_err().to_string();
+                assert!(err.contains(words), "{err:?} does not say {words:?}");
+            }
+        }
+    }
 }

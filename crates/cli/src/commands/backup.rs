@@ -204,9 +204,9 @@ pub async fn run(cli: &Cli, a: &BackupArgs) -> Result<u8> {
     })
 }
 
-/// True when the repository in `opened` holds snapshots (one listing, no key needed). Without any there is
-/// no parent: every file is read, the file readers set the pace, and the scout's listings would
-/// only hold memory. Any error says false: opening the repository reports it.
+/// True when the repository in `opened` holds snapshots (one listing, no key needed). Without
+/// any there is no parent: every file is read, the file readers set the pace, and the scout's
+/// listings would only hold memory. Any error says false: opening the repository reports it.
 async fn has_snapshots(opened: &zaibei_store::OpenedStore) -> bool {
     opened
         .store

@@ -42,7 +42,8 @@ pub(super) fn decode(body: &[u8]) -> Result<Vec<Node>, FormatError> {
 
 fn node_list(r: &mut FieldReader<'_>) -> Result<Vec<Node>, FormatError> {
     let count = r.array("nodes")?;
-    let mut nodes: Vec<Node> = Vec::with_capacity(count);
+    // A node holds at least twelve keyed fields: more than 48 bytes.
+    let mut nodes: Vec<Node> = r.vec_for(count, 48);
     for _ in 0..count {
         let node = node(r)?;
         if let Some(prev) = nodes.last()
@@ -278,7 +279,7 @@ fn extents(r: &mut FieldReader<'_>, size: u64) -> Result<Vec<(u64, u64)>, Format
         Head::Array(n) => n,
         _ => return Err(problem("not an array")),
     };
-    let mut out = Vec::with_capacity(count);
+    let mut out = r.vec_for(count, 3);
     let mut end_prev = 0u64;
     for _ in 0..count {
         match r.head()? {
@@ -305,7 +306,7 @@ type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 fn xattrs(r: &mut FieldReader<'_>) -> Result<Xattrs, FormatError> {
     let problem = |p: &str| FormatError::field(WHAT, "xattrs", p);
     let count = r.array("xattrs")?;
-    let mut out: Xattrs = Vec::with_capacity(count);
+    let mut out: Xattrs = r.vec_for(count, 3);
     for _ in 0..count {
         match r.head()? {
             Head::Array(2) => {}
