@@ -1,5 +1,6 @@
 //! Typed reads of an object's fields straight from its CBOR bytes, in one pass and without
-//! building [`crate::cbor::Value`]s: for the objects read most often (trees, index objects).
+//! building [`crate::cbor::Value`]s: for the objects read most often (trees, index objects,
+//! pack headers).
 //!
 //! A decoder built on [`FieldReader`] must accept exactly what the generic path (`cbor::decode`,
 //! then [`crate::fields::Fields`]) accepts: every item it does not use is skipped with the same
