@@ -416,3 +416,93 @@ async fn files_whose_blobs_are_checked_over_several_batches_come_back_whole() {
         );
     }
 }
+
+/// Blobs of a few hundred KiB to 1.5 MiB, stored together; the one at `lying` is stored under
+/// the id of other bytes, as a damaged or forged repository could have it.
+async fn store_blobs(
+    repo: &std::sync::Arc<zaibei_repo::IndexedRepository>,
+    count: usize,
+    lying: usize,
+) -> Vec<(zaibei_format::Id, Vec<u8>)> {
+    let saver = zaibei_repo::BlobSaver::start(std::sync::Arc::clone(repo), 1)
+        .await
+        .unwrap();
+    let s2 = saver.clone();
+    let blobs = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .map(|i| {
+                let len = 200_000 + (i * 389_017) % 1_300_000;
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
+                let data: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x >> 24) as u8
+                    })
+                    .collect();
+                let id = if i == lying {
+                    s2.blob_id(b"other bytes").unwrap()
+                } else {
+                    s2.blob_id(&data).unwrap()
+                };
+                s2.save_blob(zaibei_format::PackKind::Data, id, &data)
+                    .unwrap();
+                (id, data)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    saver.finish().await.unwrap();
+    blobs
+}
+
+/// Large files are fetched a window at a time, and the last blobs of a window are checked
+/// beside the next window's. A file that uses some blobs several times, near each other and
+/// far apart, comes back byte for byte; a file with a blob whose bytes do not hash to its id
+/// is reported, naming that blob, and nothing of it is kept as good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_come_back_whole_across_windows_and_a_lying_blob_is_named() {
+    let (store, repo) = new_repo(Suite::Gm).await;
+    let blobs = store_blobs(&repo, 41, 40).await;
+    let lying_id = blobs[40].0;
+    // Sixty-one blobs (about 50 MiB): every good blob, some twice in a row, some again
+    // much later.
+    let mut order: Vec<usize> = (0..60).map(|k| (k * 7 + k / 9) % 40).collect();
+    order.insert(5, order[4]);
+    let mut repeats = file(b"repeats", vec![], 0);
+    let mut expected = Vec::new();
+    for &i in &order {
+        repeats.content.push(blobs[i].0);
+        expected.extend_from_slice(&blobs[i].1);
+    }
+    repeats.size = expected.len() as u64;
+    // Twenty good blobs with the lying one among them.
+    let mut lying = file(b"lying", vec![], 0);
+    for i in (0..20).chain([40]).chain(20..25) {
+        lying.content.push(blobs[i].0);
+        lying.size += blobs[i].1.len() as u64;
+    }
+    let root_id = store_tree(
+        &repo,
+        vec![Tree {
+            nodes: vec![lying, repeats],
+        }],
+    )
+    .await[0];
+    let repo = reopen(&store).await;
+    let t = tempfile::tempdir().unwrap();
+    let out = restore_to(&repo, root_id, b"/", t.path()).await;
+    assert!(
+        std::fs::read(t.path().join("repeats")).unwrap() == expected,
+        "the file with repeated blobs differs"
+    );
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    let (path, reason) = &out.errors[0];
+    assert_eq!(path, b"/lying");
+    assert!(
+        reason.contains(&lying_id.to_string()),
+        "the error names the blob: {reason}"
+    );
+}

@@ -3,8 +3,8 @@
 //! leave it alone when it is right.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Receiver;
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -26,6 +26,11 @@ pub(crate) struct OpenDir {
     /// The group a file created here gets: the directory's own when it is setgid, else ours.
     /// (Its mode is applied only once its files exist, so this holds while they are created.)
     new_file_gid: u32,
+    /// Held while a writer creates a file here. The kernel lets one creation at a time into a
+    /// directory anyway (an open with `O_CREAT` locks the directory), and a writer waiting for
+    /// that lock spins on a CPU while the holder runs, which the others need for decryption
+    /// and hashing; waiting here sleeps instead.
+    creating: Mutex<()>,
 }
 
 impl OpenDir {
@@ -40,6 +45,7 @@ impl OpenDir {
             fd,
             pending: AtomicUsize::new(0),
             new_file_gid,
+            creating: Mutex::new(()),
         })
     }
 
@@ -133,6 +139,8 @@ pub(crate) fn open_or_create(
         let created = meta::AsCreated::of(fd.as_fd()).ok();
         Ok((fd, Some(created.unwrap_or(meta::AsCreated::UNKNOWN))))
     };
+    // Nothing the lock guards can be left half done: a poisoned lock is as good as any.
+    let _creating = dir.creating.lock().unwrap_or_else(|p| p.into_inner());
     // Most files do not exist yet: one call creates them, with no look-up first.
     match create() {
         Ok(opened) => return Ok(opened),
