@@ -431,16 +431,10 @@ async fn store_blobs(
     let blobs = tokio::task::spawn_blocking(move || {
         (0..count)
             .map(|i| {
-                let len = 200_000 + (i * 389_017) % 1_300_000;
-                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
-                let data: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        (x >> 24) as u8
-                    })
-                    .collect();
+                let data = noise(
+                    0x9e37_79b9_7f4a_7c15 ^ ((i as u64) << 8),
+                    200_000 + (i * 389_017) % 1_300_000,
+                );
                 let id = if i == lying {
                     s2.blob_id(b"other bytes").unwrap()
                 } else {
