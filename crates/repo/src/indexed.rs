@@ -7,6 +7,7 @@ use zaibei_format::refs::TreeRefs;
 use zaibei_format::{Id, PackKind, Tree};
 
 use crate::gather::GatherLimits;
+use crate::held::{HeldPacks, MAX_HELD_PACK};
 use crate::index::{BlobRef, IdMap, IdSet, IndexProblem, MasterIndex};
 use crate::opener::BlobOpener;
 use crate::{Cache, RepoError, Repository, Result, names};
@@ -29,6 +30,9 @@ pub struct IndexedRepository {
     index: MasterIndex,
     problems: Vec<IndexProblem>,
     trees: Mutex<IdMap<Arc<Tree>>>,
+    /// Packs of trees read whole by [`IndexedRepository::load_trees`] (without a metadata
+    /// cache only).
+    held: Mutex<HeldPacks>,
 }
 
 impl Deref for IndexedRepository {
@@ -57,6 +61,7 @@ impl Repository {
             index,
             problems,
             trees: Mutex::new(IdMap::default()),
+            held: Mutex::new(HeldPacks::default()),
         })
     }
 }
@@ -129,6 +134,14 @@ impl IndexedRepository {
                 // The whole pack cannot be cached (damaged elsewhere, say): the blob's own
                 // record may still be intact, as check reports it.
                 Err(e) => tracing::debug!("cache: {e}; reading the blob alone"),
+            }
+        } else if kind == PackKind::Tree
+            && let Some(pack) = self.held().get(&loc.pack.id)
+            && let Some(stored) = blob_in(&pack, &loc)
+        {
+            // Held bytes that do not open are read again from the store, which reports them.
+            if let Ok(plain) = self.open_stored_blob(kind, id, &loc, stored) {
+                return Ok(plain);
             }
         }
         let name = names::pack(&loc.pack.id);
@@ -218,12 +231,14 @@ impl IndexedRepository {
     }
 
     /// Loads several trees at once, as a walk ahead of its use does (the caller holds them:
-    /// trees found in the cache are used, none is added): trees of one pack lying close
-    /// together are read with one request, their pack key is derived once and their ids are
-    /// checked side by side ([`BlobOpener`]). A tree that does not open this way is loaded
-    /// alone (which also tries its copies), so each result, and each error naming its tree, is
-    /// what loading it alone gives. An id given twice may be answered once. Fails as a whole
-    /// only when the store cannot be reached.
+    /// trees found in the cache are used, none is added): a pack of trees is read whole once
+    /// and held while it is in use (`crate::held`; through the metadata cache where there is
+    /// one), trees of longer packs lying close together are read with one request, and each
+    /// batch's pack keys are derived once and its ids checked side by side ([`BlobOpener`]).
+    /// A tree that does not open this way is loaded alone (which also tries its copies), so
+    /// each result, and each error naming its tree, is what loading it alone gives. An id
+    /// given twice may be answered once. Fails as a whole only when the store cannot be
+    /// reached.
     pub async fn load_trees(&self, ids: &[Id]) -> Result<Vec<(Id, Result<Arc<Tree>>)>> {
         let mut out = Vec::with_capacity(ids.len());
         let mut wanted = Vec::with_capacity(ids.len());
@@ -237,13 +252,14 @@ impl IndexedRepository {
             }
         }
         // With a metadata cache the packs of trees are read whole through it; one by one is
-        // then as good.
+        // then as good. Without one, they are read whole and held here.
         let mut alone = Vec::new();
-        if self.repo.cache.is_some() || wanted.len() < 2 {
+        if self.repo.cache.is_some() {
             alone = wanted;
         } else {
             let mut opener = BlobOpener::new(self, PackKind::Tree);
-            self.gather(&mut opener, wanted.iter(), TREE_READS).await?;
+            let ranged = self.open_from_held_packs(&mut opener, &wanted).await?;
+            self.gather(&mut opener, ranged.iter(), TREE_READS).await?;
             let mut opened = IdSet::default();
             for (id, plain) in opener.finish() {
                 opened.insert(id);
@@ -265,6 +281,71 @@ impl IndexedRepository {
             out.push((id, loaded));
         }
         Ok(out)
+    }
+
+    /// Adds to `opener` the trees of `ids` whose packs are short enough to read whole
+    /// ([`MAX_HELD_PACK`]), reading each such pack once and holding it (`crate::held`).
+    /// Returns the trees left for ranged reads: those of longer packs, of packs that could not
+    /// be read whole or were held and dropped already, and those the index does not know.
+    /// Fails only when the store cannot be reached.
+    async fn open_from_held_packs(
+        &self,
+        opener: &mut BlobOpener<'_>,
+        ids: &[Id],
+    ) -> Result<Vec<Id>> {
+        let mut ranged = Vec::new();
+        let mut unreadable = IdSet::default();
+        for id in ids {
+            let Some(loc) = self.index.lookup(PackKind::Tree, id) else {
+                ranged.push(*id);
+                continue;
+            };
+            let pack_id = loc.pack.id;
+            if loc.pack.size > MAX_HELD_PACK || unreadable.contains(&pack_id) {
+                ranged.push(*id);
+                continue;
+            }
+            let held = {
+                let mut held = self.held();
+                match held.get(&pack_id) {
+                    Some(pack) => Some(pack),
+                    None if !held.may_hold(&pack_id) => {
+                        ranged.push(*id);
+                        continue;
+                    }
+                    None => None,
+                }
+            };
+            let pack = match held {
+                Some(pack) => pack,
+                None => match self.store.get(&names::pack(&pack_id)).await {
+                    Ok(pack) => {
+                        self.held().insert(pack_id, pack.clone());
+                        pack
+                    }
+                    Err(e) if e.is_unreachable() => return Err(e.into()),
+                    // Ranged reads report what is wrong, blob by blob.
+                    Err(e) => {
+                        tracing::debug!("reading pack {pack_id} whole: {e}");
+                        unreadable.insert(pack_id);
+                        ranged.push(*id);
+                        continue;
+                    }
+                },
+            };
+            match blob_in(&pack, &loc) {
+                // A tree that does not open is loaded alone afterwards, which reports it.
+                Some(stored) => {
+                    let _ = opener.add(id, &loc, stored);
+                }
+                None => ranged.push(*id),
+            }
+        }
+        Ok(ranged)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HeldPacks> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cache_tree(&self, id: Id, tree: Arc<Tree>) {
@@ -290,4 +371,11 @@ impl IndexedRepository {
     fn cache(&self) -> std::sync::MutexGuard<'_, IdMap<Arc<Tree>>> {
         self.trees.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The stored bytes of the blob at `loc` within the whole pack `pack`, if the pack is that long.
+fn blob_in<'p>(pack: &'p [u8], loc: &BlobRef<'_>) -> Option<&'p [u8]> {
+    let start = usize::try_from(loc.offset).ok()?;
+    let end = start.checked_add(usize::try_from(loc.length).ok()?)?;
+    pack.get(start..end)
 }

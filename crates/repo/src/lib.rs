@@ -32,6 +32,7 @@ mod check;
 pub mod copy;
 mod error;
 mod gather;
+mod held;
 mod index;
 mod indexed;
 mod keys;
