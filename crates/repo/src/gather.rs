@@ -7,7 +7,8 @@
 //! into a [`BlobOpener`], which derives each pack's key once and checks the ids side by side.
 //!
 //! Used by the restore (blobs of a batch of files) and by the backup (the parent snapshot's
-//! trees ahead of the walk, [`IndexedRepository::load_trees`]).
+//! trees ahead of the walk, [`IndexedRepository::load_trees`], where a pack is not read whole:
+//! longer than `held::MAX_HELD_PACK`, or dropped from memory once).
 
 use futures::StreamExt;
 use zaibei_format::Id;

@@ -32,7 +32,7 @@ pub const MAX_HELD_PACK: u64 = 20 << 20;
 pub(crate) struct HeldPacks {
     packs: VecDeque<(Id, Bytes)>,
     bytes: usize,
-    /// Packs held once and dropped since: never read whole again.
+    /// Packs held once and dropped since, or refused: never read whole again.
     dropped: IdSet,
 }
 
@@ -46,9 +46,15 @@ impl HeldPacks {
         Some(bytes)
     }
 
-    /// Whether `pack` may be read whole and held: not if it was held before and dropped.
+    /// Whether `pack` may be read whole and held: not if it was held before and dropped, or
+    /// could not be read whole.
     pub(crate) fn may_hold(&self, pack: &Id) -> bool {
         !self.dropped.contains(pack)
+    }
+
+    /// Never reads `pack` whole again (it could not be read whole, or not at its length).
+    pub(crate) fn refuse(&mut self, pack: Id) {
+        self.dropped.insert(pack);
     }
 
     /// Holds `bytes` as the contents of `pack`, dropping the packs used least recently while

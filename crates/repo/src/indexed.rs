@@ -15,8 +15,9 @@ use crate::{Cache, RepoError, Repository, Result, names};
 /// Most trees kept decoded in memory.
 const TREE_CACHE_ENTRIES: usize = 4096;
 
-/// How [`IndexedRepository::load_trees`] reads trees lying close together in a pack: with one
-/// request of at most 1 MiB, gaps up to 64 KiB read through.
+/// How [`IndexedRepository::load_trees`] reads trees lying close together in a pack it does
+/// not read whole (longer than `held::MAX_HELD_PACK`, or dropped once): with one request of at
+/// most 1 MiB, gaps up to 64 KiB read through.
 const TREE_READS: GatherLimits = GatherLimits {
     max_gap: 64 << 10,
     max_read: 1 << 20,
@@ -135,12 +136,13 @@ impl IndexedRepository {
                 // record may still be intact, as check reports it.
                 Err(e) => tracing::debug!("cache: {e}; reading the blob alone"),
             }
-        } else if kind == PackKind::Tree
-            && let Some(pack) = self.held().get(&loc.pack.id)
-            && let Some(stored) = blob_in(&pack, &loc)
-        {
+        } else if kind == PackKind::Tree {
+            // Not locked while the blob is opened.
+            let held = self.held().get(&loc.pack.id);
             // Held bytes that do not open are read again from the store, which reports them.
-            if let Ok(plain) = self.open_stored_blob(kind, id, &loc, stored) {
+            if let Some(stored) = held.as_deref().and_then(|pack| blob_in(pack, &loc))
+                && let Ok(plain) = self.open_stored_blob(kind, id, &loc, stored)
+            {
                 return Ok(plain);
             }
         }
@@ -294,14 +296,13 @@ impl IndexedRepository {
         ids: &[Id],
     ) -> Result<Vec<Id>> {
         let mut ranged = Vec::new();
-        let mut unreadable = IdSet::default();
         for id in ids {
             let Some(loc) = self.index.lookup(PackKind::Tree, id) else {
                 ranged.push(*id);
                 continue;
             };
             let pack_id = loc.pack.id;
-            if loc.pack.size > MAX_HELD_PACK || unreadable.contains(&pack_id) {
+            if loc.pack.size > MAX_HELD_PACK {
                 ranged.push(*id);
                 continue;
             }
@@ -319,15 +320,23 @@ impl IndexedRepository {
             let pack = match held {
                 Some(pack) => pack,
                 None => match self.store.get(&names::pack(&pack_id)).await {
-                    Ok(pack) => {
+                    Ok(pack) if pack.len() as u64 == loc.pack.size => {
                         self.held().insert(pack_id, pack.clone());
                         pack
                     }
                     Err(e) if e.is_unreachable() => return Err(e.into()),
-                    // Ranged reads report what is wrong, blob by blob.
-                    Err(e) => {
-                        tracing::debug!("reading pack {pack_id} whole: {e}");
-                        unreadable.insert(pack_id);
+                    // Ranged reads report what is wrong, blob by blob, and the pack is not
+                    // read whole again.
+                    other => {
+                        match other {
+                            Ok(pack) => tracing::debug!(
+                                "pack {pack_id} holds {} bytes, the index says {}",
+                                pack.len(),
+                                loc.pack.size
+                            ),
+                            Err(e) => tracing::debug!("reading pack {pack_id} whole: {e}"),
+                        }
+                        self.held().refuse(pack_id);
                         ranged.push(*id);
                         continue;
                     }

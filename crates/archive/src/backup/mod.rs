@@ -9,7 +9,7 @@
 //!      ├──tree jobs (post-order)──▶ assembler thread ── waits for each entry's result,
 //!      │                                                 stores the tree, answers its parent
 //!      └──directories entered and left──▶ prefetch thread (loads the parent snapshot's trees
-//!                                          two levels ahead, holds them for the walker)
+//!                                          depth first, holds them for the walker)
 //! ```
 //!
 //! All channels are bounded, so memory does not grow with the size of the tree. An unchanged

@@ -19,13 +19,14 @@
 //!
 //! Memory is bounded: beyond [`MAX_READY_NODES`] entries in the trees loaded and not yet taken
 //! no more subtrees of loaded trees are requested (only those of the directory entered), beyond
-//! [`HELD_NODES`] nothing more is held (the walker loads such trees itself), and when the walker leaves a directory ([`Prefetcher::leave`])
-//! the trees of subdirectories it did not enter (deleted or excluded since the parent
-//! snapshot) are dropped with their own subtrees, and no longer loaded.
+//! [`HELD_NODES`] nothing more is held (the walker loads such trees itself), and when the
+//! walker leaves a directory ([`Prefetcher::leave`]) the trees of subdirectories it did not
+//! enter (deleted or excluded since the parent snapshot) are dropped with every tree loaded
+//! below them, and no longer loaded.
 //!
 //! The thread takes up to [`BATCH`] requests at a time and loads them together
-//! ([`zaibei_repo::IndexedRepository::load_trees`]): neighbouring trees of a pack come with one
-//! read, and their ids are hashed side by side.
+//! ([`zaibei_repo::IndexedRepository::load_trees`]): a pack of trees is read whole once and
+//! held while in use, and the batch's ids are hashed side by side.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -66,7 +67,7 @@ pub(crate) struct Prefetcher {
 #[derive(Default)]
 struct State {
     pending: Vec<Request>,
-    /// The trees the threads are loading now.
+    /// The trees the thread is loading now.
     loading: Vec<Request>,
     /// Trees loaded and not taken yet.
     ready: IdMap<Arc<Tree>>,
@@ -154,18 +155,20 @@ impl Prefetcher {
     }
 
     /// The walker left the directory whose parent tree is `tree`: the trees of subdirectories
-    /// it did not enter (deleted or excluded since) are dropped, with the trees of their
-    /// subdirectories, and neither is loaded any more.
+    /// it did not enter (deleted or excluded since) are dropped, with every tree below them
+    /// loaded so far, and none of them is loaded any more.
     pub fn leave(&self, tree: &Tree) {
         let mut state = self.lock();
         let mut dropped = IdSet::default();
-        for child in tree.nodes.iter().filter_map(|n| n.subtree) {
-            dropped.insert(child);
-            if let Some(t) = state.drop_ready(&child) {
-                for grandchild in t.nodes.iter().filter_map(|n| n.subtree) {
-                    state.drop_ready(&grandchild);
-                    dropped.insert(grandchild);
-                }
+        // The loads go depth first, so a tree not entered may have been loaded all the way
+        // down: everything loaded below it goes too, or it would stay in `ready` for good.
+        let mut below: Vec<Id> = tree.nodes.iter().filter_map(|n| n.subtree).collect();
+        while let Some(id) = below.pop() {
+            if !dropped.insert(id) {
+                continue;
+            }
+            if let Some(t) = state.drop_ready(&id) {
+                below.extend(t.nodes.iter().filter_map(|n| n.subtree));
             }
         }
         // Those the walker entered were taken: none of these steps finds them.
@@ -226,7 +229,7 @@ impl Prefetcher {
         self.changed.notify_all();
     }
 
-    /// Hands over the trees of a batch just loaded (`None` for those that failed: the walker
+    /// Hands over the trees of the batch just loaded (`None` for those that failed: the walker
     /// loads them again itself, and reports the error), and requests the subtrees of those
     /// wanted with theirs.
     fn loaded(&self, trees: Vec<(Id, Option<Arc<Tree>>)>) {
@@ -234,12 +237,11 @@ impl Prefetcher {
         if state.closed {
             return;
         }
+        // The batch is over, whatever it answered.
+        let loading = std::mem::take(&mut state.loading);
         // Subtrees of the first tree go on top: pushed last.
         for (id, tree) in trees.into_iter().rev() {
-            let requested = match state.loading.iter().position(|r| r.id == id) {
-                Some(at) => state.loading.swap_remove(at).feed,
-                None => false,
-            };
+            let requested = loading.iter().any(|r| r.id == id && r.feed);
             let upgraded = state.feed.remove(&id);
             let Some(tree) = tree else { continue };
             if state.discard.remove(&id) || state.ready_nodes >= HELD_NODES {
@@ -273,7 +275,7 @@ impl Prefetcher {
                 let mut batch = state.pending.split_off(from);
                 batch.reverse();
                 let ids = batch.iter().map(|r| r.id).collect();
-                state.loading.extend(batch);
+                state.loading = batch;
                 return Some(ids);
             }
             state.idle = true;
@@ -439,9 +441,15 @@ mod tests {
         assert_eq!(ids(&batch), vec![10, 20, 21]);
         p.loaded(vec![
             (batch[0], Some(tree(&[]))),
-            (batch[1], Some(tree(&[]))),
+            (batch[1], Some(tree(&[30]))),
         ]);
-        // 21 failed to load; the walker entered 1 and 10, then left: 2 was deleted.
+        // Depth first: 20's subtree 30 loads too, and requests its own, 40.
+        let batch = p.next().unwrap();
+        assert_eq!(ids(&batch), vec![30]);
+        p.loaded(vec![(batch[0], Some(tree(&[40])))]);
+        assert_eq!(pending(&p), vec![(40, true)]);
+        // 21 failed to load; the walker entered 1 and 10, then left: 2 was deleted, and
+        // everything loaded or requested below it goes.
         assert!(p.take(&Id([1; 32])).is_some());
         assert!(p.take(&Id([10; 32])).is_some());
         p.leave(&parent);
