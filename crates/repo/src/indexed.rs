@@ -168,12 +168,7 @@ impl IndexedRepository {
         }
         let name = names::pack(&pack);
         let bytes = self.get_verified(&name).await?;
-        let end = offset
-            .checked_add(length)
-            .and_then(|e| usize::try_from(e).ok())
-            .unwrap_or(usize::MAX);
-        let stored = bytes
-            .get(usize::try_from(offset).unwrap_or(usize::MAX)..end)
+        let stored = blob_in(&bytes, loc)
             .ok_or_else(|| {
                 RepoError::format(
                     &name,
@@ -234,8 +229,8 @@ impl IndexedRepository {
 
     /// Loads several trees at once, as a walk ahead of its use does (the caller holds them:
     /// trees found in the cache are used, none is added): a pack of trees is read whole once
-    /// and held while it is in use (`crate::held`; through the metadata cache where there is
-    /// one), trees of longer packs lying close together are read with one request, and each
+    /// and held in memory, at most 24 MiB of them (`crate::held`; through the metadata cache
+    /// where there is one), trees of longer packs lying close together are read with one request, and each
     /// batch's pack keys are derived once and its ids checked side by side ([`BlobOpener`]).
     /// A tree that does not open this way is loaded alone (which also tries its copies), so
     /// each result, and each error naming its tree, is what loading it alone gives. An id

@@ -29,28 +29,33 @@ fn tree(seed: u32, n: u32) -> Tree {
     tree
 }
 
+/// Saves `trees` into one pack (and `extra`, a tree under the id given, after them); returns
+/// the trees' ids.
+async fn save_trees(store: &Arc<dyn Store>, trees: &[Tree], extra: Option<(Id, Tree)>) -> Vec<Id> {
+    let repo = open(store).await;
+    let saver = BlobSaver::start(Arc::clone(&repo), 1).await.unwrap();
+    let s = saver.clone();
+    let trees = trees.to_vec();
+    let ids = tokio::task::spawn_blocking(move || {
+        let ids: Vec<Id> = trees.iter().map(|t| s.save_tree(t).unwrap()).collect();
+        if let Some((id, t)) = extra {
+            s.save_blob(PackKind::Tree, id, &t.encode()).unwrap();
+        }
+        ids
+    })
+    .await
+    .unwrap();
+    saver.finish().await.unwrap();
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn trees_load_together_with_fewer_reads_and_errors_name_their_tree() {
     let inner = new_store().await;
     let trees: Vec<Tree> = (1..=12).map(|s| tree(s, 3 + s)).collect();
     let forged = Id([9u8; 32]);
-    let ids = {
-        let repo = open(&inner).await;
-        let saver = BlobSaver::start(Arc::clone(&repo), 1).await.unwrap();
-        let s = saver.clone();
-        let trees = trees.clone();
-        let ids = tokio::task::spawn_blocking(move || {
-            let ids: Vec<Id> = trees.iter().map(|t| s.save_tree(t).unwrap()).collect();
-            // A valid tree under an id that is not its plaintext's.
-            s.save_blob(PackKind::Tree, forged, &tree(99, 2).encode())
-                .unwrap();
-            ids
-        })
-        .await
-        .unwrap();
-        saver.finish().await.unwrap();
-        ids
-    };
+    // And a valid tree under an id that is not its plaintext's.
+    let ids = save_trees(&inner, &trees, Some((forged, tree(99, 2)))).await;
     let unknown = Id([5u8; 32]);
     let mut wanted = ids.clone();
     wanted.insert(4, forged);
@@ -118,22 +123,7 @@ async fn trees_load_together_with_fewer_reads_and_errors_name_their_tree() {
 async fn a_damaged_tree_in_a_pack_read_whole_is_named_and_the_others_load() {
     let store = new_store().await;
     let trees: Vec<Tree> = (1..=6).map(|s| tree(s, 4 + s)).collect();
-    let ids = {
-        let repo = open(&store).await;
-        let saver = BlobSaver::start(Arc::clone(&repo), 1).await.unwrap();
-        let s = saver.clone();
-        let trees = trees.clone();
-        let ids = tokio::task::spawn_blocking(move || {
-            trees
-                .iter()
-                .map(|t| s.save_tree(t).unwrap())
-                .collect::<Vec<Id>>()
-        })
-        .await
-        .unwrap();
-        saver.finish().await.unwrap();
-        ids
-    };
+    let ids = save_trees(&store, &trees, None).await;
     // One byte of the third tree's stored bytes flipped in the pack, its length unchanged.
     let damaged = ids[2];
     {

@@ -26,7 +26,7 @@
 //!
 //! The thread takes up to [`BATCH`] requests at a time and loads them together
 //! ([`zaibei_repo::IndexedRepository::load_trees`]): a pack of trees is read whole once and
-//! held while in use, and the batch's ids are hashed side by side.
+//! held in memory (at most 24 MiB of packs), and the batch's ids are hashed side by side.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
