@@ -26,7 +26,7 @@ use crate::progress::Counters;
 /// Most files a worker takes from the queue at once.
 pub(crate) const BATCH_FILES: usize = 64;
 /// Bytes of chunks gathered before they are hashed together.
-const BATCH_BYTES: usize = 16 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 /// Most chunks hashed together.
 const BATCH_CHUNKS: usize = 64;
 
