@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         for imp in [
+            Sm4Impl::Avx512Gfni,
             Sm4Impl::Avx2Vaes,
             Sm4Impl::Avx2,
             Sm4Impl::Ssse3,

@@ -1,4 +1,4 @@
-//! SM4 with AES-NI on x86-64.
+//! SM4 with AES-NI, or GFNI, on x86-64.
 //!
 //! # The S-box
 //!
@@ -273,11 +273,87 @@ fn l256_sr(v: __m256i) -> __m256i {
     )
 }
 
+// ---------------------------------------------------------------- GFNI
+
+/// `P` (see the module documentation) on one byte, from its nibble tables.
+const fn pre(x: u8) -> u8 {
+    PRE_LO[(x & 15) as usize] ^ PRE_HI[(x >> 4) as usize]
+}
+
+/// AES's affine map after inversion: `M·v ⊕ 0x63` (FIPS 197 §5.1.1).
+const fn aes_affine(v: u8) -> u8 {
+    v ^ v.rotate_left(1) ^ v.rotate_left(2) ^ v.rotate_left(3) ^ v.rotate_left(4) ^ 0x63
+}
+
+/// `R = Q ∘ aes_affine`, so that `S(x) = R(inv'(P(x)))`: AES's `SubBytes` is
+/// `aes_affine ∘ inv'`, and `Q(SubBytes(P(x)))` is the SM4 S-box.
+const fn post_inv(v: u8) -> u8 {
+    let u = aes_affine(v);
+    POST_LO[(u & 15) as usize] ^ POST_HI[(u >> 4) as usize]
+}
+
+/// The operand of `gf2p8affineqb` for the linear part of the affine map whose images of
+/// `0` and of the eight unit bytes are `zero` and `unit[k]`. Bit `i` of the instruction's
+/// result is the parity of `x` masked by byte `7 - i` of the operand, so that byte holds
+/// row `i` of the matrix: bit `k` set when the image of bit `k` has bit `i`.
+const fn gfni_matrix(zero: u8, unit: [u8; 8]) -> i64 {
+    let mut m = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        let mut row = 0u8;
+        let mut k = 0;
+        while k < 8 {
+            row |= (((unit[k] ^ zero) >> i) & 1) << k;
+            k += 1;
+        }
+        m |= (row as u64) << (8 * (7 - i));
+        i += 1;
+    }
+    m as i64
+}
+
+/// The images of the eight unit bytes under `f`.
+macro_rules! units {
+    ($f:ident) => {
+        [$f(1), $f(2), $f(4), $f(8), $f(16), $f(32), $f(64), $f(128)]
+    };
+}
+
+/// `P` as a `gf2p8affineqb` matrix and constant.
+const GFNI_PRE: i64 = gfni_matrix(pre(0), units!(pre));
+const GFNI_PRE_C: i32 = pre(0) as i32;
+/// `R` as a `gf2p8affineinvqb` matrix and constant (applied after the AES-field inversion).
+const GFNI_POST: i64 = gfni_matrix(post_inv(0), units!(post_inv));
+const GFNI_POST_C: i32 = post_inv(0) as i32;
+
+/// The SM4 S-box on each of 32 bytes, in place: `gf2p8affineqb` applies `P`, and
+/// `gf2p8affineinvqb` inverts in the AES field and applies `R`.
+#[target_feature(enable = "avx2,gfni")]
+#[inline]
+fn sbox256_gfni(x: __m256i) -> __m256i {
+    let y = _mm256_gf2p8affine_epi64_epi8::<GFNI_PRE_C>(x, _mm256_set1_epi64x(GFNI_PRE));
+    _mm256_gf2p8affineinv_epi64_epi8::<GFNI_POST_C>(y, _mm256_set1_epi64x(GFNI_POST))
+}
+
+/// `L` on each 32-bit lane, with AVX-512VL rotations (the XORs become `vpternlogd`).
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+#[inline]
+fn l256_rol(b: __m256i) -> __m256i {
+    let x = _mm256_xor_si256(
+        _mm256_xor_si256(b, _mm256_rol_epi32::<2>(b)),
+        _mm256_rol_epi32::<10>(b),
+    );
+    _mm256_xor_si256(
+        x,
+        _mm256_xor_si256(_mm256_rol_epi32::<18>(b), _mm256_rol_epi32::<24>(b)),
+    )
+}
+
 /// Defines an encryption of `G` groups of 8 blocks in place (`blocks.len() == 8 * G`) with
 /// 256-bit vectors (blocks
 /// `j` and `j + 4` of a group share a register, in the low and high 128-bit lane).
 macro_rules! encrypt_avx2 {
-    ($(#[$m:meta])* $name:ident, $sbox:ident, $features:literal) => {
+    ($(#[$m:meta])* $name:ident, $t:expr, $features:literal) => {
         $(#[$m])*
         #[target_feature(enable = $features)]
         fn $name<const G: usize>(rk: &[u32; 32], blocks: &mut [Blk]) {
@@ -303,7 +379,7 @@ macro_rules! encrypt_avx2 {
                 );
                 (x[0][g], x[1][g], x[2][g], x[3][g]) = (x0, x1, x2, x3);
             }
-            rounds!(x, rk, _mm256_set1_epi32, _mm256_xor_si256, |s| l256_sr($sbox(s)));
+            rounds!(x, rk, _mm256_set1_epi32, _mm256_xor_si256, $t);
             for g in 0..G {
                 let (o0, o1, o2, o3) = transpose4!(
                     _mm256_unpacklo_epi32,
@@ -329,8 +405,23 @@ macro_rules! encrypt_avx2 {
     };
 }
 
-encrypt_avx2!(encrypt_avx2_aesni, sbox256_aesni, "avx2,aes");
-encrypt_avx2!(encrypt_avx2_vaes, sbox256_vaes, "avx2,aes,vaes");
+encrypt_avx2!(
+    encrypt_avx2_aesni,
+    |s| l256_sr(sbox256_aesni(s)),
+    "avx2,aes"
+);
+encrypt_avx2!(
+    encrypt_avx2_vaes,
+    |s| l256_sr(sbox256_vaes(s)),
+    "avx2,aes,vaes"
+);
+encrypt_avx2!(
+    /// With GFNI and AVX-512VL: the S-box in two instructions (see [`sbox256_gfni`]) and
+    /// `L` with one-instruction rotations, in the bytes' own order.
+    encrypt_avx512_gfni,
+    |s| l256_rol(sbox256_gfni(s)),
+    "avx2,gfni,avx512f,avx512vl"
+);
 
 // ---------------------------------------------------------------- key schedule
 
@@ -387,6 +478,7 @@ impl Sm4Simd {
     pub(super) fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = U16>) {
         // Each backend may only be built for an `imp` that `new` verified this CPU supports.
         match self.imp {
+            Sm4Impl::Avx512Gfni => f.call(&GfniBackend(&self.rk)),
             Sm4Impl::Avx2Vaes => f.call(&VaesBackend(&self.rk)),
             Sm4Impl::Avx2 => f.call(&Avx2Backend(&self.rk)),
             Sm4Impl::Ssse3 | Sm4Impl::Portable => f.call(&SseBackend(&self.rk)),
@@ -474,6 +566,14 @@ backend!(
     8,
     encrypt_avx2_vaes::<2>,
     encrypt_avx2_vaes::<1>
+);
+
+// GFNI + AVX-512VL: two interleaved groups of 8 blocks.
+backend!(
+    GfniBackend,
+    8,
+    encrypt_avx512_gfni::<2>,
+    encrypt_avx512_gfni::<1>
 );
 
 /// Test hook: the vectorised S-box on 16 bytes (`None` without AES-NI and SSSE3).
