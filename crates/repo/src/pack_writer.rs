@@ -14,9 +14,10 @@ use crate::{RepoError, Result};
 /// A staged pack writes its bytes out once this many are waiting.
 const STAGED_WRITE_BYTES: usize = 1 << 20;
 /// A staged pack's buffer larger than this (grown for a large blob) is shrunk back to
-/// [`STAGED_WRITE_BYTES`] once the blob is written out. Kept, such buffers (up to the largest
-/// chunk's 8 MiB, in each open pack) held about 25 MiB at the peak of a first backup of the
-/// Linux tree.
+/// [`STAGED_WRITE_BYTES`] once the blob is written out. Kept, such buffers grew to the largest
+/// blob each open pack took (the default largest chunk is 8 MiB): heaptrack counted about
+/// 25 MiB of them at the heap's peak in a first backup of the Linux tree, and shrinking them
+/// lowered its peak RSS by 2–5 MiB (A/B, `docs/BENCHMARKS.md`).
 const STAGED_KEPT_CAPACITY: usize = 2 * STAGED_WRITE_BYTES;
 /// Bytes of each pack read back at a time while naming packs: eight packs named together
 /// hold 2 MiB.

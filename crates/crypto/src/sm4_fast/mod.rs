@@ -1,11 +1,12 @@
 //! A fast SM4 block cipher for SM4-GCM.
 //!
 //! On x86-64 CPUs with AES-NI and SSSE3 the SM4 S-box is evaluated 16 or 32 bytes at a time
-//! with the AES instruction `aesenclast` (or, where the CPU has GFNI and AVX-512VL, with
-//! `gf2p8affineqb` and `gf2p8affineinvqb`, two instructions for 32 bytes): both S-boxes are affine transforms of inversion in
+//! with the AES instruction `aesenclast`: both S-boxes are affine transforms of inversion in
 //! GF(2^8) (with different field polynomials), so SM4's S-box is an affine map, then AES's
 //! S-box, then another affine map (see `x86.rs`). The affine maps are applied with 4-bit
 //! `pshufb` lookups held in registers, so no secret-dependent memory access or branch occurs.
+//! Where the CPU has GFNI and AVX-512VL, the S-box of 32 bytes is two instructions instead
+//! (`gf2p8affineqb`, then `gf2p8affineinvqb`, which inverts in AES's field), with no table.
 //! Many blocks are processed at once (16 per call from counter mode), word-sliced across
 //! vector lanes. AVX2 doubles the width; VAES runs `aesenclast` on 256-bit registers.
 //!
@@ -29,7 +30,7 @@ mod x86;
 /// Which implementation a [`FastSm4`] key uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sm4Impl {
-    /// AES-NI (key schedule) + GFNI + AVX-512VL: the S-box in two `gf2p8affine`
+    /// AES-NI + SSSE3 (key schedule) + AVX2 + GFNI + AVX-512VL: the S-box in two `gf2p8affine`
     /// instructions and `L` with one-instruction rotations, 256-bit lanes, 16 blocks per batch.
     Avx512Gfni,
     /// AES-NI + AVX2 + VAES: 256-bit `aesenclast`, 16 blocks per batch.
@@ -80,7 +81,7 @@ impl Sm4Impl {
     }
 }
 
-/// SM4 block cipher (encryption only) with a vectorised AES-NI implementation on x86-64.
+/// SM4 block cipher (encryption only), vectorised with AES-NI or GFNI on x86-64.
 #[derive(Clone)]
 pub struct FastSm4(Inner);
 

@@ -83,6 +83,41 @@ fn simd_sbox_matches_standard() {
     }
 }
 
+/// The GFNI S-box's matrices and constants, checked on every CPU: `gf2p8affineqb` and
+/// `gf2p8affineinvqb` emulated bit by bit (Intel SDM: bit `i` of a result byte is the parity of
+/// the input byte masked by byte `7 - i` of the matrix, XOR bit `i` of the immediate; the
+/// second instruction first inverts in the AES field, with 0 mapped to 0) must give the
+/// standard S-box for all 256 inputs.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn gfni_matrices_give_the_standard_sbox() {
+    use super::x86::{GFNI_POST, GFNI_POST_C, GFNI_PRE, GFNI_PRE_C};
+    fn affine(x: u8, matrix: i64, imm: i32) -> u8 {
+        let m = (matrix as u64).to_le_bytes();
+        (0..8).fold(0u8, |out, i| {
+            let bit = ((m[7 - i] & x).count_ones() as u8 & 1) ^ ((imm as u8) >> i & 1);
+            out | bit << i
+        })
+    }
+    fn aes_mul(mut a: u8, mut b: u8) -> u8 {
+        let mut r = 0u8;
+        while b != 0 {
+            if b & 1 != 0 {
+                r ^= a;
+            }
+            b >>= 1;
+            a = (a << 1) ^ if a & 0x80 != 0 { 0x1b } else { 0 };
+        }
+        r
+    }
+    let inv = |a: u8| (1..=255u8).find(|&b| aes_mul(a, b) == 1).unwrap_or(0);
+    for x in 0..=255u8 {
+        let y = affine(x, GFNI_PRE, GFNI_PRE_C);
+        let s = affine(inv(y), GFNI_POST, GFNI_POST_C);
+        assert_eq!(s, SBOX[usize::from(x)], "input {x:#04x}");
+    }
+}
+
 /// Re-derives the nibble tables of `x86.rs` from the field arithmetic.
 #[cfg(target_arch = "x86_64")]
 #[test]
