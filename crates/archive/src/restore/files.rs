@@ -236,7 +236,7 @@ pub(crate) fn run_worker(shared: &Shared<'_>, jobs: Receiver<Queued>, batch_file
             None => Vec::new(),
         };
         // A blob held already, or checked and kept for a waiting file, is not fetched again.
-        let wanted: Vec<zaibei_format::Id> = prefetch::needed(&batch)
+        let wanted: Vec<zaibei_format::Id> = prefetch::needed(&batch, shared.batch_bytes)
             .filter(|id| !opener.holds(id) && !ready.contains_key(*id))
             .copied()
             .collect();
@@ -318,7 +318,7 @@ fn gather(
                 shared.failures.record(&path, e);
             }
         }
-        if batch.len() < batch_files && bytes < prefetch::BATCH_BYTES {
+        if batch.len() < batch_files && bytes < shared.batch_bytes {
             next = jobs.recv_deadline(deadline).ok();
         }
     }
@@ -459,7 +459,7 @@ fn fetch_ahead<'s>(
     batch: &prefetch::Blobs,
 ) -> Result<(prefetch::Blobs, prefetch::Reserved<'s>), String> {
     let mut extra = shared.window_budget.take(prefetch::EXTRA_WINDOW_BYTES);
-    let limit = prefetch::BATCH_BYTES + extra.bytes();
+    let limit = shared.batch_bytes + extra.bytes();
     let mut bytes = 0u64;
     let mut count = 0usize;
     let wanted: Vec<&zaibei_format::Id> = content
@@ -478,7 +478,7 @@ fn fetch_ahead<'s>(
         .map(|(id, _)| id)
         .collect();
     // What the window does not use goes back at once.
-    extra.shrink_to(bytes.saturating_sub(prefetch::BATCH_BYTES));
+    extra.shrink_to(bytes.saturating_sub(shared.batch_bytes));
     let blobs = prefetch::fetch_blobs(shared.repo, &shared.runtime, wanted.into_iter())?;
     Ok((blobs, extra))
 }
@@ -562,7 +562,7 @@ fn matches_snapshot(
         stream += len;
         if i == last
             || group.len() >= prefetch::BATCH_FILES
-            || buf.len() as u64 >= prefetch::BATCH_BYTES
+            || buf.len() as u64 >= shared.batch_bytes
         {
             let slices: Vec<&[u8]> = group.iter().map(|(_, r)| &buf[r.clone()]).collect();
             let actual = content.blob_ids(&slices);

@@ -151,6 +151,8 @@ pub(crate) struct Shared<'a> {
     pub outcome: Mutex<RestoreOutcome>,
     /// Plaintext the writers may hold beyond their batches, together.
     pub window_budget: prefetch::WindowBudget,
+    /// Most file data each writer gathers in one batch ([`prefetch::batch_bytes`]).
+    pub batch_bytes: u64,
 }
 
 /// The writers' shared budget ([`prefetch::WindowBudget`]): one
@@ -164,6 +166,15 @@ fn window_budget_bytes(workers: usize) -> u64 {
         workers.min(cpus)
     };
     prefetch::EXTRA_WINDOW_BYTES * running.min(8) as u64
+}
+
+/// The writer threads a restore runs: `workers`, or the number of CPUs when that is 0.
+pub(crate) fn writer_count(workers: usize) -> usize {
+    if workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        workers
+    }
 }
 
 /// Restores the snapshot whose root tree is `root` according to `opts`.
@@ -194,6 +205,7 @@ pub async fn restore(
             runtime,
             outcome: Mutex::new(RestoreOutcome::default()),
             window_budget: prefetch::WindowBudget::new(window_budget_bytes(opts.workers)),
+            batch_bytes: prefetch::batch_bytes(writer_count(opts.workers)),
         };
         let base =
             crate::snapshot_path::components(&subpath)

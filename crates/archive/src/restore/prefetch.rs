@@ -22,8 +22,20 @@ use zaibei_repo::{BlobOpener, GatherLimits, IndexedRepository, RangedRead};
 use super::files::FileJob;
 pub(crate) use crate::budget::{Reserved, WindowBudget};
 
-/// Most file data gathered in one batch.
+/// Most file data gathered in one batch by each of many writers: the batches of eight writers
+/// (object storage's default) hold 32 MiB together.
 pub(crate) const BATCH_BYTES: u64 = 4 << 20;
+/// Most file data the writers' batches hold together; fewer writers each take a larger batch
+/// (up to [`MAX_BATCH_BYTES`]), so that more ids are hashed side by side in the same memory.
+const ALL_BATCHES_BYTES: u64 = 32 << 20;
+/// Most file data gathered in one batch, however few the writers.
+const MAX_BATCH_BYTES: u64 = 8 << 20;
+
+/// The most file data each of `writers` writers gathers in one batch: [`ALL_BATCHES_BYTES`]
+/// shared out, within [`BATCH_BYTES`] and [`MAX_BATCH_BYTES`].
+pub(crate) fn batch_bytes(writers: usize) -> u64 {
+    (ALL_BATCHES_BYTES / writers.max(1) as u64).clamp(BATCH_BYTES, MAX_BATCH_BYTES)
+}
 /// Most files in one batch.
 pub(crate) const BATCH_FILES: usize = 64;
 /// Most plaintext a writer adds to a window of a large file's blobs from the shared
@@ -43,9 +55,9 @@ pub(crate) type Blobs = HashMap<Id, Vec<u8>>;
 /// The blobs of `jobs` fetched with the batch: those of files to be written (files that exist
 /// already are checked first and are left to fetch their own blobs if they turn out to
 /// differ), unless the file is too large for a batch and is fetched a window at a time.
-pub(crate) fn needed(jobs: &[FileJob]) -> impl Iterator<Item = &Id> {
+pub(crate) fn needed(jobs: &[FileJob], batch_bytes: u64) -> impl Iterator<Item = &Id> {
     jobs.iter()
-        .filter(|j| !j.existing() && j.node.size <= BATCH_BYTES)
+        .filter(move |j| !j.existing() && j.node.size <= batch_bytes)
         .flat_map(|j| j.node.content.iter())
 }
 
@@ -119,6 +131,16 @@ mod tests {
 
     use super::super::meta::AsCreated;
     use super::*;
+
+    #[test]
+    fn the_writers_batches_share_32_mib_within_4_and_8_mib_each() {
+        assert_eq!(batch_bytes(8), 4 << 20);
+        assert_eq!(batch_bytes(64), 4 << 20);
+        assert_eq!(batch_bytes(4), 8 << 20);
+        assert_eq!(batch_bytes(2), 8 << 20);
+        assert_eq!(batch_bytes(0), 8 << 20);
+        assert_eq!(batch_bytes(6), (32 << 20) / 6);
+    }
 
     fn job(content: Vec<Id>, existing: bool) -> FileJob {
         let mut node = Node::new(b"f".to_vec(), NodeKind::File);
@@ -204,7 +226,7 @@ mod tests {
             job(vec![ids[10]], true),
         ];
         drop(_guard);
-        let reads = repo.plan_reads(PackKind::Data, needed(&jobs), READS);
+        let reads = repo.plan_reads(PackKind::Data, needed(&jobs, BATCH_BYTES), READS);
         assert_eq!(
             reads.len(),
             2,
@@ -215,7 +237,7 @@ mod tests {
         assert!(reads.iter().all(|r| r.end - r.start < 100 << 10));
 
         let mut opener = BlobOpener::new(&repo, PackKind::Data);
-        fetch_batch(&repo, rt.handle(), &mut opener, needed(&jobs)).unwrap();
+        fetch_batch(&repo, rt.handle(), &mut opener, needed(&jobs, BATCH_BYTES)).unwrap();
         let blobs = settled(opener.finish());
         assert_eq!(blobs.len(), 11);
         for i in (0..5).chain(15..21) {

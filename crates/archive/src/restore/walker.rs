@@ -107,13 +107,7 @@ pub(crate) fn run(
             )
         }
     };
-    let workers = if shared.opts.workers == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        shared.opts.workers
-    };
+    let workers = super::writer_count(shared.opts.workers);
     let (file_tx, file_rx) = crossbeam_channel::bounded::<Queued>(workers * 4);
     // Each file of a batch is an open handle: the batches together stay within a budget well
     // under the usual limit of 1024 open files, however many writers there are.

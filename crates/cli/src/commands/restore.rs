@@ -30,8 +30,9 @@ pub struct RestoreArgs {
     /// Read every restored file back and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
-    /// Writer threads (default: the number of CPUs or --connections, whichever is larger:
-    /// each thread waits for one blob at a time).
+    /// Writer threads (default: the number of CPUs or --connections, whichever is larger, on
+    /// object storage or a server, where each thread waits for its reads; at least 4 on a
+    /// local disk).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
 }
@@ -63,7 +64,7 @@ pub async fn run(cli: &Cli, a: &RestoreArgs) -> Result<u8> {
         workers: if a.workers == 0 {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .max(cli.storage.requests())
+                .max(crate::repo::restore_writers(cli))
         } else {
             a.workers
         },
