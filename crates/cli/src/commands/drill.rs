@@ -104,8 +104,9 @@ pub struct DrillArgs {
     /// 2d, 7d); older history, thinned by retention, does not count.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub rpo_window: Duration,
-    /// Restore writer threads (default: the number of CPUs or --connections, whichever is
-    /// larger).
+    /// Restore writer threads (default: as `zaibei restore`, the number of CPUs or
+    /// --connections, whichever is larger, on object storage or a server; at least 4 on a
+    /// local disk).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
 }
@@ -265,10 +266,11 @@ pub async fn run(cli: &Cli, a: &DrillArgs) -> Result<u8> {
             tags: a.tags.clone(),
         },
         scratch,
+        // As many writers as `zaibei restore` would run, so that the drill's RTO is a restore's.
         restore_workers: if a.workers == 0 {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .max(cli.storage.requests())
+                .max(crate::repo::restore_writers(cli))
         } else {
             a.workers
         },
