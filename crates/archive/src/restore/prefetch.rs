@@ -5,11 +5,12 @@
 //! therefore takes a batch of files, gathers the blobs they need, and reads each run of blobs
 //! lying close together in one pack with a single ranged read. Only the blobs needed are
 //! fetched, plus the gaps between them where a gap is small ([`READS`]); a batch holds at
-//! most [`BATCH_BYTES`] of file data, so memory stays bounded. A large file's blobs are fetched
-//! the same way, a window at a time ([`fetch_blobs`]).
+//! most [`batch_bytes`] of file data (the writers' batches share 32 MiB, 4 to 8 MiB each), so
+//! memory stays bounded. A large file's blobs are fetched the same way, a window at a time
+//! ([`fetch_blobs`]).
 //!
-//! A window of a large file holds only a few of its blobs (1 MiB on average) within
-//! [`BATCH_BYTES`], and the ids of a few blobs are hashed mostly one stream after another: the
+//! A window of a large file holds only a few of its blobs (1 MiB on average) within the
+//! batch size, and the ids of a few blobs are hashed mostly one stream after another: the
 //! lanes of multi-buffer SM3 fill only with more messages than that. A writer therefore widens
 //! its window by up to [`EXTRA_WINDOW_BYTES`] taken from a [`WindowBudget`] the writers share,
 //! when the others are not holding it, so memory stays bounded by the budget.
